@@ -1,0 +1,256 @@
+"""Validate a raw long frame and return it typed; every problem is reported in one error.
+
+Row numbers in messages are 1-based data rows of the source (header excluded), counted from
+the start of the source even when ``cfg.rows`` selects a slice, so they point into the file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from pipelines.config import CsvSource, DataConfig, ParquetSource, Source
+
+MAX_SHOWN = 5
+"""Offenders listed per problem; the message always gives the total count."""
+
+
+class DataValidationError(ValueError):
+    """Data that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def describe_source(source: Source) -> str:
+    """A short human-readable name of a source (passwords in SQL URLs are masked)."""
+    if isinstance(source, CsvSource):
+        return f"CSV file {source.path}"
+    if isinstance(source, ParquetSource):
+        return f"Parquet file {source.path}"
+    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", source.url)
+    return f"SQL query on {url}"
+
+
+def validate(
+    raw: pd.DataFrame, cfg: DataConfig, min_rows: int, max_missing_fraction: float = 1.0
+) -> pd.DataFrame:
+    """Check the long frame from ``load_raw`` and return it typed, in the given row order.
+
+    Columns out: ``unique_id`` (str), ``ds`` (datetime64[ns], timezone-aware values in UTC),
+    ``y`` and the exogenous columns (float64, missing values as NaN). Raises one
+    ``DataValidationError`` listing every problem. Writes nothing.
+    """
+    source = describe_source(cfg.source)
+    value_columns = ["y", *cfg.exog_columns]
+    absent = [c for c in ("unique_id", "ds", *value_columns) if c not in raw.columns]
+    if absent:
+        raise DataValidationError(
+            f"{source}: columns {absent} missing from the loaded frame "
+            f"(have {list(raw.columns)}); load it with load_raw",
+            [f"missing columns {absent}"],
+        )
+    raw = raw.reset_index(drop=True)
+    first_row = 1 + (cfg.rows.start if cfg.rows else 0)
+    rows = np.arange(len(raw)) + first_row
+    names = {
+        "unique_id": _label(cfg.id_column or "unique_id", "id"),
+        "ds": _label(cfg.time_column, "time"),
+        "y": _label(cfg.target_column, "target"),
+        **{c: _label(c, "exogenous") for c in cfg.exog_columns},
+    }
+
+    problems: list[str] = []
+    id_missing = raw["unique_id"].isna().to_numpy()
+    if id_missing.any():
+        problems.append(
+            f"column {names['unique_id']}: {id_missing.sum()} missing series id(s) at "
+            + _listing(rows, np.flatnonzero(id_missing))
+        )
+    uid = raw["unique_id"].astype(str)
+    multi = uid.nunique() > 1
+
+    def where(pos: int) -> str:
+        return f"series {uid.iat[pos]!r}, " if multi else ""
+
+    ds, bad_ds = _parse_timestamps(raw["ds"])
+    if bad_ds.any():
+        problems.append(
+            f"column {names['ds']}: {bad_ds.sum()} missing or unparsable timestamp(s) at "
+            + _listing(rows, np.flatnonzero(bad_ds), lambda p: f"{raw['ds'].iat[p]!r}")
+        )
+    problems += _order_problems(uid, ds, ~bad_ds & ~id_missing, rows, cfg, names["ds"], where)
+
+    typed: dict[str, pd.Series] = {}
+    for col in value_columns:
+        values, missing, bad = _parse_numeric(raw[col])
+        typed[col] = values
+        if bad.any():
+            problems.append(
+                f"column {names[col]}: {bad.sum()} non-numeric value(s) at "
+                + _listing(rows, np.flatnonzero(bad), lambda p, c=col: f"{raw[c].iat[p]!r}")
+            )
+        infinite = np.isinf(values.to_numpy())
+        if infinite.any():
+            problems.append(
+                f"column {names[col]}: {infinite.sum()} infinite value(s) at "
+                + _listing(rows, np.flatnonzero(infinite), lambda p, v=values: f"{v.iat[p]}")
+            )
+        problems += _missing_problems(uid, missing, rows, names[col], max_missing_fraction)
+
+    if raw.empty:
+        problems.append(
+            f"no data rows (rows slice: {cfg.rows.model_dump() if cfg.rows else 'all rows'}); "
+            f"the configured windows need at least {min_rows} rows per series"
+        )
+    sizes = uid.groupby(uid, sort=False).size()
+    short = sizes[sizes < min_rows]
+    if len(short):
+        shown = ", ".join(f"series {k!r} has {n} rows" for k, n in short.iloc[:MAX_SHOWN].items())
+        more = f" ({len(short)} series in total)" if len(short) > MAX_SHOWN else ""
+        problems.append(
+            f"{shown}{more}; the configured windows need at least {min_rows} rows per series "
+            "(training history + horizon + validation + test rows, from split and horizon)"
+        )
+
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise DataValidationError(
+            f"{source}: {len(problems)} data problem(s) found (rows are 1-based data rows, "
+            f"header excluded):\n{listing}",
+            problems,
+        )
+    return pd.DataFrame({"unique_id": uid, "ds": ds, **typed})
+
+
+def _label(column: str, role: str) -> str:
+    return f"{column!r} ({role})"
+
+
+def _listing(
+    rows: np.ndarray, positions: np.ndarray, detail: Callable[[int], str] | None = None
+) -> str:
+    """'row 3 (detail), row 7 (detail) and 4 more' for the first MAX_SHOWN positions."""
+    shown = [
+        f"row {rows[p]}" + (f" ({detail(int(p))})" if detail else "") for p in positions[:MAX_SHOWN]
+    ]
+    more = f" and {len(positions) - MAX_SHOWN} more" if len(positions) > MAX_SHOWN else ""
+    return ", ".join(shown) + more
+
+
+def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Timestamps as naive datetime64[ns] (aware ones converted to UTC) and the bad mask."""
+    with warnings.catch_warnings():
+        # An unparsable first value makes pandas fall back to per-value parsing and warn.
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    parsed = parsed.dt.tz_convert(None).astype("datetime64[ns]")
+    return parsed, parsed.isna().to_numpy()
+
+
+def _order_problems(
+    uid: pd.Series,
+    ds: pd.Series,
+    usable: np.ndarray,
+    rows: np.ndarray,
+    cfg: DataConfig,
+    name: str,
+    where: Callable[[int], str],
+) -> list[str]:
+    """Duplicate, decreasing and off-frequency timestamps within each series."""
+    try:
+        offset = to_offset(cfg.freq)
+    except ValueError:
+        return [f"freq {cfg.freq!r} is not a pandas frequency alias (e.g. h, D, 15min)"]
+    pos = np.arange(len(ds))
+    frame = pd.DataFrame({"uid": uid, "ds": ds, "pos": pos})
+    by_series = frame.groupby("uid", sort=False)
+    prev_ds = by_series["ds"].shift()
+    prev_pos = by_series["pos"].shift().fillna(-1).astype(int).to_numpy()
+    # Pairs with a bad row on either side are skipped: that row is reported already.
+    pair_ok = usable & (prev_pos >= 0) & usable[np.maximum(prev_pos, 0)]
+    step = (frame["ds"] - prev_ds).to_numpy()
+    problems = []
+
+    duplicated = frame.duplicated(["uid", "ds"]).to_numpy() & usable
+    if duplicated.any():
+        kept = frame[usable]
+        first_pos = kept.groupby(["uid", "ds"], sort=False)["pos"].transform("first")
+        first_row = dict(zip(kept["pos"], rows[first_pos.to_numpy()], strict=True))
+        problems.append(
+            f"column {name}: {duplicated.sum()} duplicate timestamp(s) at "
+            + _listing(
+                rows,
+                pos[duplicated],
+                lambda p: f"{where(p)}{ds.iat[p]}, same as row {first_row[p]}",
+            )
+        )
+
+    decreasing = pair_ok & (step < np.timedelta64(0))
+    if decreasing.any():
+        problems.append(
+            f"column {name}: {decreasing.sum()} timestamp(s) earlier than the previous row "
+            "(rows must be in chronological order; they are not sorted automatically) at "
+            + _listing(
+                rows,
+                pos[decreasing],
+                lambda p: (
+                    f"{where(p)}{ds.iat[p]} after {ds.iat[prev_pos[p]]} at row {rows[prev_pos[p]]}"
+                ),
+            )
+        )
+
+    with warnings.catch_warnings():
+        # Calendar offsets (MS, W-SUN, B) are applied element-wise; that is fine here.
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        expected = (prev_ds + offset).to_numpy()
+    irregular = pair_ok & (step > np.timedelta64(0)) & (frame["ds"].to_numpy() != expected)
+    if irregular.any():
+        problems.append(
+            f"column {name}: {irregular.sum()} step(s) that are not the frequency "
+            f"{cfg.freq!r} (gaps or off-grid timestamps) at "
+            + _listing(
+                rows,
+                pos[irregular],
+                lambda p: (
+                    f"{where(p)}{ds.iat[prev_pos[p]]} at row {rows[prev_pos[p]]} -> "
+                    f"{ds.iat[p]}, a step of {ds.iat[p] - ds.iat[prev_pos[p]]}"
+                ),
+            )
+        )
+    return problems
+
+
+def _parse_numeric(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Float64 values, the missing mask (NaN/empty) and the non-numeric mask."""
+    if pd.api.types.is_numeric_dtype(values):
+        parsed = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+        missing = parsed.isna().to_numpy()
+        return parsed, missing, np.zeros(len(values), dtype=bool)
+    missing = (values.isna() | values.astype(str).str.strip().eq("")).to_numpy()
+    parsed = pd.to_numeric(values.mask(missing), errors="coerce").astype("float64")
+    return parsed, missing, ~missing & parsed.isna().to_numpy()
+
+
+def _missing_problems(
+    uid: pd.Series, missing: np.ndarray, rows: np.ndarray, name: str, limit: float
+) -> list[str]:
+    """Series whose fraction of missing values in one column exceeds ``limit``."""
+    if not missing.any():
+        return []
+    fractions = pd.Series(missing).groupby(uid.to_numpy(), sort=False).agg(["mean", "sum", "size"])
+    problems = []
+    for series, (fraction, count, size) in fractions[fractions["mean"] > limit].iterrows():
+        positions = np.flatnonzero(missing & (uid.to_numpy() == series))
+        problems.append(
+            f"column {name}: {fraction:.1%} of values missing in series {series!r} "
+            f"({int(count)} of {int(size)}), more than max_missing_fraction {limit:.1%}; "
+            "missing at " + _listing(rows, positions)
+        )
+    return problems
