@@ -1,0 +1,157 @@
+"""The one interface every forecaster implements, plus conformal intervals shared by all.
+
+Models work on one scaled, gap-free target series (a 1-D float array). The preprocessor
+(``pipelines.preprocess``) does imputation and scaling before, and the inverse after.
+
+Shapes:
+- ``fit(y)``: ``y`` is the training series, shape ``(n,)``.
+- ``predict(histories, last_ds)``: ``histories`` has shape ``(n_windows, L)`` with
+  ``L >= min_history``; the most recent value is last. ``last_ds`` (optional) holds the
+  timestamp of each window's last value, shape ``(n_windows,)``, ``datetime64[ns]``, for
+  models with calendar features. Returns ``(n_windows, horizon)`` point forecasts.
+- ``forecast_origins(y, origins, ds)``: forecasts made at each origin index ``o`` from
+  ``y[:o]`` (the first forecast step is ``y[o]``). The default slices windows and calls
+  ``predict``; models with a faster exact path (ARIMA's Kalman filter) override it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+class Forecaster(ABC):
+    """Base class: subclasses set ``name`` and implement fit/predict/min_history/_save/_load."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self, horizon: int, level: float = 0.9, freq: str = "h", seed: int = 0, **params: Any
+    ) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"interval level must be in (0, 1), got {level}")
+        self.horizon = int(horizon)
+        self.level = float(level)
+        self.freq = freq
+        self.seed = int(seed)
+        self.params: dict[str, Any] = dict(params)
+        # Half-width of the conformal interval per horizon step, set by calibrate().
+        self.interval_halfwidth: np.ndarray | None = None
+
+    # ----- what each model implements -------------------------------------------------------
+    @property
+    @abstractmethod
+    def min_history(self) -> int:
+        """Fewest past values ``predict`` needs in each window."""
+
+    @abstractmethod
+    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> Forecaster:
+        """Fit on the training series ``y`` (timestamps ``ds`` optional); return self."""
+
+    @abstractmethod
+    def predict(self, histories: np.ndarray, last_ds: np.ndarray | None = None) -> np.ndarray:
+        """Point forecasts, shape ``(n_windows, horizon)``."""
+
+    @abstractmethod
+    def _save(self, path: Path) -> None:
+        """Write model-specific files into the directory ``path``."""
+
+    @abstractmethod
+    def _load(self, path: Path) -> None:
+        """Read what ``_save`` wrote."""
+
+    # ----- shared behaviour -----------------------------------------------------------------
+    def _check_history(self, histories: np.ndarray) -> np.ndarray:
+        """``histories`` as a 2-D float array; raise if windows are shorter than needed."""
+        histories = np.atleast_2d(np.asarray(histories, dtype=float))
+        if histories.ndim != 2 or histories.shape[1] < self.min_history:
+            raise ValueError(
+                f"{self.name} needs at least {self.min_history} past values per window, "
+                f"got histories of shape {histories.shape}"
+            )
+        return histories
+
+    def forecast_origins(
+        self, y: np.ndarray, origins: np.ndarray, ds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Forecasts from each origin index (using ``y[:origin]``), shape ``(len, horizon)``."""
+        origins = np.asarray(origins, dtype=int)
+        window = self.min_history
+        if origins.size and origins.min() < window:
+            raise ValueError(f"origin {origins.min()} leaves fewer than {window} history values")
+        windows = sliding_window_view(np.asarray(y, dtype=float), window)[origins - window]
+        last_ds = None if ds is None else np.asarray(ds)[origins - 1]
+        return self.predict(windows, last_ds)
+
+    def calibrate(
+        self, y: np.ndarray, origins: np.ndarray, ds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Split-conformal intervals from residuals at ``origins`` (validation data, not train).
+
+        Stores and returns the per-step half-width: the ``level`` quantile of absolute errors,
+        with the finite-sample correction ceil((n+1)*level)/n.
+        """
+        origins = np.asarray(origins, dtype=int)
+        preds = self.forecast_origins(y, origins, ds)
+        actual = sliding_window_view(np.asarray(y, dtype=float), self.horizon)[origins]
+        errors = np.abs(actual - preds)
+        n = errors.shape[0]
+        if n < 2:
+            raise ValueError("conformal calibration needs at least 2 validation origins")
+        q = min(1.0, np.ceil((n + 1) * self.level) / n)
+        self.interval_halfwidth = np.quantile(errors, q, axis=0, method="higher")
+        return self.interval_halfwidth
+
+    def predict_intervals(
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point forecast with lower and upper bounds, each ``(n_windows, horizon)``."""
+        point = self.predict(histories, last_ds)
+        if self.interval_halfwidth is None:
+            raise RuntimeError(f"{self.name}: intervals need calibrate() on validation data")
+        return point, point - self.interval_halfwidth, point + self.interval_halfwidth
+
+    def save(self, path: str | Path) -> None:
+        """Save the model and its interval calibration into a directory."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "name": self.name,
+            "horizon": self.horizon,
+            "level": self.level,
+            "freq": self.freq,
+            "seed": self.seed,
+            "params": self.params,
+            "interval_halfwidth": (
+                None if self.interval_halfwidth is None else self.interval_halfwidth.tolist()
+            ),
+        }
+        (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
+        self._save(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Forecaster:
+        """Load a forecaster saved with ``save`` (any registered model class)."""
+        from pipelines.models.registry import get_model_class
+
+        path = Path(path)
+        meta = json.loads((path / "forecaster.json").read_text())
+        model_cls = get_model_class(meta["name"])
+        model = model_cls(
+            horizon=meta["horizon"],
+            level=meta["level"],
+            freq=meta["freq"],
+            seed=meta["seed"],
+            **meta["params"],
+        )
+        if meta["interval_halfwidth"] is not None:
+            model.interval_halfwidth = np.asarray(meta["interval_halfwidth"], dtype=float)
+        model._load(path)
+        return model
