@@ -1,0 +1,140 @@
+"""The forecast bundle: fitted preprocessor + forecaster + metadata, saved as one folder.
+
+This is what a registered MLflow model carries (``artifacts/bundle``) and what serving loads,
+so training and serving apply the very same preprocessing (no training/serving skew).
+
+Layout::
+
+    bundle/
+      bundle.json         algorithm, horizon, level, freq, min_history, series, lineage
+      preprocessor.json   pipelines.preprocess.Preprocessor
+      forecaster/         pipelines.models.base.Forecaster.save
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.models.base import Forecaster
+from pipelines.preprocess import Preprocessor
+
+
+class ForecastInputError(ValueError):
+    """A request the bundle cannot forecast from; ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass
+class Forecast:
+    """Forecasts in original units, each array ``(n_windows, horizon)``."""
+
+    ds: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass
+class ForecastBundle:
+    preprocessor: Preprocessor
+    forecaster: Forecaster
+    meta: dict[str, Any]
+
+    @property
+    def horizon(self) -> int:
+        return self.forecaster.horizon
+
+    @property
+    def min_history(self) -> int:
+        return self.forecaster.min_history
+
+    @property
+    def freq(self) -> str:
+        return self.forecaster.freq
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            **self.meta,
+            "algorithm": self.forecaster.name,
+            "horizon": self.horizon,
+            "level": self.forecaster.level,
+            "freq": self.freq,
+            "min_history": self.min_history,
+        }
+        (path / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
+        self.preprocessor.save(path / "preprocessor.json")
+        self.forecaster.save(path / "forecaster")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ForecastBundle:
+        path = Path(path)
+        if not (path / "bundle.json").exists():
+            raise FileNotFoundError(f"no forecast bundle at {path} (bundle.json missing)")
+        meta = json.loads((path / "bundle.json").read_text())
+        return cls(
+            Preprocessor.load(path / "preprocessor.json"),
+            Forecaster.load(path / "forecaster"),
+            meta,
+        )
+
+    def forecast(
+        self, values: np.ndarray, last_ds: np.ndarray, horizon: int | None = None
+    ) -> Forecast:
+        """Forecast ``horizon`` steps after each history window.
+
+        ``values``: ``(n_windows, L)`` or ``(L,)`` history in original units, oldest first;
+        ``last_ds``: the timestamp of each window's last value. Raises ForecastInputError.
+        """
+        horizon = self.horizon if horizon is None else int(horizon)
+        if not 1 <= horizon <= self.horizon:
+            raise ForecastInputError(
+                "forecast_horizon", f"must be between 1 and {self.horizon}, got {horizon}"
+            )
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        if values.shape[1] < self.min_history:
+            raise ForecastInputError(
+                "data",
+                f"history has {values.shape[1]} values; this model needs at least "
+                f"{self.min_history}",
+            )
+        if not np.isfinite(values).all():
+            row, col = np.argwhere(~np.isfinite(values))[0]
+            raise ForecastInputError("data", f"value at window {row}, row {col} is NaN or inf")
+        last_ds = np.atleast_1d(np.asarray(last_ds, dtype="datetime64[ns]"))
+        if last_ds.shape[0] != values.shape[0]:
+            raise ForecastInputError(
+                "ds", f"{last_ds.shape[0]} timestamps for {values.shape[0]} windows"
+            )
+        scaled = self.preprocessor.transform_target(values)
+        point, lower, upper = self.forecaster.predict_intervals(scaled, last_ds)
+        inv = self.preprocessor.inverse_transform_target
+        return Forecast(
+            future_timestamps(last_ds, horizon, self.freq),
+            inv(point[:, :horizon]),
+            inv(lower[:, :horizon]),
+            inv(upper[:, :horizon]),
+        )
+
+
+def future_timestamps(last_ds: np.ndarray, horizon: int, freq: str) -> np.ndarray:
+    """Timestamps of the ``horizon`` steps after each ``last_ds``, shape ``(n, horizon)``."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        step = np.timedelta64(pd.Timedelta(offset).value, "ns")
+    except ValueError:  # calendar frequencies (month, business day) have no fixed length
+        return np.stack(
+            [pd.date_range(t, periods=horizon + 1, freq=offset)[1:].values for t in last_ds]
+        )
+    return last_ds[:, None] + step * np.arange(1, horizon + 1)[None, :]

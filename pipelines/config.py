@@ -1,0 +1,212 @@
+"""Experiment configuration: one YAML file per experiment, validated with pydantic.
+
+Relative paths in the file are resolved against the file's own folder, so a config works from
+any working directory. Another dataset needs another YAML file, not new code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipelines.models.registry import MODELS
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CsvSource(_Strict):
+    kind: Literal["csv"] = "csv"
+    path: Path
+
+
+class ParquetSource(_Strict):
+    kind: Literal["parquet"] = "parquet"
+    path: Path
+
+
+class SqlSource(_Strict):
+    kind: Literal["sql"] = "sql"
+    url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    query: str
+
+
+Source = Annotated[CsvSource | ParquetSource | SqlSource, Field(discriminator="kind")]
+
+
+class RowSlice(_Strict):
+    """Use only rows [start, stop) of the source (small runs, tests)."""
+
+    start: int = Field(0, ge=0)
+    stop: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RowSlice:
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError(f"rows.stop ({self.stop}) must be greater than start ({self.start})")
+        return self
+
+
+class DataConfig(_Strict):
+    source: Source
+    time_column: str = "ds"
+    target_column: str = "y"
+    id_column: str | None = None
+    series_id: str = Field("series", description="unique_id used when the source has no id")
+    exog_columns: list[str] = []
+    freq: str = Field("h", description="pandas frequency alias of the series, e.g. h, D, 15min")
+    rows: RowSlice | None = None
+
+    @field_validator("freq")
+    @classmethod
+    def _known_freq(cls, value: str) -> str:
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a pandas frequency alias (e.g. h, D, 15min)"
+            ) from None
+        return value
+
+
+class SplitConfig(_Strict):
+    """Chronological split: the last rows are test, the ones before validation."""
+
+    val_size: int = Field(..., ge=1)
+    test_size: int = Field(..., ge=1)
+    train_size: int | None = Field(None, ge=1, description="default: every row before val")
+
+
+class PreprocessConfig(_Strict):
+    imputation: Literal["none", "ffill", "linear", "mean"] = "linear"
+    scaler: Literal["standard", "minmax", "none"] = "standard"
+    max_missing_fraction: float = Field(0.2, ge=0, le=1)
+
+
+class SearchParam(_Strict):
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical search parameter needs non-empty 'choices'")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"{self.type} search parameter needs 'low' <= 'high'")
+        return self
+
+
+class AlgorithmConfig(_Strict):
+    params: dict[str, Any] = Field({}, description="fixed hyper-parameters")
+    search_space: dict[str, SearchParam] = {}
+
+
+class TuningConfig(_Strict):
+    n_trials: int = Field(10, ge=1)
+    cv_folds: int = Field(3, ge=1)
+    seed: int = 42
+    metric: Literal["mae", "rmse", "smape", "wape", "mase"] = "mae"
+    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in home")
+    timeout_s: float | None = Field(None, gt=0)
+    max_origins_per_fold: int = Field(200, ge=1, description="subsample origins for speed")
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = Field(None, description="default: SQLite in the Tidemill home")
+    experiment: str = "tidemill"
+    registered_model_name: str = "tidemill-forecaster"
+
+
+class ExperimentConfig(_Strict):
+    name: str
+    data: DataConfig
+    split: SplitConfig
+    preprocess: PreprocessConfig = PreprocessConfig()
+    horizon: int = Field(24, ge=1, le=10_000)
+    level: float = Field(0.9, gt=0, lt=1)
+    algorithms: dict[str, AlgorithmConfig]
+    tuning: TuningConfig = TuningConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _known_algorithms(self) -> ExperimentConfig:
+        unknown = sorted(set(self.algorithms) - set(MODELS))
+        if unknown:
+            raise ValueError(f"unknown algorithms {unknown}; known: {sorted(MODELS)}")
+        if not self.algorithms:
+            raise ValueError("at least one algorithm is required")
+        return self
+
+    def with_overrides(
+        self,
+        algorithms: list[str] | None = None,
+        n_trials: int | None = None,
+        horizon: int | None = None,
+    ) -> ExperimentConfig:
+        """A copy with the Airflow trigger-form overrides applied (and validated)."""
+        data = self.model_dump(mode="json")
+        if algorithms:
+            unknown = sorted(set(algorithms) - set(self.algorithms))
+            if unknown:
+                raise ConfigError(
+                    f"algorithms {unknown} are not configured; "
+                    f"configured: {sorted(self.algorithms)}"
+                )
+            data["algorithms"] = {a: data["algorithms"][a] for a in algorithms}
+        if n_trials is not None:
+            data["tuning"]["n_trials"] = n_trials
+        if horizon is not None:
+            data["horizon"] = horizon
+        return parse_config(data)
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a config mapping; errors name the field path."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; resolve relative data paths against its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    cfg = parse_config(raw, origin=str(path))
+    source = cfg.data.source
+    if isinstance(source, CsvSource | ParquetSource) and not source.path.is_absolute():
+        source.path = (path.parent / source.path).resolve()
+    return cfg

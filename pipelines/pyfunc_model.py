@@ -1,0 +1,79 @@
+"""The MLflow pyfunc flavour of a forecast bundle.
+
+``mlflow.pyfunc.load_model("models:/<name>@champion").predict(df, params={"horizon": 24})``
+takes a history frame with columns ``ds`` and ``y`` (and optionally ``unique_id``: one
+forecast per id, each from its own history) and returns one row per id and step with
+``unique_id, ds, step, yhat, yhat_lower, yhat_upper``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from pipelines.bundle import ForecastBundle, ForecastInputError
+
+# Libraries each algorithm needs at load time, besides the common ones.
+_ALGORITHM_REQUIREMENTS = {
+    "xgboost": ["xgboost"],
+    "arima": ["statsmodels"],
+    "lstm": ["tensorflow-cpu"],
+}
+_COMMON_REQUIREMENTS = ["mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml"]
+
+
+def pip_requirements(algorithm: str) -> list[str]:
+    """Pinned requirements (the versions of the locks, shared by both environments)."""
+    names = _COMMON_REQUIREMENTS + _ALGORITHM_REQUIREMENTS.get(algorithm, [])
+    return [f"{n}=={version(n)}" for n in names]
+
+
+def history_frame(bundle: ForecastBundle, values: np.ndarray, ds: np.ndarray) -> pd.DataFrame:
+    """An input example: the last ``min_history`` values of a series."""
+    n = bundle.min_history
+    return pd.DataFrame({"ds": pd.to_datetime(ds[-n:]), "y": np.asarray(values[-n:], float)})
+
+
+class TidemillForecaster(mlflow.pyfunc.PythonModel):
+    """Forecast from history frames with the bundle logged under artifact key ``bundle``."""
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = ForecastBundle.load(context.artifacts["bundle"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        horizon = int((params or {}).get("horizon") or self.bundle.horizon)
+        return forecast_frame(self.bundle, model_input, horizon)
+
+
+def forecast_frame(bundle: ForecastBundle, history: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Forecast every series in a long history frame (``unique_id`` optional)."""
+    for column in ("ds", "y"):
+        if column not in history.columns:
+            raise ForecastInputError(column, "column is missing from the history frame")
+    if "unique_id" not in history.columns:
+        history = history.assign(unique_id=bundle.meta.get("series_id", "series"))
+    frames = []
+    for uid, group in history.groupby("unique_id", sort=False):
+        ds = pd.to_datetime(group["ds"]).to_numpy()
+        if len(ds) > 1 and not (np.diff(ds) > np.timedelta64(0)).all():
+            raise ForecastInputError("ds", f"timestamps of series {uid!r} are not increasing")
+        fc = bundle.forecast(group["y"].to_numpy(float), ds[-1:], horizon)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unique_id": uid,
+                    "ds": fc.ds[0],
+                    "step": np.arange(1, horizon + 1),
+                    "yhat": fc.yhat[0],
+                    "yhat_lower": fc.lower[0],
+                    "yhat_upper": fc.upper[0],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,139 @@
+"""MLflow tracking and model registry: experiments, model logging, versions and aliases.
+
+Aliases are the source of truth (``champion``, ``challenger``); they are mirrored to the
+legacy stages (Production, Staging, Archived) for users who still read stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from pipelines.config import ExperimentConfig
+from pipelines.home import TidemillHome
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+STAGE_OF_ALIAS = {CHAMPION: "Production", CHALLENGER: "Staging"}
+
+
+def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
+    return cfg.mlflow.tracking_uri or home.mlflow_uri
+
+
+def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
+    """Point MLflow at the configured store and make the experiment active (created if new)."""
+    uri = tracking_uri(cfg, home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        location = home.artifacts_dir.as_uri() if uri == home.mlflow_uri else None
+        with contextlib.suppress(MlflowException):  # created concurrently by another task
+            client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    mlflow.set_experiment(experiment_id=exp.experiment_id)
+    return exp.experiment_id
+
+
+def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horizon: int) -> str:
+    """Log the bundle as a pyfunc model named ``model`` in the active run; return its URI."""
+    from mlflow.models import infer_signature
+
+    from pipelines import mlflow_entry
+    from pipelines.bundle import ForecastBundle
+    from pipelines.pyfunc_model import forecast_frame, pip_requirements
+
+    bundle = ForecastBundle.load(bundle_dir)
+    output_example = forecast_frame(bundle, input_example, horizon)
+    with warnings.catch_warnings():  # integer-column hints: our ints are never missing
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(input_example, output_example, params={"horizon": horizon})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=mlflow_entry.__file__,
+            artifacts={"bundle": str(bundle_dir)},
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements(algorithm),
+        )
+    return info.model_uri
+
+
+def register_version(
+    name: str, model_uri: str, run_id: str, tags: dict[str, str], client: MlflowClient
+) -> tuple[ModelVersion, list[str]]:
+    """Register a new version and move aliases: always ``challenger``; ``champion`` if none.
+
+    All or nothing: if any alias or tag cannot be set, the new version is deleted again.
+    """
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name, description="Tidemill forecaster; aliases champion/challenger."
+        )
+    mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    try:
+        _wait_ready(client, name, mv.version)
+        aliases = [CHALLENGER]
+        if not _has_alias(client, name, CHAMPION):
+            aliases.append(CHAMPION)
+        for alias in aliases:
+            set_alias(client, name, alias, mv.version)
+    except Exception:
+        log.exception("registration of %s v%s failed; deleting the version", name, mv.version)
+        client.delete_model_version(name, mv.version)
+        raise
+    return mv, aliases
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version`` and mirror it to the matching stage."""
+    client.set_registered_model_alias(name, alias, version)
+    stage = STAGE_OF_ALIAS.get(alias)
+    if stage:
+        # champion wins over challenger when a version carries both
+        held = client.get_model_version(name, version).aliases
+        if alias == CHALLENGER and CHAMPION in held:
+            stage = STAGE_OF_ALIAS[CHAMPION]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.transition_model_version_stage(name, version, stage)
+
+
+def aliases_of(client: MlflowClient, name: str, version: str) -> list[str]:
+    return sorted(client.get_model_version(name, version).aliases)
+
+
+def _has_alias(client: MlflowClient, name: str, alias: str) -> bool:
+    try:
+        client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return False
+    return True
+
+
+def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.get_model_version(name, version).status
+        if status == "READY":
+            return
+        if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+            raise RuntimeError(f"model version {name} v{version} is {status}")
+        time.sleep(0.2)

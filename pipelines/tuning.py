@@ -1,0 +1,225 @@
+"""Optuna tuning per algorithm with rolling-origin time-series cross-validation.
+
+Studies live in an Optuna storage URL (SQLite in the Tidemill home by default), named after
+the experiment, algorithm and horizon, so a study resumes where it stopped and several
+workers can add trials to it at once. Folds report to a median pruner.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines import evaluation
+from pipelines.config import AlgorithmConfig, SearchParam, TuningConfig
+from pipelines.models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Fit on ``y[:fit_end]``; forecast from ``origins`` (all within the training rows)."""
+
+    fit_end: int
+    origins: np.ndarray
+
+
+@dataclass
+class TuneResult:
+    algorithm: str
+    best_params: dict[str, Any]
+    best_value: float | None
+    n_trials: int
+    study_name: str | None
+    storage: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rolling_origin_folds(
+    n: int, horizon: int, n_folds: int, min_train: int, max_origins: int
+) -> list[Fold]:
+    """Expanding-window folds over the last part of a series of length ``n``.
+
+    The tail after ``min_train`` is cut into ``n_folds`` equal blocks; fold k fits on
+    everything before block k and forecasts from (at most ``max_origins``, evenly spaced)
+    origins inside it whose horizon stays inside the block.
+    """
+    tail = n - min_train
+    block = tail // n_folds
+    if block < horizon + 1:
+        raise ValueError(
+            f"cross-validation needs {n_folds} folds of at least {horizon + 1} rows after "
+            f"{min_train} history rows; the training part has only {n} rows"
+        )
+    folds = []
+    for k in range(n_folds):
+        start = min_train + k * block
+        last_origin = start + block - horizon
+        origins = np.arange(start, last_origin + 1)
+        if len(origins) > max_origins:
+            origins = np.unique(np.linspace(start, last_origin, max_origins).round().astype(int))
+        folds.append(Fold(fit_end=start, origins=origins))
+    return folds
+
+
+def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
+    """Sample one parameter set from a config search space."""
+    params: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.type == "int":
+            step = int(p.step) if p.step else 1
+            params[name] = trial.suggest_int(name, int(p.low), int(p.high), step=step, log=p.log)
+        elif p.type == "float":
+            params[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+        else:
+            params[name] = trial.suggest_categorical(name, p.choices)
+    return params
+
+
+def cv_score(
+    algorithm: str,
+    params: dict[str, Any],
+    y: np.ndarray,
+    ds: np.ndarray | None,
+    horizon: int,
+    folds: list[Fold],
+    metric: str,
+    mase_denominator: float,
+    seed: int,
+    report: Any = None,
+) -> float:
+    """Mean validation metric over the folds; ``report(step, value)`` after each fold."""
+    scores = []
+    for k, fold in enumerate(folds):
+        model = build_model(algorithm, horizon=horizon, seed=seed, **params)
+        model.fit(y[: fold.fit_end], None if ds is None else ds[: fold.fit_end])
+        if fold.origins.min() < model.min_history:
+            raise ValueError(
+                f"{algorithm} needs {model.min_history} history values; fold {k} starts at "
+                f"{fold.fit_end}"
+            )
+        pred = model.forecast_origins(y, fold.origins, ds)
+        actual = evaluation.actual_windows(y, fold.origins, horizon)
+        value = evaluation.evaluate(actual, pred, None, None, mase_denominator).overall[metric]
+        scores.append(value)
+        if report is not None:
+            report(k, float(np.mean(scores)))
+    return float(np.mean(scores))
+
+
+def tune(
+    algorithm: str,
+    algo_cfg: AlgorithmConfig,
+    y_train: np.ndarray,
+    ds_train: np.ndarray | None,
+    horizon: int,
+    cfg: TuningConfig,
+    storage: str,
+    study_name: str,
+    mase_denominator: float,
+    min_train: int,
+) -> TuneResult:
+    """Run (or resume) the study; an empty search space returns the fixed params untuned."""
+    if not algo_cfg.search_space:
+        log.info("%s: no search space, using fixed params %s", algorithm, algo_cfg.params)
+        return TuneResult(algorithm, dict(algo_cfg.params), None, 0, None, None)
+
+    import optuna
+
+    folds = rolling_origin_folds(
+        len(y_train), horizon, cfg.cv_folds, min_train, cfg.max_origins_per_fold
+    )
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+    )
+    done = len([t for t in study.trials if t.state.is_finished()])
+    remaining = max(0, cfg.n_trials - done)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**algo_cfg.params, **suggest(trial, algo_cfg.search_space)}
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        return cv_score(
+            algorithm,
+            params,
+            y_train,
+            ds_train,
+            horizon,
+            folds,
+            cfg.metric,
+            mase_denominator,
+            cfg.seed,
+            report,
+        )
+
+    if remaining:
+        log.info(
+            "%s: %d trials to run (%d already in study %s)", algorithm, remaining, done, study_name
+        )
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=cfg.timeout_s,
+            show_progress_bar=False,
+            callbacks=[_progress(algorithm, cfg.n_trials, done)],
+        )
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"{algorithm}: no trial of study {study_name} completed")
+    best = study.best_trial
+    return TuneResult(
+        algorithm,
+        {**algo_cfg.params, **best.params},
+        float(best.value),
+        len(study.trials),
+        study_name,
+        storage,
+    )
+
+
+def _progress(algorithm: str, total: int, done: int) -> Any:
+    """An Optuna callback that logs one line per finished trial (progress in Airflow logs)."""
+
+    def callback(study: Any, trial: Any) -> None:
+        n = len([t for t in study.trials if t.state.is_finished()])
+        value = "pruned" if trial.value is None else f"{trial.value:.4f}"
+        best = study.best_value if any(t.value is not None for t in study.trials) else None
+        log.info(
+            "%s trial %d/%d: %s (best %s)",
+            algorithm,
+            n,
+            max(total, n),
+            value,
+            "-" if best is None else f"{best:.4f}",
+        )
+        print(f"[tune {algorithm}] trial {n}/{max(total, n)}: {value}", flush=True)
+
+    return callback
+
+
+def history_plot(storage: str, study_name: str, path: Path) -> Path | None:
+    """Optuna optimisation history as an interactive HTML file (None for an untuned model)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    if not any(t.value is not None for t in study.trials):
+        return None
+    fig = optuna.visualization.plot_optimization_history(study)
+    fig.write_html(str(path), include_plotlyjs=True)
+    return path
