@@ -1,0 +1,136 @@
+"""
+### forecast_training
+
+Trains Tidemill forecasters and registers the best one in MLflow.
+
+`ingest` (validate the source, write a hashed Parquet snapshot) → `preprocess` (split, fit the
+scaler on training rows) → `tune` (one Optuna study per algorithm, mapped) → `train` (fit,
+calibrate intervals, evaluate on validation and test, log an MLflow run per candidate) →
+`select` (best validation error) → `register` (new version: alias `challenger`, and
+`champion` when there is none; emits the model Asset).
+
+Every task is a thin call into `pipelines.workflow`; the same pipeline runs without Airflow as
+`tidemill train --config X`. Tasks pass paths and small dicts through XCom, never dataframes.
+
+**Trigger form:** `config` (experiment YAML), `algorithms` (subset of the configured ones;
+empty = all), `n_trials` and `horizon` (empty = as configured).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = os.environ.get("TIDEMILL_CONFIG", str(REPO / "configs" / "etth1.yaml"))
+MODEL_ASSET = Asset(name="tidemill_registered_model", uri="tidemill://mlflow/registered-model")
+
+
+def _home() -> Any:
+    from pipelines.home import TidemillHome
+
+    return TidemillHome.resolve()
+
+
+def _run_dir(run_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return _home().runs_dir / safe
+
+
+@dag(
+    dag_id="forecast_training",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["tidemill", "training"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    max_active_runs=1,
+    params={
+        "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (YAML path)"),
+        "algorithms": Param(
+            [],
+            type="array",
+            title="Algorithms",
+            description="Subset of the configured algorithms; empty trains all of them.",
+        ),
+        "n_trials": Param(None, type=["null", "integer"], minimum=1, title="Optuna trials"),
+        "horizon": Param(None, type=["null", "integer"], minimum=1, title="Forecast horizon"),
+        "reason": Param("manual", type="string", title="Why this run was started"),
+    },
+)
+def forecast_training() -> None:
+    @task
+    def ingest(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.config import ConfigError
+        from pipelines.data.validate import DataValidationError
+        from pipelines.workflow import ingest as run
+
+        print(f"[tidemill] run reason: {params.get('reason', 'manual')}")
+        try:
+            return run(
+                params["config"],
+                _run_dir(run_id),
+                params["algorithms"] or None,
+                params["n_trials"],
+                params["horizon"],
+            )
+        except (ConfigError, DataValidationError) as exc:  # bad input: no retry
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def preprocess(ingested: dict[str, Any], run_id: str) -> dict[str, Any]:
+        from pipelines.workflow import preprocess as run
+
+        return run(ingested, _run_dir(run_id))
+
+    @task
+    def algorithms(prepared: dict[str, Any]) -> list[str]:
+        return prepared["algorithms"]
+
+    @task(map_index_template="{{ task.op_kwargs['algorithm'] }}")
+    def tune(prepared: dict[str, Any], algorithm: str) -> dict[str, Any]:
+        from pipelines.workflow import tune as run
+
+        return run(prepared, algorithm, _home())
+
+    @task(map_index_template="{{ task.op_kwargs['tuned']['algorithm'] }}")
+    def train(prepared: dict[str, Any], tuned: dict[str, Any], run_id: str) -> dict[str, Any]:
+        from pipelines.workflow import train as run
+
+        return run(prepared, tuned, _run_dir(run_id), _home(), run_id)
+
+    @task
+    def select(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        from pipelines.workflow import select as run
+
+        return run(list(candidates))
+
+    @task(outlets=[MODEL_ASSET])
+    def register(
+        prepared: dict[str, Any], best: dict[str, Any], run_id: str, outlet_events: Any = None
+    ) -> dict[str, Any]:
+        from pipelines.workflow import register as run
+
+        registered = run(prepared, best, _home(), run_id)
+        outlet_events[MODEL_ASSET].extra = {
+            "name": registered["name"],
+            "version": registered["version"],
+            "aliases": registered["aliases"],
+            "tracking_uri": registered["tracking_uri"],
+        }
+        return registered
+
+    prepared = preprocess(ingest())
+    tuned = tune.partial(prepared=prepared).expand(algorithm=algorithms(prepared))
+    candidates = train.partial(prepared=prepared).expand(tuned=tuned)
+    register(prepared, select(candidates))
+
+
+forecast_training()

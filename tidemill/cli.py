@@ -1,0 +1,211 @@
+"""The ``tidemill`` command: train without Airflow, or run the demo through Airflow.
+
+tidemill train --config configs/etth1.yaml       the pipeline in this process
+tidemill demo                                     the real forecast_training DAG run
+                                                  (airflow dags test) on bundled ETTh1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.home import HOME_ENV, TidemillHome
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "etth1.yaml"
+BIN = Path(sys.executable).parent
+
+
+def airflow_env(home: TidemillHome) -> dict[str, str]:
+    """Environment for Airflow commands on this home: SQLite metadata, the repo's DAGs."""
+    airflow_home = home.airflow_home
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            HOME_ENV: str(home.root),
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "MLFLOW_TRACKING_URI": home.mlflow_uri,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def run_dag_test(home: TidemillHome, dag_id: str, conf: dict[str, Any], log_path: Path) -> int:
+    """``airflow dags test`` with progress lines echoed; the full log goes to ``log_path``."""
+    env = airflow_env(home)
+    airflow = str(BIN / "airflow")
+    if not (home.airflow_home / "airflow.db").exists():
+        print("[demo] initialising the Airflow metadata database (SQLite)", flush=True)
+        subprocess.run(
+            [airflow, "db", "migrate"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+    cmd = [airflow, "dags", "test", dag_id, "-c", json.dumps(conf)]
+    print(f"[demo] {' '.join(cmd[1:4])} (log: {log_path})", flush=True)
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if "[tidemill]" in line or "[tune " in line or "ERROR" in line:
+                print("  " + line.split("[tidemill] ", 1)[-1].rstrip(), flush=True)
+            elif "Marking task as" in line or ("state=" in line and "task_id" in line):
+                print("  " + line.strip()[-160:], flush=True)
+        return proc.wait()
+
+
+def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[str, Any]]:
+    """Per-algorithm metrics of the pipeline run behind the newest registered version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    versions = client.search_model_versions(f"name='{registered_name}'")
+    latest = max(versions, key=lambda v: int(v.version))
+    pipeline_run = latest.tags["tidemill.pipeline_run"]
+    runs = client.search_runs(
+        [client.get_run(latest.run_id).info.experiment_id],
+        filter_string=f"tags.`tidemill.pipeline_run` = '{pipeline_run}'",
+    )
+    header = (
+        f"{'algorithm':<15}{'val MAE':>9}{'test MAE':>10}{'test RMSE':>10}"
+        f"{'sMAPE%':>8}{'WAPE%':>8}{'MASE':>7}{'cover':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for run in sorted(runs, key=lambda r: r.data.metrics.get("val_mae", 1e9)):
+        m = run.data.metrics
+        lines.append(
+            f"{run.data.tags.get('tidemill.algorithm', '?'):<15}{m.get('val_mae', 0):>9.3f}"
+            f"{m.get('test_mae', 0):>10.3f}{m.get('test_rmse', 0):>10.3f}"
+            f"{m.get('test_smape', 0):>8.2f}{m.get('test_wape', 0):>8.2f}"
+            f"{m.get('test_mase', 0):>7.2f}{m.get('test_coverage', 0):>7.2f}"
+        )
+    info = {
+        "name": registered_name,
+        "version": latest.version,
+        "aliases": sorted(client.get_model_version(registered_name, latest.version).aliases),
+        "algorithm": latest.tags.get("tidemill.algorithm"),
+    }
+    return "\n".join(lines), info
+
+
+def print_summary(home: TidemillHome, tracking_uri: str, registered_name: str) -> None:
+    table, info = metrics_table(tracking_uri, registered_name)
+    print("\nCandidates (metrics in original units; val = selection, test = held out):")
+    print(table)
+    print(
+        f"\nRegistered: {info['name']} version {info['version']} ({info['algorithm']}), "
+        f"aliases: {', '.join(info['aliases']) or '-'}"
+    )
+    print("\nOpen the UIs on this home:")
+    print(
+        f"  MLflow:  {BIN / 'mlflow'} ui --backend-store-uri {tracking_uri} "
+        f"--host 127.0.0.1 --port 5000"
+    )
+    print(
+        f"  Airflow: AIRFLOW_HOME={home.airflow_home} AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'}"
+        f" AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 "
+        f"{BIN / 'airflow'} standalone   (login in {home.airflow_home}/"
+        "simple_auth_manager_passwords.json.generated)"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.registry import tracking_uri
+    from pipelines.workflow import run_pipeline
+
+    home = TidemillHome.resolve(args.home)
+    result = run_pipeline(
+        args.config, home, algorithms=args.algorithms, n_trials=args.trials, horizon=args.horizon
+    )
+    cfg = load_config(args.config)
+    print_summary(home, tracking_uri(cfg, home), result["registered"]["name"])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.registry import tracking_uri
+
+    home = TidemillHome.resolve(args.home)
+    os.environ[HOME_ENV] = str(home.root)
+    started = time.perf_counter()
+    print(f"[demo] Tidemill home: {home.root}")
+    conf = {
+        "config": str(Path(args.config).resolve()),
+        "algorithms": args.algorithms or [],
+        "n_trials": args.trials,
+        "horizon": args.horizon,
+        "reason": "tidemill demo",
+    }
+    log_path = home.root / "demo-airflow.log"
+    rc = run_dag_test(home, "forecast_training", conf, log_path)
+    if rc != 0:
+        print(f"[demo] forecast_training failed (exit {rc}); see {log_path}", file=sys.stderr)
+        return rc
+    cfg = load_config(args.config)
+    print_summary(home, tracking_uri(cfg, home), cfg.mlflow.registered_model_name)
+    print(f"\n[demo] done in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidemill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in (
+        ("train", cmd_train, "run the training pipeline in this process (no Airflow)"),
+        ("demo", cmd_demo, "run the forecast_training DAG through Airflow on bundled ETTh1"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML")
+        p.add_argument(
+            "--home", default=None, help=f"Tidemill home (default ${HOME_ENV} or ./.tidemill)"
+        )
+        p.add_argument("--algorithms", type=_csv, default=None, help="comma-separated subset")
+        p.add_argument("--trials", type=int, default=None, help="Optuna trials per algorithm")
+        p.add_argument("--horizon", type=int, default=None, help="forecast horizon")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pipelines.config import ConfigError
+    from pipelines.data.validate import DataValidationError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataValidationError) as exc:
+        print(f"tidemill: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
