@@ -1,0 +1,267 @@
+"""The Helm chart: lint, render, Kubernetes/CRD schema validity, security defaults, wiring."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.k8s import manifests
+from tests.k8s.conftest import PROFILES
+
+ROOT = manifests.ROOT
+CHART = manifests.CHART
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in WORKLOAD_KINDS
+    ]
+
+
+def predictors(isvc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = isvc["spec"]
+    return [spec["predictor"], *(c["predictor"] for c in spec.get("canary", []))]
+
+
+@pytest.mark.parametrize("values", [(), ("values-production.yaml",)], ids=["default", "prod"])
+def test_helm_lint(helm_bin: str, values: tuple[str, ...]) -> None:
+    args = [
+        "lint",
+        "--strict",
+        str(CHART),
+        "--namespace",
+        manifests.NAMESPACE,
+        "--kube-version",
+        manifests.KUBE_VERSIONS[0],
+    ]
+    for f in values:
+        args += ["-f", str(CHART / f)]
+    proc = manifests.helm(helm_bin, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_manifest_validates(rendered: dict[str, list[dict[str, Any]]], profile: str) -> None:
+    docs = rendered[profile]
+    assert docs
+    for doc in docs:
+        assert doc["metadata"].get("namespace") == manifests.NAMESPACE, doc["metadata"]["name"]
+        manifests.validate(doc)
+
+
+def test_expected_resources(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered["default"]}
+    for expected in [
+        ("Deployment", "tidemill-mlflow"),
+        ("Service", "tidemill-mlflow"),
+        ("StatefulSet", "tidemill-postgresql"),
+        ("Deployment", "tidemill-control-api"),
+        ("Service", "tidemill-control-api"),
+        ("Role", "tidemill-control-api"),
+        ("RoleBinding", "tidemill-control-api"),
+        ("ServiceAccount", "tidemill-control-api"),
+        ("InferenceService", "tidemill-forecaster"),
+        ("ServingRuntime", "tidemill-predictor"),
+        ("ConfigMap", "tidemill-dashboard"),
+        ("NetworkPolicy", "tidemill-mlflow"),
+    ]:
+        assert expected in kinds
+    assert not manifests.find(rendered["default"], "ServiceMonitor")
+    prod = {d["kind"] for d in rendered["production"]}
+    assert {"ServiceMonitor", "PrometheusRule"} <= prod
+    assert "StatefulSet" not in prod and "Secret" not in prod  # external DB, existing Secrets
+
+
+@pytest.mark.parametrize("profile", ["default", "production"])
+def test_pod_security_and_resources(
+    rendered: dict[str, list[dict[str, Any]]], profile: str
+) -> None:
+    docs = rendered[profile]
+    for name, spec in pod_specs(docs):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert {"requests", "limits"} <= set(c["resources"]), name
+            assert "readinessProbe" in c and "livenessProbe" in c, name
+        expects_token = name.startswith("Deployment/tidemill-control-api")
+        assert spec["automountServiceAccountToken"] is expects_token, name
+    (isvc,) = manifests.find(docs, "InferenceService")
+    for predictor in predictors(isvc):
+        model = predictor["model"]
+        assert model["securityContext"]["runAsNonRoot"] is True
+        assert model["securityContext"]["readOnlyRootFilesystem"] is True
+        assert model["securityContext"]["allowPrivilegeEscalation"] is False
+        assert {"requests", "limits"} <= set(model["resources"])
+        assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+
+def test_control_api_role_is_minimal(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default"]
+    (role,) = manifests.find(docs, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "resourceNames": ["tidemill-forecaster"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert not manifests.find(docs, "ClusterRole")
+    (binding,) = manifests.find(docs, "RoleBinding")
+    assert binding["subjects"][0]["name"] == "tidemill-control-api"
+
+
+@pytest.mark.parametrize("profile", ["default", "standard-challenger"])
+def test_inferenceservice_wiring(rendered: dict[str, list[dict[str, Any]]], profile: str) -> None:
+    docs = rendered[profile]
+    (isvc,) = manifests.find(docs, "InferenceService")
+    (svc,) = manifests.find(docs, "Service", "tidemill-control-api")
+    (deploy,) = manifests.find(docs, "Deployment", "tidemill-control-api")
+    (runtime,) = manifests.find(docs, "ServingRuntime")
+    port = svc["spec"]["ports"][0]["port"]
+    sink = f"http://tidemill-control-api.{manifests.NAMESPACE}.svc.cluster.local:{port}"
+    for predictor in predictors(isvc):
+        assert predictor["logger"] == {"mode": "all", "url": f"{sink}/prediction-log"}
+        assert predictor["model"]["runtime"] == runtime["metadata"]["name"]
+        assert predictor["minReplicas"] <= predictor["maxReplicas"]
+        assert predictor["scaleTarget"] > 0
+        env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+        assert env == {
+            "TIDEMILL_MODEL_NAME": "tidemill-forecaster",
+            "TIDEMILL_MODEL_DIR": "/mnt/models",
+        }
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TIDEMILL_ISVC_NAME"]["value"] == isvc["metadata"]["name"]
+    assert env["TIDEMILL_K8S_NAMESPACE"]["value"] == manifests.NAMESPACE
+    mode = "standard" if profile.startswith("standard") else "serverless"
+    assert env["TIDEMILL_DEPLOYMENT_MODE"]["value"] == mode
+    assert env["TIDEMILL_SPLIT_BACKEND"]["value"] == "kubernetes"
+    assert "secretKeyRef" in env["TIDEMILL_CONTROL_TOKEN"]["valueFrom"]
+    assert "secretKeyRef" in env["TIDEMILL_PREDICTION_LOG_URL"]["valueFrom"]
+    assert env["MLFLOW_TRACKING_URI"]["value"] == (
+        f"http://tidemill-mlflow.{manifests.NAMESPACE}.svc.cluster.local:5000"
+    )
+    annotation = isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    assert annotation == {"serverless": "Serverless", "standard": "RawDeployment"}[mode]
+
+
+def test_mlflow_backend_and_artifacts(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for profile, secret in [
+        ("default", "tidemill-postgresql-urls"),
+        ("production", "tidemill-mlflow-db"),
+    ]:
+        (deploy,) = manifests.find(rendered[profile], "Deployment", "tidemill-mlflow")
+        env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == secret
+        assert env["MLFLOW_ARTIFACTS_DESTINATION"]["value"].endswith("/mlflow")
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "tidemill-s3"
+        assert "tidemill-mlflow.tidemill.svc.cluster.local" in (
+            env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
+        )
+
+
+def test_network_policies_cover_every_pod(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default"]
+    selectors = [
+        p["spec"]["podSelector"]["matchLabels"] for p in manifests.find(docs, "NetworkPolicy")
+    ]
+    pods = [
+        d["spec"]["template"]["metadata"]["labels"] for d in docs if d["kind"] in WORKLOAD_KINDS
+    ]
+    pods.append({"serving.kserve.io/inferenceservice": "tidemill-forecaster"})
+    for labels in pods:
+        assert any(sel.items() <= labels.items() for sel in selectors), labels
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "forecaster.minReplicas=abc",
+        "forecaster.challenger.trafficPercent=150",
+        "forecaster.deploymentMode=hybrid",
+        "mlflow.replicas=two",
+        "networkPolicy.enabled=maybe",
+        "mlflow.unknownKey=1",
+    ],
+)
+def test_values_schema_rejects_wrong_values(helm_bin: str, bad: str) -> None:
+    proc = manifests.helm(helm_bin, *manifests.template_args(sets=(bad,)))
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr
+
+
+def test_standard_mode_rejects_knative_scale_metric(helm_bin: str) -> None:
+    proc = manifests.helm(
+        helm_bin, *manifests.template_args(sets=("forecaster.deploymentMode=standard",))
+    )
+    assert proc.returncode != 0 and "scaleMetric" in proc.stderr
+
+
+def test_external_database_requires_secret(helm_bin: str) -> None:
+    proc = manifests.helm(helm_bin, *manifests.template_args(sets=("postgresql.enabled=false",)))
+    assert proc.returncode != 0 and "backendStore.existingSecret" in proc.stderr
+
+
+def test_monitoring_files_in_sync_and_embedded(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    sources = {
+        "tidemill-dashboard.json": ROOT / "monitoring/grafana/tidemill-dashboard.json",
+        "tidemill-rules.yaml": ROOT / "monitoring/alerts/tidemill-rules.yaml",
+    }
+    for name, source in sources.items():
+        assert filecmp.cmp(source, CHART / "files" / name, shallow=False), (
+            f"charts/tidemill/files/{name} is stale: run scripts/sync-chart-files.sh"
+        )
+    docs = rendered["production"]
+    (rule,) = manifests.find(docs, "PrometheusRule")
+    assert (
+        rule["spec"]["groups"]
+        == yaml.safe_load(sources["tidemill-rules.yaml"].read_text())["groups"]
+    )
+    (dashboard,) = manifests.find(docs, "ConfigMap", "tidemill-dashboard")
+    assert json.loads(dashboard["data"]["tidemill-dashboard.json"]) == json.loads(
+        sources["tidemill-dashboard.json"].read_text()
+    )
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_chart_docs_present() -> None:
+    readme = (CHART / "README.md").read_text()
+    assert "helm upgrade --install tidemill" in readme
+    assert "apache-airflow/airflow" in readme
+    assert (CHART / "templates" / "NOTES.txt").is_file()
+
+
+def test_airflow_values() -> None:
+    values = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["images"]["airflow"]["repository"].endswith("/airflow")
+    env = {e["name"]: e["value"] for e in values["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://tidemill-mlflow.tidemill.svc.cluster.local:5000"
+    assert json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])["host"] == (
+        "tidemill-mlflow.tidemill.svc.cluster.local"
+    )
+    assert values["dags"]["gitSync"]["enabled"] is False  # DAGs are baked into the image
+    dockerfile = (ROOT / "docker" / "airflow" / "Dockerfile").read_text()
+    assert "COPY --chown=airflow:root dags /opt/airflow/dags" in dockerfile
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+
+
+def test_crd_copies_match_kinds() -> None:
+    for (api_version, kind), filename in manifests.CRD_FILES.items():
+        crd = yaml.safe_load((manifests.CRD_DIR / filename).read_text())
+        assert crd["spec"]["names"]["kind"] == kind
+        assert api_version.split("/")[0] == crd["spec"]["group"]
+        assert Path(manifests.CRD_DIR / filename).stat().st_size > 0
