@@ -177,7 +177,7 @@ def tune(
             n_trials=remaining,
             timeout=cfg.timeout_s,
             show_progress_bar=False,
-            callbacks=[_progress(algorithm, cfg.n_trials, done)],
+            callbacks=[_progress(algorithm, cfg.n_trials)],
         )
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -193,22 +193,21 @@ def tune(
     )
 
 
-def _progress(algorithm: str, total: int, done: int) -> Any:
-    """An Optuna callback that logs one line per finished trial (progress in Airflow logs)."""
+def _progress(algorithm: str, total: int) -> Any:
+    """An Optuna callback printing one line per finished trial (progress in Airflow logs)."""
+    import optuna
+
+    complete = optuna.trial.TrialState.COMPLETE
 
     def callback(study: Any, trial: Any) -> None:
         n = len([t for t in study.trials if t.state.is_finished()])
-        value = "pruned" if trial.value is None else f"{trial.value:.4f}"
-        best = study.best_value if any(t.value is not None for t in study.trials) else None
-        log.info(
-            "%s trial %d/%d: %s (best %s)",
-            algorithm,
-            n,
-            max(total, n),
-            value,
-            "-" if best is None else f"{best:.4f}",
-        )
-        print(f"[tune {algorithm}] trial {n}/{max(total, n)}: {value}", flush=True)
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            value = f"pruned after fold {max(trial.intermediate_values) + 1}"
+        else:
+            value = "failed" if trial.value is None else f"{trial.value:.4f}"
+        done = [t for t in study.trials if t.state == complete]
+        best = f"{study.best_value:.4f}" if done else "-"
+        print(f"[tune {algorithm}] trial {n}/{max(total, n)}: {value} (best {best})", flush=True)
 
     return callback
 
@@ -218,7 +217,7 @@ def history_plot(storage: str, study_name: str, path: Path) -> Path | None:
     import optuna
 
     study = optuna.load_study(study_name=study_name, storage=storage)
-    if not any(t.value is not None for t in study.trials):
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return None
     fig = optuna.visualization.plot_optimization_history(study)
     fig.write_html(str(path), include_plotlyjs=True)

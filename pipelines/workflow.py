@@ -150,9 +150,8 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
     cfg = load_config(prepared["config"])
     data = _Prepared(prepared["prepared"])
-    train_end = data.train[-1] + 1
-    y_train = data.y[:train_end]
-    ds_train = data.ds[:train_end]
+    y_train = data.y[data.train]
+    ds_train = data.ds[data.train]
     need = min_history(cfg)
     _step(f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds")
     started = time.perf_counter()
@@ -190,9 +189,9 @@ def train(
     algorithm = tuned["algorithm"]
     data = _Prepared(prepared["prepared"])
     pre = Preprocessor.load(Path(prepared["preprocessor"]))
-    train_end = data.train[-1] + 1
+    train_start, train_end = data.train[0], data.train[-1] + 1
     started = time.perf_counter()
-    _step(f"train {algorithm}: fitting on {train_end} rows with {tuned['best_params']}")
+    _step(f"train {algorithm}: fitting on {len(data.train)} rows with {tuned['best_params']}")
     model = build_model(
         algorithm,
         cfg.horizon,
@@ -201,11 +200,11 @@ def train(
         seed=cfg.tuning.seed,
         **tuned["best_params"],
     )
-    model.fit(data.y[:train_end], data.ds[:train_end])
+    model.fit(data.y[train_start:train_end], data.ds[train_start:train_end])
     fit_s = time.perf_counter() - started
     val_origins = data.origins(data.val, cfg.horizon)
     model.calibrate(data.y, val_origins, data.ds)
-    mase_den = evaluation.mase_scale(data.y_raw[:train_end], season_of(cfg))
+    mase_den = evaluation.mase_scale(data.y_raw[train_start:train_end], season_of(cfg))
     results = {}
     forecasts = {}
     for part, rows in (("val", data.val), ("test", data.test)):

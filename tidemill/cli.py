@@ -70,8 +70,6 @@ def run_dag_test(home: TidemillHome, dag_id: str, conf: dict[str, Any], log_path
             log.write(line)
             if "[tidemill]" in line or "[tune " in line or "ERROR" in line:
                 print("  " + line.split("[tidemill] ", 1)[-1].rstrip(), flush=True)
-            elif "Marking task as" in line or ("state=" in line and "task_id" in line):
-                print("  " + line.strip()[-160:], flush=True)
         return proc.wait()
 
 
