@@ -1,0 +1,101 @@
+"""One drift check end to end: Evidently reports, files, MLflow, workspace, Prometheus gauges.
+
+This is what the ``drift_monitor`` DAG calls once it has the champion's reference snapshot,
+the current window and the prediction log (see :mod:`monitoring.lineage` for the reference).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from monitoring.drift import DriftConfig, DriftResult, check_drift
+from monitoring.drift_metrics import metrics_dir, write_drift_metrics
+from monitoring.drift_reports import (
+    MONITORING_EXPERIMENT,
+    add_to_workspace,
+    log_to_mlflow,
+    save_reports,
+    workspace_dir,
+)
+from pipelines.home import TidemillHome
+
+
+@dataclass
+class DriftCheckOutcome:
+    """A finished check: the result and where everything went."""
+
+    result: DriftResult
+    report_dir: Path
+    mlflow_run_id: str
+    workspace_runs: dict[str, str]
+    metrics_file: Path
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready (XCom): the decision, scores and locations."""
+        return self.result.summary() | {
+            "report_dir": str(self.report_dir),
+            "mlflow_run_id": self.mlflow_run_id,
+            "workspace_runs": dict(self.workspace_runs),
+            "metrics_file": str(self.metrics_file),
+        }
+
+
+def run_drift_check(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    predictions: pd.DataFrame | None = None,
+    *,
+    home: TidemillHome,
+    model: str,
+    version: str,
+    champion_val_mae: float | None = None,
+    config: DriftConfig | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = MONITORING_EXPERIMENT,
+    tags: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> DriftCheckOutcome:
+    """Check ``model`` (champion ``version``) and publish the outcome.
+
+    Reports go to ``<home>/reports/<model>/<UTC time>/``, MLflow to ``tracking_uri`` (default
+    the home's store, artifacts in the home's artifact store), snapshots to the project
+    ``model`` of the home's Evidently workspace, gauges to ``<home>/metrics``.
+    """
+    now = now or datetime.now(UTC)
+    result = check_drift(
+        reference,
+        current,
+        predictions,
+        champion_val_mae=champion_val_mae,
+        config=config,
+        metadata={"model": model, "version": version},
+        timestamp=now.replace(tzinfo=None),
+    )
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    report_dir = home.reports_dir / _safe(model) / stamp
+    save_reports(result, report_dir)
+    uri = tracking_uri or home.mlflow_uri
+    run_id = log_to_mlflow(
+        result,
+        report_dir,
+        uri,
+        experiment=experiment,
+        artifact_location=home.artifacts_dir.as_uri() if uri == home.mlflow_uri else None,
+        tags={"tidemill.model": model, "tidemill.model_version": version, **(tags or {})},
+        run_name=f"drift-{_safe(model)}-v{version}-{stamp}",
+    )
+    workspace_runs = add_to_workspace(result, workspace_dir(home), model)
+    metrics_path = write_drift_metrics(
+        result, metrics_dir(home), model=model, version=version, timestamp=now.timestamp()
+    )
+    return DriftCheckOutcome(result, report_dir, run_id, workspace_runs, metrics_path)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)

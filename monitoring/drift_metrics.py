@@ -1,0 +1,130 @@
+"""Drift results as Prometheus metrics, through a textfile directory.
+
+The drift DAG calls :func:`write_drift_metrics` after each check; it writes
+``<home>/metrics/drift-<model>.prom`` atomically in the Prometheus text format (one file per
+registered model, replaced on every check, so a new champion version replaces the old series).
+Two ways to expose it:
+
+- the serving control API registers :class:`DriftFileCollector` on the registry its
+  ``/metrics`` renders (``registry.register(DriftFileCollector(metrics_dir(home)))``); every
+  scrape re-reads the files;
+- or node_exporter's textfile collector points at the same directory.
+
+Metrics (gauges): ``tidemill_drift_share{model,version}``, ``tidemill_drift_detected{model,
+version}`` (0/1), ``tidemill_drift_score{model,version,column}`` (per-column score; column
+``prediction`` is the served ``yhat`` against the reference target),
+``tidemill_interval_coverage{model,variant}``, ``tidemill_live_abs_error{model,variant}``
+(live MAE), ``tidemill_live_actuals{model,variant}``, ``tidemill_validation_mae{model,version}``
+(the champion's ``val_mae``) and ``tidemill_drift_check_timestamp_seconds{model,version}``.
+
+Imports only prometheus_client, so the serving environment can use the collector.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from monitoring.drift import DriftResult
+    from pipelines.home import TidemillHome
+
+METRICS_DIRNAME = "metrics"
+
+
+def metrics_dir(home: TidemillHome) -> Path:
+    """The textfile directory of a Tidemill home: ``<home>/metrics``."""
+    return home.root / METRICS_DIRNAME
+
+
+def metrics_file(directory: Path, model: str) -> Path:
+    return directory / f"drift-{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}.prom"
+
+
+def write_drift_metrics(
+    result: DriftResult,
+    directory: Path,
+    *,
+    model: str,
+    version: str,
+    timestamp: float | None = None,
+) -> Path:
+    """Write the metrics of one check for ``model`` (champion ``version``); returns the file."""
+    registry = CollectorRegistry()
+    base = ("model", "version")
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = base) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    gauge("tidemill_drift_share", "Share of monitored columns that drifted").labels(
+        model, version
+    ).set(result.drift_share)
+    gauge("tidemill_drift_detected", "1 when the last drift check decided drift").labels(
+        model, version
+    ).set(float(result.detected))
+    gauge("tidemill_drift_check_timestamp_seconds", "Unix time of the last drift check").labels(
+        model, version
+    ).set(time.time() if timestamp is None else timestamp)
+    scores = gauge(
+        "tidemill_drift_score",
+        f"Per-column drift score ({result.config.method}; drift at >= "
+        f"{result.config.column_threshold:g})",
+        (*base, "column"),
+    )
+    for column, score in result.column_scores.items():
+        scores.labels(model, version, column).set(score)
+    if result.prediction_drift is not None:
+        scores.labels(model, version, "prediction").set(result.prediction_drift)
+    if result.champion_val_mae is not None:
+        gauge("tidemill_validation_mae", "Validation MAE of the champion").labels(
+            model, version
+        ).set(result.champion_val_mae)
+    per_variant = ("model", "variant")
+    coverage = gauge(
+        "tidemill_interval_coverage",
+        "Share of actuals inside the prediction interval",
+        per_variant,
+    )
+    error = gauge(
+        "tidemill_live_abs_error", "Mean absolute error on logged predictions", per_variant
+    )
+    actuals = gauge("tidemill_live_actuals", "Actuals behind the live error", per_variant)
+    for variant, q in result.quality.items():
+        actuals.labels(model, variant).set(q.n_actuals)
+        error.labels(model, variant).set(q.mae)
+        if not math.isnan(q.coverage):
+            coverage.labels(model, variant).set(q.coverage)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = metrics_file(directory, model)
+    write_to_textfile(str(path), registry)
+    return path
+
+
+class DriftFileCollector(Collector):
+    """Re-exports every ``*.prom`` file of a directory (families merged across files)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for path in sorted(self.directory.glob("*.prom")):
+            try:
+                text = path.read_text()
+            except FileNotFoundError:  # replaced between glob and read
+                continue
+            for family in text_string_to_metric_families(text):
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                merged.samples.extend(family.samples)
+        yield from families.values()
