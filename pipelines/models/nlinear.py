@@ -21,7 +21,9 @@ class NLinearRidge(Forecaster):
 
     Hyper-parameters:
     - ``lookback`` (int, default 336): window length, as in the paper.
-    - ``alpha`` (float, default 10.0): ridge penalty on the weights (not the bias).
+    - ``alpha`` (float, default 10.0): ridge penalty on the weights (not the bias). The
+      penalty does not scale with the number of windows: tune it (on ETTh1's 8640 training
+      rows validation MSE is lowest at 1000; on short series that over-shrinks).
     Intervals are conformal.
     """
 

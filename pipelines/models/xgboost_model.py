@@ -33,6 +33,9 @@ class XGBoostForecaster(Forecaster):
     ``learning_rate`` (0.05), ``subsample`` (0.8), ``colsample_bytree`` (0.8),
     ``min_child_weight`` (20.0), ``reg_lambda`` (1.0). Shallow, heavily regularised trees
     compound less error when rolled forward hundreds of steps.
+    ``damping`` (0.99): step ``k`` of the roll-out adds ``damping**k`` times the predicted
+    change, so long roll-outs settle instead of compounding error (chosen on validation:
+    horizon 720 validation MSE 0.390 undamped, 0.181 at 0.99; repeat-last 0.255).
     ``calendar`` (default False) is rewritten by ``fit`` to whether calendar features are
     actually used (only when ``ds`` is given); then ``predict`` needs ``last_ds``. Off by
     default: on ETTh1 OT they hurt (horizon 96 test MSE 0.135 with, 0.064 without).
@@ -48,6 +51,10 @@ class XGBoostForecaster(Forecaster):
     @property
     def lookback(self) -> int:
         return int(self.params.get("lookback", 168))
+
+    @property
+    def damping(self) -> float:
+        return float(self.params.get("damping", 0.99))
 
     @property
     def calendar(self) -> bool:
@@ -113,7 +120,7 @@ class XGBoostForecaster(Forecaster):
             window = buffer[:, k : k + lookback]
             next_ds = None if steps is None else steps[:, k]
             change = self.booster.inplace_predict(self._features(window, next_ds))
-            buffer[:, lookback + k] = window[:, -1] + change
+            buffer[:, lookback + k] = window[:, -1] + self.damping**k * change
         return buffer[:, lookback:].copy()
 
     def _save(self, path: Path) -> None:
