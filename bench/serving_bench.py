@@ -1,0 +1,381 @@
+"""Serving benchmark: Tidemill's serving path vs ``mlflow models serve`` vs a stock
+``kserve.ModelServer`` custom model calling the same pyfunc, same registered model, 2 workers
+each, all on 127.0.0.1, load from wrk in a second process.
+
+    .venv/serving/bin/python bench/serving_bench.py [--home DIR] [--duration 10] [--write-results]
+
+Trains the model of ``bench/serving_config.yaml`` twice into the bench home (version 1 =
+champion, 2 = challenger; the orchestrator venv's ``tidemill train``) unless already there.
+Tidemill runs as ``python -m serving.stack`` at a 50/50 split with the prediction log on;
+the baselines serve version 1. Scenarios: batch 1 and batch 100 at 64 connections, batch 1 at
+500 connections, batch 1 and batch 100 at 8 connections (latency). Server CPU per request is
+the CPU time of the server's process tree during the run divided by the requests served.
+``--write-results`` replaces the "## Serving" section of ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+SERVING_PY = REPO / ".venv" / "serving" / "bin" / "python"
+TIDEMILL = REPO / ".venv" / "orchestrator" / "bin" / "tidemill"
+MLFLOW = REPO / ".venv" / "serving" / "bin" / "mlflow"
+ENDPOINT = "tidemill-forecaster"
+SCENARIOS = [  # (name, batch, connections)
+    ("batch1-c64", 1, 64),
+    ("batch100-c64", 100, 64),
+    ("batch1-c500", 1, 500),
+    ("batch1-c8", 1, 8),
+    ("batch100-c8", 100, 8),
+]
+PORTS = {"tidemill": 18180, "mlflow": 18181, "kserve": 18182}
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "update"], check=True, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def ensure_model(home: Path) -> str:
+    """Train the bench model twice (v1 champion, v2 challenger) unless present."""
+    cfg = yaml.safe_load((BENCH / "serving_config.yaml").read_text())
+    name = cfg["mlflow"]["registered_model_name"]
+    cfg["data"]["source"]["path"] = str(REPO / "data" / "ETTh1.csv")
+    home.mkdir(parents=True, exist_ok=True)
+    if (home / "mlflow.db").exists():
+        from mlflow import MlflowClient
+
+        versions = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").search_model_versions(
+            f"name='{name}'")
+        if len(versions) >= 2:
+            return name
+    config = home / "bench_config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
+    for _ in range(2):
+        subprocess.run([str(TIDEMILL), "train", "--config", str(config), "--home", str(home),
+                        "--trials", "1"], cwd=home, env=env, check=True, capture_output=True)
+    return name
+
+
+def history(n_rows: int = 24, start: int = 3000) -> tuple[list[str], list[float]]:
+    import pandas as pd
+
+    df = pd.read_csv(REPO / "data" / "ETTh1.csv", usecols=["date", "OT"])
+    part = df.iloc[start:start + n_rows]
+    stamps = pd.to_datetime(part["date"]).dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    return stamps, part["OT"].astype(float).tolist()
+
+
+def bodies(batch: int) -> dict[str, dict[str, Any] | None]:
+    """The same ``batch`` history windows in each server's request format. ``mlflow models
+    serve`` takes one window only: the registered signature has no ``unique_id`` column (it is
+    dropped before the model sees it), so several windows cannot be told apart."""
+    windows = [history(start=3000 + 7 * i) for i in range(batch)]
+    ts0, ys0 = windows[0]
+    return {
+        "tidemill": {"instances": [{"timestamps": ts, "values": ys, "series_id": f"s{i}"}
+                                   for i, (ts, ys) in enumerate(windows)],
+                     "parameters": {"horizon": 1}},
+        "mlflow": None if batch > 1 else {
+            "dataframe_split": {"columns": ["ds", "y"],
+                                "data": [list(p) for p in zip(ts0, ys0, strict=True)]},
+            "params": {"horizon": 1}},
+        "kserve": {"instances": [{"unique_id": f"s{i}", "ds": ts, "y": ys}
+                                 for i, (ts, ys) in enumerate(windows)]},
+    }
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    ready_url: str
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of the server's process tree so far."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def start(name: str, home: Path, model: str, log_dir: Path) -> Server:
+    port = PORTS[name]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
+    env.update({"PATH": f"{SERVING_PY.parent}:{env.get('PATH', '')}",
+                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+                "TF_CPP_MIN_LOG_LEVEL": "2", "TIDEMILL_CONTROL_TOKEN": "bench",
+                # same for all three: no OpenMP oversubscription of 2 workers on 2 cores
+                "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+    base = f"http://127.0.0.1:{port}"
+    if name == "tidemill":
+        cmd = [str(SERVING_PY), "-m", "serving.stack", "--home", str(home), "--port", str(port),
+               "--control-port", str(port + 10), "--workers", "2", "--challenger-percent", "50"]
+        url, ready = f"{base}/v1/models/{ENDPOINT}:predict", f"{base}/v2/health/ready"
+    elif name == "mlflow":
+        cmd = [str(MLFLOW), "models", "serve", "-m", f"models:/{model}/1", "--env-manager",
+               "local", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
+        url, ready = f"{base}/invocations", f"{base}/ping"
+    else:
+        cmd = [str(SERVING_PY), str(BENCH / "serving_stock_kserve.py"), "--model-uri",
+               f"models:/{model}/1", "--port", str(port), "--workers", "2"]
+        url, ready = f"{base}/v1/models/stock:predict", f"{base}/v2/health/ready"
+    with open(log_dir / f"{name}.log", "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home,
+                                start_new_session=True)
+    server = Server(name, proc, url, ready)
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(ready, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"{name} did not start; see {log_dir / f'{name}.log'}")
+        time.sleep(0.5)
+    return server
+
+
+def check(server: Server, body: dict[str, Any], batch: int) -> None:
+    """One request must succeed and return ``batch`` forecasts before load starts."""
+    resp = httpx.post(server.url, json=body, timeout=30)
+    resp.raise_for_status()
+    preds = resp.json()["predictions"]
+    assert len(preds) == batch, (server.name, len(preds))
+
+
+def drain(server: Server, body: dict[str, Any], limit_s: float = 120.0) -> None:
+    """Wait until the server answers promptly again: an overloaded server may still be
+    working through requests queued by the previous run."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            httpx.post(server.url, json=body, timeout=5).raise_for_status()
+            if time.monotonic() - started < 0.5:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+
+
+def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
+            duration: int) -> dict[str, Any]:
+    env = {**os.environ, "WRK_BODY": str(body_path)}
+    cmd = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "2s",
+           "-s", str(BENCH / "serving_wrk.lua"), server.url]
+    warm = [*cmd[:3], "-d2s", *cmd[4:]]
+    subprocess.run(warm, env=env, capture_output=True, check=True)
+    cpu0 = server.cpu_seconds()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    cpu = server.cpu_seconds() - cpu0
+    stats = json.loads(re.search(r"BENCH_JSON (\{.*\})", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = stats["requests"]
+    seconds = stats["duration_us"] / 1e6
+    return {
+        "rps": requests / seconds,
+        "requests": requests,
+        "p50_ms": stats["p50_us"] / 1e3, "p95_ms": stats["p95_us"] / 1e3,
+        "p99_ms": stats["p99_us"] / 1e3, "max_ms": stats["max_us"] / 1e3,
+        "errors": stats["connect"] + stats["read"] + stats["write"]
+        + (int(non2xx.group(1)) if non2xx else 0),
+        "timeouts": stats["timeout"],
+        "cpu_ms_per_request": cpu * 1e3 / max(requests, 1),
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        "## Serving",
+        "",
+        "Command: `.venv/serving/bin/python bench/serving_bench.py --write-results`",
+        "",
+        f"Date: {meta['date']}. Machine: {meta['machine']}. Load average (1/5/15 min) at start "
+        f"{meta['load_start']}, at end {meta['load_end']} (other engineers' jobs share the "
+        "machine). wrk 4.1 (2 threads, `--timeout 2s`) in a second process on 127.0.0.1, "
+        f"{meta['duration']} s per run after a 2 s warm-up.",
+        "",
+        f"Model: `{meta['model']}` (bench/serving_config.yaml: XGBoost, 24 lags, 100 trees, "
+        "horizon 1), the same registered version behind every server; Tidemill serves "
+        "version 1 and 2 at a 50/50 split (caller key rotated over 997 users), prediction "
+        "log on (SQLite). 2 worker processes each: `python -m serving.stack --workers 2`, "
+        "`mlflow models serve --workers 2 --env-manager local`, stock `kserve.ModelServer"
+        "(workers=2)` with a custom model calling the pyfunc (bench/serving_stock_kserve.py). "
+        "Batch = history windows per request. CPU/req = server process-tree CPU time per "
+        "request (wrk's own CPU not counted).",
+        "",
+        "| scenario | server | rps | p50 ms | p95 ms | p99 ms | errors | timeouts | CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario, _, _ in SCENARIOS:
+        for server in ("tidemill", "mlflow", "kserve"):
+            r = results["runs"].get(server, {}).get(scenario)
+            if r is None:
+                continue
+            lines.append(
+                f"| {scenario} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+                f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['timeouts']} | "
+                f"{r['cpu_ms_per_request']:.2f} |")
+    lines += ["", "Throughput ratios (Tidemill rps / baseline rps):", "",
+              "| scenario | vs mlflow models serve | vs stock KServe |", "|---|---:|---:|"]
+    for scenario, ratios in results["ratios"].items():
+        cells = [f"{ratios[b]:.2f}x" if ratios[b] is not None
+                 else "n/a (no batches)" if b == "mlflow" else "n/a (baseline 0 rps)"
+                 for b in ("mlflow", "kserve")]
+        lines.append(f"| {scenario} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Targets:", ""]
+    lines += [f"- {name}: {'met' if ok else 'NOT met'} ({detail})"
+              for name, ok, detail in results["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(section: str) -> None:
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def targets(runs: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    t = runs["tidemill"]
+    return [
+        ("batch-100 latency under 100 ms (p99, 64 conn.)", t["batch100-c64"]["p99_ms"] < 100,
+         f"p99 {t['batch100-c64']['p99_ms']:.1f} ms"),
+        ("1000 requests/s (batch 1, 64 conn.)", t["batch1-c64"]["rps"] >= 1000,
+         f"{t['batch1-c64']['rps']:.0f} rps"),
+        ("500 concurrent users without errors (wrk timeouts counted as errors)",
+         t["batch1-c500"]["errors"] + t["batch1-c500"]["timeouts"] == 0,
+         f"{t['batch1-c500']['errors']} errors, {t['batch1-c500']['timeouts']} timeouts"),
+        ("aim: 3x mlflow models serve (batch 1, 64 conn.)",
+         t["batch1-c64"]["rps"] >= 3 * runs["mlflow"]["batch1-c64"]["rps"],
+         f"{t['batch1-c64']['rps'] / runs['mlflow']['batch1-c64']['rps']:.2f}x"),
+        ("aim: 1.5x stock KServe (batch 1, 64 conn.)",
+         t["batch1-c64"]["rps"] >= 1.5 * runs["kserve"]["batch1-c64"]["rps"],
+         f"{t['batch1-c64']['rps'] / runs['kserve']['batch1-c64']['rps']:.2f}x"),
+        ("aim: batch-100 p99 under 10 ms at 8 conn.", t["batch100-c8"]["p99_ms"] < 10,
+         f"p99 {t['batch100-c8']['p99_ms']:.2f} ms"),
+        ("aim: 500 connections without a single error or timeout",
+         t["batch1-c500"]["errors"] == 0 and t["batch1-c500"]["timeouts"] == 0,
+         f"{t['batch1-c500']['errors']} errors, {t['batch1-c500']['timeouts']} timeouts"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", default="/tmp/tidemill-serving-bench")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--servers", default="tidemill,mlflow,kserve")
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    home = Path(args.home).resolve()
+    model = ensure_model(home)
+    work = home / "bench-run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    payloads = {batch: bodies(batch) for batch in (1, 100)}
+    load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    runs: dict[str, dict[str, Any]] = {}
+    for name in args.servers.split(","):
+        server = start(name, home, model, work)
+        try:
+            for batch in (1, 100):
+                if payloads[batch][name] is not None:
+                    check(server, payloads[batch][name], batch)
+                    (work / f"{name}-{batch}.json").write_text(json.dumps(payloads[batch][name]))
+            runs[name] = {}
+            for scenario, batch, conns in SCENARIOS:
+                if payloads[batch][name] is None:
+                    continue
+                drain(server, payloads[1][name])
+                r = run_wrk(wrk, server, work / f"{name}-{batch}.json", conns, args.duration)
+                runs[name][scenario] = r
+                print(f"{name:9s} {scenario:13s} {r['rps']:8.0f} rps  p50 {r['p50_ms']:7.2f}  "
+                      f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}"
+                      f"  timeouts {r['timeouts']}  cpu/req {r['cpu_ms_per_request']:.2f} ms",
+                      flush=True)
+        finally:
+            server.stop()
+    results: dict[str, Any] = {
+        "meta": {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.uname().sysname} {os.uname().machine}, {os.cpu_count()} cores, "
+                       f"Python {sys.version.split()[0]}",
+            "load_start": load_start,
+            "load_end": "/".join(f"{x:.2f}" for x in os.getloadavg()),
+            "duration": args.duration,
+            "model": model,
+        },
+        "runs": runs,
+        "ratios": {},
+        "targets": [],
+    }
+    if {"tidemill", "mlflow", "kserve"} <= set(runs):
+        for scenario, _, _ in SCENARIOS:
+            t = runs["tidemill"][scenario]["rps"]
+            results["ratios"][scenario] = {
+                base: t / runs[base][scenario]["rps"]
+                if scenario in runs[base] and runs[base][scenario]["rps"] > 0 else None
+                for base in ("mlflow", "kserve")}
+        results["targets"] = targets(runs)
+        for name, ok, detail in results["targets"]:
+            print(f"{'met' if ok else 'NOT met':8s} {name}: {detail}")
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    if args.write_results:
+        write_section(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The control API: registered versions, the champion/challenger split, A/B tests, feedback.
+
+    uvicorn serving.control_api:app --host 127.0.0.1 --port 8000      (OpenAPI docs at /docs)
+
+Configuration (environment): ``TIDEMILL_CONTROL_TOKEN`` (bearer token every write needs; with
+none configured, writes are refused), ``MLFLOW_TRACKING_URI`` (default: the Tidemill home's
+registry), ``TIDEMILL_PREDICTION_LOG_URL`` (default: the home's SQLite log),
+``TIDEMILL_SPLIT_BACKEND`` and the Kubernetes settings read by ``serving.split``,
+``TIDEMILL_REGISTERED_MODEL`` (default: the only registered model).
+
+Every split change goes through ``serving.split.SplitControl``: registry aliases and the split
+change together or not at all. ``POST /prediction-log`` is the sink of KServe's ``logger``
+CloudEvents (unauthenticated: the KServe agent sends no token; the chart's network policy lets
+only the predictor pods reach it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from mlflow import MlflowClient
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import Engine, insert, select, text
+
+from pipelines.home import TidemillHome
+from serving import metrics
+from serving.prediction_log.cloudevents import LoggerEventPairer
+from serving.prediction_log.reader import (
+    METRICS,
+    joined_errors,
+    record_actuals,
+    utcnow,
+    variant_counts,
+)
+from serving.prediction_log.schema import ab_tests, engine_for
+from serving.prediction_log.writer import close_all, writer_for
+from serving.protocol import RequestError, parse_timestamps
+from serving.split import SplitControl, SplitError, backend_from_env, only_registered_model
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    token: str | None
+    tracking_uri: str
+    prediction_log_url: str
+    home: TidemillHome
+
+    @classmethod
+    def from_env(cls) -> ControlSettings:
+        home = TidemillHome.resolve()
+        return cls(
+            token=os.environ.get("TIDEMILL_CONTROL_TOKEN") or None,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri,
+            prediction_log_url=os.environ.get("TIDEMILL_PREDICTION_LOG_URL")
+            or home.prediction_log_uri,
+            home=home,
+        )
+
+
+# ----- request bodies --------------------------------------------------------------------------
+class DeployBody(BaseModel):
+    version: str = Field(description="registered version to make the challenger")
+    canary_percent: int = Field(ge=0, le=100, description="challenger share of traffic")
+    model_name: str | None = None
+
+
+class PromoteBody(BaseModel):
+    model_name: str | None = None
+
+
+class RollbackBody(BaseModel):
+    version: str | None = Field(None, description="default: the previous champion")
+    model_name: str | None = None
+
+
+class AbTestBody(BaseModel):
+    challenger_version: str
+    split: int = Field(ge=1, le=99, description="challenger percent of traffic")
+    duration_minutes: float = Field(gt=0, le=60 * 24 * 90)
+    metric: Literal["mae", "rmse", "mape", "coverage"] = "mae"
+    model_name: str | None = None
+
+
+class Actual(BaseModel):
+    ds: str
+    y: float = Field(allow_inf_nan=False)
+
+
+class FeedbackBody(BaseModel):
+    request_id: str | None = None
+    series_id: str | None = None
+    actuals: list[Actual] = Field(min_length=1, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _keyed(self) -> FeedbackBody:
+        if not self.request_id and not self.series_id:
+            raise ValueError("feedback needs request_id or series_id")
+        return self
+
+
+def create_app(settings: ControlSettings | None = None) -> FastAPI:
+    settings = settings or ControlSettings.from_env()
+    state: dict[str, Any] = {}
+
+    def engine() -> Engine:
+        if "engine" not in state:
+            state["engine"] = engine_for(settings.prediction_log_url)
+        return state["engine"]
+
+    def client() -> MlflowClient:
+        if "client" not in state:
+            state["client"] = MlflowClient(settings.tracking_uri,
+                                           registry_uri=settings.tracking_uri)
+        return state["client"]
+
+    def control(model_name: str | None) -> SplitControl:
+        name = model_name or only_registered_model(client())
+        key = f"control:{name}"
+        if key not in state:
+            state[key] = SplitControl(client(), name, backend_from_env(settings.home))
+        return state[key]
+
+    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+        if settings.token is None:
+            raise HTTPException(401, "writes are disabled: no TIDEMILL_CONTROL_TOKEN configured",
+                                headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
+                                                                 settings.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def split_call(fn: Any, *args: Any) -> dict[str, Any]:
+        try:
+            return fn(*args)
+        except SplitError as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        close_all()
+        if "engine" in state:
+            state["engine"].dispose()
+
+    app = FastAPI(title="Tidemill control API", version="1.0", lifespan=lifespan,
+                  description=__doc__)
+    pairer = LoggerEventPairer()
+    write = [Depends(authorized)]
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> dict[str, str]:
+        try:
+            client().search_registered_models(max_results=1)
+            with engine().connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise HTTPException(503, f"not ready: {exc}") from exc
+        return {"status": "ready"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_route() -> Response:
+        content, media_type = metrics.render()
+        return Response(content, media_type=media_type)
+
+    @app.get("/models", tags=["models"])
+    def models(model_name: str | None = None) -> dict[str, Any]:
+        """Registered versions, their aliases, and what is live at which weight."""
+        return split_call(lambda: control(model_name).status())
+
+    @app.post("/models/deploy", tags=["models"], dependencies=write)
+    def deploy(body: DeployBody) -> dict[str, Any]:
+        """Make a version the challenger at ``canary_percent`` percent of traffic."""
+        return split_call(lambda: control(body.model_name).deploy(body.version,
+                                                                  body.canary_percent))
+
+    @app.post("/models/promote", tags=["models"], dependencies=write)
+    def promote(body: PromoteBody | None = None) -> dict[str, Any]:
+        """The challenger becomes champion and takes all traffic."""
+        return split_call(lambda: control(body.model_name if body else None).promote())
+
+    @app.post("/models/rollback", tags=["models"], dependencies=write)
+    def rollback(body: RollbackBody | None = None) -> dict[str, Any]:
+        """Back to the previous champion, or to a named version; the challenger is removed."""
+        body = body or RollbackBody()
+        return split_call(lambda: control(body.model_name).rollback(body.version))
+
+    @app.post("/ab-tests", tags=["ab-tests"], dependencies=write, status_code=201)
+    def start_ab_test(body: AbTestBody) -> dict[str, Any]:
+        """Deploy the challenger at ``split`` percent and record the experiment."""
+        ctl = control(body.model_name)
+        status = split_call(lambda: ctl.deploy(body.challenger_version, body.split))
+        started = utcnow()
+        row = {
+            "id": uuid.uuid4().hex[:12], "model_name": ctl.model_name,
+            "champion_version": status["aliases"]["champion"],
+            "challenger_version": str(body.challenger_version),
+            "challenger_percent": body.split, "metric": body.metric, "started_at": started,
+            "ends_at": started + timedelta(minutes=body.duration_minutes),
+        }
+        with engine().begin() as conn:
+            conn.execute(insert(ab_tests), [row])
+        return _ab_view(row, {}, {})
+
+    @app.get("/ab-tests/{test_id}", tags=["ab-tests"])
+    def get_ab_test(test_id: str) -> dict[str, Any]:
+        """Per-variant request counts and, once actuals arrived, live error metrics."""
+        with engine().connect() as conn:
+            found = conn.execute(select(ab_tests).where(ab_tests.c.id == test_id)).first()
+        if found is None:
+            raise HTTPException(404, f"no A/B test {test_id!r}")
+        row = dict(found._mapping)
+        until = min(utcnow(), row["ends_at"])
+        counts = variant_counts(engine(), row["started_at"], until, row["model_name"])
+        errors = joined_errors(engine(), row["started_at"], until, row["model_name"])
+        return _ab_view(row, counts, errors)
+
+    @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201)
+    def feedback(body: FeedbackBody) -> dict[str, Any]:
+        """Actual values for earlier predictions, by request id or by series and timestamp."""
+        try:
+            stamps = parse_timestamps([a.ds for a in body.actuals], "actuals[].ds")
+        except RequestError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        points = [(body.series_id, ds, a.y) for ds, a in zip(stamps, body.actuals, strict=True)]
+        return {"stored": record_actuals(engine(), points, body.request_id)}
+
+    @app.post("/prediction-log", tags=["prediction-log"], status_code=202)
+    async def prediction_log(request: Request) -> dict[str, Any]:
+        """Sink for KServe ``logger`` CloudEvents (binary mode)."""
+        try:
+            entry = pairer.add(request.headers, orjson.loads(await request.body()))
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"body: not JSON ({exc})") from exc
+        except RequestError as exc:
+            metrics.ERRORS.labels(kind="logger_event", model="prediction_log").inc()
+            raise HTTPException(400, str(exc)) from exc
+        if entry is not None:
+            writer_for(settings.prediction_log_url).submit(entry)
+        return {"accepted": True, "logged": entry is not None}
+
+    return app
+
+
+def _ab_view(row: dict[str, Any], counts: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    metric = row["metric"]
+    leader = None
+    scored = {v: e[metric] for v, e in errors.items() if e.get(metric) is not None}
+    if len(scored) == 2:
+        pick = max if metric == "coverage" else min
+        leader = pick(scored, key=scored.get)
+    iso = datetime.isoformat
+    return {
+        **{k: (iso(v) if isinstance(v, datetime) else v) for k, v in row.items()},
+        "status": "running" if now < row["ends_at"] else "finished",
+        "requests": counts,
+        "errors": errors,
+        "leader": leader,
+        "metrics": list(METRICS),
+    }
+
+
+app = create_app()

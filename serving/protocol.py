@@ -1,0 +1,449 @@
+"""Wire formats of a forecast request and response: KServe V1, Open Inference Protocol V2 and
+the specification's ``/predict``. Pure parsing and formatting (numpy, no kserve import), shared
+by the fast routes and the ``kserve.Model.predict`` path.
+
+V1 ``POST /v1/models/{name}:predict``::
+
+    {"instances": [{"timestamps": [...], "values": [...], "series_id": "s", "exog": [[...], ...]}],
+     "parameters": {"horizon": 12}, "user_id": "caller-7", "model_version": "2"}
+    -> {"predictions": [{"series_id", "timestamps", "mean", "lower", "upper"}],
+        "model_name", "model_version", "variant", "request_id", "interval_level"}
+
+V2 ``POST /v2/models/{name}/infer`` (``model_name`` in the response is the endpoint name,
+``parameters.registered_model`` the registered one): inputs ``values`` (FP64/FP32
+``[n, L]``), ``timestamps`` (BYTES ISO-8601 or INT64 epoch seconds, ``[n, L]``), optional
+``exog`` (``[n, L, k]``); ``parameters``: ``horizon``, ``user_id``, ``series_id``,
+``model_version``. Outputs ``forecast``, ``lower``, ``upper`` (FP64 ``[n, h]``) and
+``timestamps`` (BYTES ``[n, h]``); the response's ``model_version`` is the registered version
+and ``parameters`` carry ``variant`` and ``request_id``.
+
+``POST /predict``: ``{"data": [[timestamp, value, exog...], ...], "model_version": null,
+"forecast_horizon": N, "user_id": ...}`` -> ``predictions``, ``confidence_intervals``
+(``level``, ``lower``, ``upper``), ``timestamps``, ``model_version``, ``variant``,
+``execution_time_ms``, ``request_id``.
+
+Exogenous columns are accepted and checked for shape, and their count is logged; the current
+Tidemill models forecast from the target history alone.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.config import Limits
+
+# numpy parses "...Z" / "+01:00" as UTC and warns that datetime64 has no timezone: expected.
+warnings.filterwarnings("ignore", message="no explicit representation of timezones")
+
+CALLER_HEADER = "x-user-id"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class RequestError(ValueError):
+    """A request Tidemill refuses: ``field`` names the input, ``status`` is the HTTP status."""
+
+    def __init__(self, field: str, message: str, status: int = 400, kind: str = "bad_request"):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.status = status
+        self.kind = kind
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), "field": self.field}
+
+
+@dataclass
+class WindowGroup:
+    """Windows of equal length: rows of ``values``/``ds`` sit at ``index`` in the request."""
+
+    index: np.ndarray
+    values: np.ndarray
+    ds: np.ndarray
+
+
+@dataclass
+class ForecastRequest:
+    """A parsed, shape-checked request; model-specific limits are checked by the model."""
+
+    groups: list[WindowGroup]
+    n_windows: int
+    series_ids: list[str | None]
+    horizon: int | None
+    caller: str | None
+    model_version: str | None
+    field_prefix: str
+    exog_columns: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ForecastResult:
+    """Forecasts of every window in request order, each array ``(n_windows, horizon)``."""
+
+    ds: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    model_name: str
+    model_version: str
+    variant: str
+    level: float
+    request_id: str
+    endpoint: str
+
+
+# ----- shared checks --------------------------------------------------------------------------
+def _horizon(raw: Any, field_name: str, limits: Limits) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != int(raw):
+        raise RequestError(field_name, f"must be a positive integer, got {raw!r}")
+    horizon = int(raw)
+    if horizon < 1:
+        raise RequestError(field_name, f"must be at least 1, got {horizon}")
+    if limits.max_horizon is not None and horizon > limits.max_horizon:
+        raise RequestError(
+            field_name, f"{horizon} is above the configured maximum of {limits.max_horizon}"
+        )
+    return horizon
+
+
+def _text(raw: Any, field_name: str) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise RequestError(field_name, f"must be a string, got {type(raw).__name__}")
+    return str(raw)
+
+
+def _batch_size(n: int, field_name: str, limits: Limits) -> None:
+    if n == 0:
+        raise RequestError(field_name, "needs at least one history window")
+    if n > limits.max_batch:
+        raise RequestError(
+            field_name, f"{n} windows exceed the limit of {limits.max_batch}", status=413
+        )
+
+
+def parse_timestamps(raw: Any, field_name: str) -> np.ndarray:
+    """ISO-8601 strings (or epoch seconds) to ``datetime64[ns]``, any shape."""
+    try:
+        arr = np.asarray(raw)
+        if arr.dtype.kind in "iu":
+            return arr.astype("datetime64[s]").astype("datetime64[ns]")
+        if arr.dtype.kind == "S":
+            arr = arr.astype(str)
+        if arr.dtype.kind != "U":
+            raise ValueError
+        return arr.astype("datetime64[ns]")
+    except (ValueError, TypeError, OverflowError):
+        raise RequestError(
+            field_name, "must be ISO-8601 timestamp strings or integer epoch seconds"
+        ) from None
+
+
+def _values(raw: Any, field_name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise RequestError(field_name, "must be numbers") from None
+    return arr
+
+
+def _check_window_block(values: np.ndarray, ds: np.ndarray, where: list[str]) -> None:
+    """Finite values, one timestamp per value, timestamps strictly increasing (per row)."""
+    if ds.shape != values.shape:
+        raise RequestError(
+            f"{where[0]}.timestamps",
+            f"{ds.shape[-1]} timestamps for {values.shape[-1]} values",
+        )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise RequestError(f"{where[row]}.values[{col}]", "is NaN, inf or missing")
+    if values.shape[1] > 1:
+        steps = np.diff(ds, axis=1) > np.timedelta64(0, "ns")
+        if not steps.all():
+            row, col = np.argwhere(~steps)[0]
+            raise RequestError(
+                f"{where[row]}.timestamps[{col + 1}]",
+                "timestamps must be strictly increasing (oldest first)",
+            )
+
+
+def _groups(
+    values_lists: Sequence[Any], ts_lists: Sequence[Any], where: list[str]
+) -> list[WindowGroup]:
+    """Build equal-length window groups from per-window lists (usually one group)."""
+    lengths = []
+    for i, (v, t) in enumerate(zip(values_lists, ts_lists, strict=True)):
+        if not isinstance(v, list):
+            raise RequestError(f"{where[i]}.values", "must be a list of numbers")
+        if not isinstance(t, list):
+            raise RequestError(f"{where[i]}.timestamps", "must be a list of timestamps")
+        if len(t) != len(v):
+            raise RequestError(f"{where[i]}.timestamps", f"{len(t)} timestamps for {len(v)} values")
+        if not v:
+            raise RequestError(f"{where[i]}.values", "is empty")
+        lengths.append(len(v))
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_length.setdefault(n, []).append(i)
+    groups = []
+    for rows in by_length.values():
+        sub_where = [where[i] for i in rows]
+        values = _values([values_lists[i] for i in rows], f"{sub_where[0]}.values")
+        if values.ndim != 2:
+            raise RequestError(f"{sub_where[0]}.values", "must be a flat list of numbers")
+        ds = parse_timestamps([ts_lists[i] for i in rows], f"{sub_where[0]}.timestamps")
+        if ds.ndim != 2:
+            raise RequestError(f"{sub_where[0]}.timestamps", "must be a flat list of timestamps")
+        _check_window_block(values, ds, sub_where)
+        groups.append(WindowGroup(np.asarray(rows), values, ds))
+    return groups
+
+
+def _exog(raw: Any, length: int, field_name: str) -> int:
+    """Check an exogenous block ``[L][k]`` against the window length; return ``k``."""
+    if raw is None:
+        return 0
+    arr = _values(raw, field_name)
+    if arr.ndim != 2 or arr.shape[0] != length:
+        raise RequestError(field_name, f"must be {length} rows of exogenous values")
+    if not np.isfinite(arr).all():
+        raise RequestError(field_name, "contains NaN, inf or missing values")
+    return int(arr.shape[1])
+
+
+def caller_of(body_value: Any, headers: Mapping[str, str], field_name: str) -> str | None:
+    return _text(body_value, field_name) or headers.get(CALLER_HEADER) or None
+
+
+# ----- V1 -------------------------------------------------------------------------------------
+def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastRequest:
+    if not isinstance(body, dict):
+        raise RequestError("body", "must be a JSON object with 'instances'")
+    instances = body.get("instances")
+    if not isinstance(instances, list):
+        raise RequestError("instances", "must be a list of history windows")
+    _batch_size(len(instances), "instances", limits)
+    where = [f"instances[{i}]" for i in range(len(instances))]
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict):
+            raise RequestError(where[i], "must be an object with 'timestamps' and 'values'")
+    groups = _groups(
+        [inst.get("values") for inst in instances],
+        [inst.get("timestamps") for inst in instances],
+        where,
+    )
+    exog = 0
+    for i, inst in enumerate(instances):
+        exog = max(exog, _exog(inst.get("exog"), len(inst["values"]), f"{where[i]}.exog"))
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise RequestError("parameters", "must be an object")
+    raw_h = params.get("horizon", body.get("horizon"))
+    return ForecastRequest(
+        groups=groups,
+        n_windows=len(instances),
+        series_ids=[_text(inst.get("series_id"), f"{where[i]}.series_id")
+                    for i, inst in enumerate(instances)],
+        horizon=_horizon(raw_h, "parameters.horizon", limits),
+        caller=caller_of(body.get("user_id"), headers, "user_id"),
+        model_version=_text(body.get("model_version"), "model_version"),
+        field_prefix="instances",
+        exog_columns=exog,
+    )
+
+
+def v1_response(result: ForecastResult, series_ids: list[str | None]) -> dict[str, Any]:
+    stamps = np.datetime_as_string(result.ds, unit="s").tolist()
+    predictions = [
+        {
+            "series_id": series_ids[i],
+            "timestamps": stamps[i],
+            "mean": result.yhat[i],
+            "lower": result.lower[i],
+            "upper": result.upper[i],
+        }
+        for i in range(result.yhat.shape[0])
+    ]
+    return {
+        "predictions": predictions,
+        "model_name": result.model_name,
+        "model_version": result.model_version,
+        "variant": result.variant,
+        "request_id": result.request_id,
+        "interval_level": result.level,
+    }
+
+
+# ----- V2 (Open Inference Protocol) -----------------------------------------------------------
+V2_INPUTS = [
+    {"name": "values", "datatype": "FP64", "shape": [-1, -1]},
+    {"name": "timestamps", "datatype": "BYTES", "shape": [-1, -1]},
+    {"name": "exog", "datatype": "FP64", "shape": [-1, -1, -1]},
+]
+V2_OUTPUTS = [
+    {"name": "forecast", "datatype": "FP64", "shape": [-1, -1]},
+    {"name": "lower", "datatype": "FP64", "shape": [-1, -1]},
+    {"name": "upper", "datatype": "FP64", "shape": [-1, -1]},
+    {"name": "timestamps", "datatype": "BYTES", "shape": [-1, -1]},
+]
+
+
+def _v2_tensor(inp: Any, i: int) -> tuple[str, list[int], Any]:
+    if not isinstance(inp, dict):
+        raise RequestError(f"inputs[{i}]", "must be a tensor object")
+    name, shape, data = inp.get("name"), inp.get("shape"), inp.get("data")
+    if not isinstance(name, str):
+        raise RequestError(f"inputs[{i}].name", "is required")
+    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+        raise RequestError(f"inputs[{i}].shape", "must be a list of non-negative integers")
+    if not isinstance(data, list):
+        raise RequestError(f"inputs[{i}].data", "must be a list")
+    return name, shape, data
+
+
+def _reshape(data: Any, shape: list[int], field_name: str, timestamps: bool) -> np.ndarray:
+    arr = parse_timestamps(data, field_name) if timestamps else _values(data, field_name)
+    if arr.size != math.prod(shape):
+        raise RequestError(field_name, f"has {arr.size} elements, shape {shape} needs "
+                                       f"{math.prod(shape)}")
+    return arr.reshape(shape)
+
+
+def parse_v2(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastRequest:
+    if not isinstance(body, dict):
+        raise RequestError("body", "must be a JSON inference request object")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError("inputs", "must be a non-empty list of tensors")
+    tensors = {}
+    for i, inp in enumerate(inputs):
+        name, shape, data = _v2_tensor(inp, i)
+        tensors[name] = (i, shape, data)
+    for needed in ("values", "timestamps"):
+        if needed not in tensors:
+            raise RequestError("inputs", f"tensor '{needed}' is missing")
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise RequestError("parameters", "must be an object")
+    return v2_request(tensors, params, headers, limits)
+
+
+def v2_request(
+    tensors: Mapping[str, tuple[int, list[int], Any]],
+    params: Mapping[str, Any],
+    headers: Mapping[str, str],
+    limits: Limits,
+) -> ForecastRequest:
+    """A request from V2 tensors ``name -> (position, shape, data)`` and parameters."""
+    _, shape, data = tensors["values"]
+    if len(shape) == 1:
+        shape = [1, shape[0]]
+    if len(shape) != 2:
+        raise RequestError("inputs.values.shape", f"must be [n_windows, length], got {shape}")
+    _batch_size(shape[0], "inputs.values.shape[0]", limits)
+    if shape[1] == 0:
+        raise RequestError("inputs.values.shape[1]", "history windows are empty")
+    values = _reshape(data, shape, "inputs.values.data", timestamps=False)
+    _, ts_shape, ts_data = tensors["timestamps"]
+    if math.prod(ts_shape) != math.prod(shape):
+        raise RequestError("inputs.timestamps.shape", f"must match values shape {shape}")
+    ds = _reshape(ts_data, shape, "inputs.timestamps.data", timestamps=True)
+    where = [f"inputs.window[{r}]" for r in range(shape[0])]
+    _check_window_block(values, ds, where)
+    exog = 0
+    if "exog" in tensors:
+        _, ex_shape, ex_data = tensors["exog"]
+        if len(ex_shape) != 3 or ex_shape[:2] != shape:
+            raise RequestError("inputs.exog.shape", f"must be [{shape[0]}, {shape[1]}, k]")
+        ex = _reshape(ex_data, ex_shape, "inputs.exog.data", timestamps=False)
+        if not np.isfinite(ex).all():
+            raise RequestError("inputs.exog.data", "contains NaN or inf")
+        exog = ex_shape[2]
+    series = _text(params.get("series_id"), "parameters.series_id")
+    return ForecastRequest(
+        groups=[WindowGroup(np.arange(shape[0]), values, ds)],
+        n_windows=shape[0],
+        series_ids=[series] * shape[0],
+        horizon=_horizon(params.get("horizon"), "parameters.horizon", limits),
+        caller=caller_of(params.get("user_id"), headers, "parameters.user_id"),
+        model_version=_text(params.get("model_version"), "parameters.model_version"),
+        field_prefix="inputs",
+        exog_columns=exog,
+    )
+
+
+def v2_response(result: ForecastResult) -> dict[str, Any]:
+    n, h = result.yhat.shape
+    stamps = np.datetime_as_string(result.ds, unit="s").ravel().tolist()
+
+    def tensor(name: str, datatype: str, data: Any) -> dict[str, Any]:
+        return {"name": name, "datatype": datatype, "shape": [n, h], "data": data}
+
+    return {
+        "model_name": result.endpoint,
+        "model_version": result.model_version,
+        "id": result.request_id,
+        "parameters": {"variant": result.variant, "request_id": result.request_id,
+                       "registered_model": result.model_name, "interval_level": result.level},
+        "outputs": [
+            tensor("forecast", "FP64", result.yhat.ravel()),
+            tensor("lower", "FP64", result.lower.ravel()),
+            tensor("upper", "FP64", result.upper.ravel()),
+            tensor("timestamps", "BYTES", stamps),
+        ],
+    }
+
+
+# ----- the specification's /predict -----------------------------------------------------------
+def parse_spec(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastRequest:
+    if not isinstance(body, dict):
+        raise RequestError("body", "must be a JSON object with 'data'")
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        raise RequestError("data", "must be a non-empty list of [timestamp, value, ...] rows")
+    width = None
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) < 2:
+            raise RequestError(f"data[{i}]", "must be a [timestamp, value, exog...] row")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise RequestError(f"data[{i}]", f"has {len(row)} columns, the first row {width}")
+    groups = _groups([[r[1] for r in data]], [[r[0] for r in data]], ["data"])
+    if width and width > 2:
+        _exog([r[2:] for r in data], len(data), "data[*][2:]")
+    return ForecastRequest(
+        groups=groups,
+        n_windows=1,
+        series_ids=[_text(body.get("series_id"), "series_id")],
+        horizon=_horizon(body.get("forecast_horizon"), "forecast_horizon", limits),
+        caller=caller_of(body.get("user_id"), headers, "user_id"),
+        model_version=_text(body.get("model_version"), "model_version"),
+        field_prefix="data",
+        exog_columns=(width or 2) - 2,
+    )
+
+
+def spec_response(result: ForecastResult, execution_time_ms: float) -> dict[str, Any]:
+    return {
+        "predictions": result.yhat[0],
+        "confidence_intervals": {
+            "level": result.level, "lower": result.lower[0], "upper": result.upper[0]
+        },
+        "timestamps": np.datetime_as_string(result.ds[0], unit="s").tolist(),
+        "model_name": result.model_name,
+        "model_version": result.model_version,
+        "variant": result.variant,
+        "request_id": result.request_id,
+        "execution_time_ms": round(execution_time_ms, 3),
+    }

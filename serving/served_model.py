@@ -1,0 +1,181 @@
+"""A registered model version ready to forecast: its bundle (preprocessor + forecaster) and
+where it came from. Loads from a model directory (what a KServe ``storageUri`` mounts at
+``/mnt/models``: ``MLmodel`` + ``artifacts/bundle/``, or a bare bundle directory) or from the
+MLflow registry by alias or version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipelines.bundle import ForecastBundle, ForecastInputError
+from serving.protocol import ForecastRequest, RequestError
+
+log = logging.getLogger(__name__)
+
+
+def bundle_dir(model_dir: str | Path) -> Path:
+    """The bundle inside a model directory (``artifacts/bundle``) or the directory itself."""
+    model_dir = Path(model_dir)
+    for candidate in (model_dir / "artifacts" / "bundle", model_dir):
+        if (candidate / "bundle.json").exists():
+            return candidate
+    raise FileNotFoundError(
+        f"no forecast bundle under {model_dir} (looked for artifacts/bundle/bundle.json "
+        "and bundle.json)"
+    )
+
+
+def registered_identity(model_dir: str | Path) -> tuple[str | None, str | None]:
+    """Registered name and version recorded by MLflow in ``registered_model_meta``."""
+    meta = Path(model_dir) / "registered_model_meta"
+    if not meta.exists():
+        return None, None
+    data = yaml.safe_load(meta.read_text()) or {}
+    version = data.get("model_version")
+    return data.get("model_name"), None if version is None else str(version)
+
+
+def _serving_threads(bundle: ForecastBundle) -> None:
+    """One compute thread per model: serving scales with worker processes, not threads."""
+    booster = getattr(bundle.forecaster, "booster", None)
+    if booster is not None and hasattr(booster, "set_param"):
+        booster.set_param({"nthread": 1})
+
+
+@dataclass
+class ServedModel:
+    """One loaded version. Pickles as its directory (worker processes reload it)."""
+
+    bundle: ForecastBundle
+    name: str
+    version: str
+    model_dir: str
+    source_uri: str
+
+    @property
+    def horizon(self) -> int:
+        return self.bundle.horizon
+
+    @property
+    def min_history(self) -> int:
+        return self.bundle.min_history
+
+    @property
+    def level(self) -> float:
+        return float(self.bundle.meta.get("level", 0.9))
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.bundle.meta.get("algorithm", "unknown"))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return load_from_dir, (self.model_dir, self.name, self.version, self.source_uri)
+
+    def forecast(self, request: ForecastRequest) -> tuple[np.ndarray, ...]:
+        """``(ds, yhat, lower, upper)`` for every window in request order."""
+        horizon = self.horizon if request.horizon is None else request.horizon
+        if horizon > self.horizon:
+            field = "forecast_horizon" if request.field_prefix == "data" else "parameters.horizon"
+            raise RequestError(
+                field, f"{horizon} is above this model's maximum of {self.horizon} "
+                f"(model version {self.version})"
+            )
+        for group in request.groups:
+            if group.values.shape[1] < self.min_history:
+                raise RequestError(
+                    f"{request.field_prefix}.values",
+                    f"history has {group.values.shape[1]} values; model version {self.version} "
+                    f"needs at least {self.min_history}",
+                )
+        try:
+            if len(request.groups) == 1:
+                g = request.groups[0]
+                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon)
+                return fc.ds, fc.yhat, fc.lower, fc.upper
+            shape = (request.n_windows, horizon)
+            out = (np.empty(shape, "datetime64[ns]"), np.empty(shape), np.empty(shape),
+                   np.empty(shape))
+            for g in request.groups:
+                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon)
+                for arr, part in zip(out, (fc.ds, fc.yhat, fc.lower, fc.upper), strict=True):
+                    arr[g.index] = part
+            return out
+        except ForecastInputError as exc:
+            raise RequestError(exc.field, str(exc).split(": ", 1)[-1]) from exc
+
+    def self_test(self) -> None:
+        """Forecast a synthetic history; raises if the model cannot predict."""
+        n = self.min_history
+        ds = np.datetime64("2020-01-01T00:00", "ns") + np.arange(n) * np.timedelta64(1, "h")
+        values = np.linspace(1.0, 2.0, n)
+        fc = self.bundle.forecast(values, ds[-1:], self.horizon)
+        if not np.isfinite(fc.yhat).all():
+            raise RuntimeError(f"model version {self.version} produced non-finite forecasts")
+
+
+def load_from_dir(
+    model_dir: str | Path,
+    name: str | None = None,
+    version: str | None = None,
+    source_uri: str | None = None,
+) -> ServedModel:
+    """Load a model directory; name and version default to ``registered_model_meta``."""
+    model_dir = Path(model_dir)
+    bundle = ForecastBundle.load(bundle_dir(model_dir))
+    _serving_threads(bundle)
+    meta_name, meta_version = registered_identity(model_dir)
+    return ServedModel(
+        bundle=bundle,
+        name=name or meta_name or os.environ.get("TIDEMILL_REGISTERED_MODEL", "unregistered"),
+        version=version or meta_version or os.environ.get("TIDEMILL_MODEL_VERSION", "unknown"),
+        model_dir=str(model_dir),
+        source_uri=source_uri or model_dir.as_uri(),
+    )
+
+
+def registry_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+def parse_registry_uri(uri: str) -> tuple[str, str]:
+    """``models:/<name>/<version>`` -> (name, version)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"not a registry model URI: {uri!r}")
+    name, _, version = uri[len("models:/"):].rpartition("/")
+    if not name or not version:
+        raise ValueError(f"expected models:/<name>/<version>, got {uri!r}")
+    return name, version
+
+
+def load_from_registry(tracking_uri: str, name: str, ref: str) -> ServedModel:
+    """Load ``name`` at a version number or an alias (``champion``, ``challenger``)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    mv = client.get_model_version(name, ref) if ref.isdigit() else \
+        client.get_model_version_by_alias(name, ref)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(registry_uri(name, mv.version))
+    log.info("loaded %s v%s from %s", name, mv.version, local)
+    return load_from_dir(local, name, str(mv.version), registry_uri(name, mv.version))
+
+
+def load_uri(tracking_uri: str | None, uri: str) -> ServedModel:
+    """A split URI: ``models:/<name>/<version>`` from the registry, else a local directory."""
+    if uri.startswith("models:/"):
+        if tracking_uri is None:
+            raise ValueError(f"{uri} needs an MLflow tracking URI")
+        name, version = parse_registry_uri(uri)
+        return load_from_registry(tracking_uri, name, version)
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return load_from_dir(path, source_uri=uri)

@@ -1,0 +1,269 @@
+"""``kserve.ModelServer`` as Tidemill runs it: bound to a chosen host (127.0.0.1 locally),
+no gRPC, no per-request log lines, and lean REST routes for the forecast endpoints.
+
+KServe's REST server binds 0.0.0.0, logs every request (uvicorn access log, timing middleware,
+latency line) and times each stage in its own histograms. Here the uvicorn config gets the
+host and ``access_log=False``; the timing middleware is left out; and the V1, V2 and
+``/predict`` routes, registered ahead of KServe's own, parse with orjson and go straight to
+``ForecastModel.serve`` with one latency histogram. Every other KServe route (health,
+readiness, model lists, load/unload) is the stock one. Queued prediction-log rows are flushed
+when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import fastapi
+import orjson
+from fastapi import Request, Response
+from kserve import ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.model import BaseKServeModel
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+
+from serving import metrics
+from serving.config import Limits, model_name
+from serving.forecast_model import ForecastModel
+from serving.prediction_log.writer import close_all
+from serving.protocol import (
+    REQUEST_ID_HEADER,
+    ForecastRequest,
+    RequestError,
+    parse_spec,
+    parse_v1,
+    parse_v2,
+    spec_response,
+    v1_response,
+    v2_response,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+WORKER_STARTUP_GRACE_S = 120.0
+_DUMP = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # the stdlib accepts NaN/Infinity literals, which then fail validation by name
+            return json.loads(body)
+        except ValueError as exc:
+            raise RequestError("body", f"is not valid JSON ({exc})") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise RequestError("body", f"{declared} bytes exceed the limit of {limit} bytes",
+                               413, "too_large")
+        return await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError("body", f"exceeds the limit of {limit} bytes", 413, "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(exc: RequestError, model: str) -> Response:
+    metrics.ERRORS.labels(kind=exc.kind, model=model).inc()
+    return Response(orjson.dumps(exc.body()), status_code=exc.status, media_type=JSON)
+
+
+Parser = Callable[[Any, Any, Limits], ForecastRequest]
+Formatter = Callable[[Any, ForecastRequest, float], dict[str, Any]]
+
+
+def install_routes(app: fastapi.FastAPI, models: Any, limits: Limits, default_model: str) -> None:
+    """Add the fast forecast routes and ``/metrics`` to ``app`` ahead of KServe's routes."""
+
+    def lookup(name: str) -> ForecastModel:
+        model = models.get_model(name)
+        if not isinstance(model, ForecastModel):
+            served = sorted(models.get_models())
+            raise RequestError("model", f"no model named {name!r}; served: {served}", 404,
+                               "unknown_model")
+        if not model.ready:
+            raise RequestError("model", f"{name} is not ready", 503, "not_ready")
+        return model
+
+    async def handle(request: Request, name: str, parse: Parser, fmt: Formatter) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+            model = lookup(name)
+            parsed = parse(_loads(body), request.headers, limits)
+            result = model.serve(parsed, request.headers.get(REQUEST_ID_HEADER)
+                                 or uuid.uuid4().hex)
+            content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
+        except RequestError as exc:
+            return _error(exc, name)
+        metrics.LATENCY.labels(name, result.model_version, result.variant).observe(
+            time.perf_counter() - started)
+        return Response(content, media_type=JSON, headers={
+            "x-tidemill-variant": result.variant, REQUEST_ID_HEADER: result.request_id})
+
+    async def v1_predict(model_name: str, request: Request) -> Response:
+        return await handle(request, model_name, parse_v1,
+                            lambda r, p, _: v1_response(r, p.series_ids))
+
+    async def v2_infer(model_name: str, request: Request) -> Response:
+        return await handle(request, model_name, parse_v2, lambda r, _p, _s: v2_response(r))
+
+    async def spec_predict(request: Request) -> Response:
+        return await handle(request, default_model, parse_spec,
+                            lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3))
+
+    async def v2_metadata(model_name: str) -> Response:
+        try:
+            return Response(orjson.dumps(lookup(model_name).metadata()), media_type=JSON)
+        except RequestError as exc:
+            return _error(exc, model_name)
+
+    async def example(model_name: str) -> Response:
+        try:
+            return Response(orjson.dumps(lookup(model_name).example_request()), media_type=JSON)
+        except RequestError as exc:
+            return _error(exc, model_name)
+
+    async def metrics_route() -> Response:
+        content, media_type = metrics.render()
+        return Response(content, media_type=media_type)
+
+    for path, endpoint, methods in (
+        ("/v1/models/{model_name}:predict", v1_predict, ["POST"]),
+        ("/v2/models/{model_name}/infer", v2_infer, ["POST"]),
+        ("/predict", spec_predict, ["POST"]),
+        ("/v2/models/{model_name}", v2_metadata, ["GET"]),
+        ("/v1/models/{model_name}/example", example, ["GET"]),
+        ("/metrics", metrics_route, ["GET"]),
+    ):
+        app.router.add_api_route(path, endpoint, methods=methods, response_model=None,
+                                 include_in_schema=path != "/metrics")
+
+
+class _FlushingServer(_RefreshingServer):
+    """Uvicorn server that writes queued prediction-log rows out during graceful shutdown."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets=sockets)
+        await asyncio.get_running_loop().run_in_executor(None, close_all)
+
+
+class TidemillRESTServer(RESTServer):
+    """KServe's REST server with a host, no access log, no timing middleware, fast routes."""
+
+    def __init__(self, *args: Any, host: str, limits: Limits, default_model: str,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.config.access_log = False
+        self.limits = limits
+        self.default_model = default_model
+        self._server = _FlushingServer(self.config)
+
+    def _add_middlewares(self, app: fastapi.FastAPI) -> None:
+        """No per-request timing middleware (it logs and costs a route scan per request)."""
+
+    def create_application(self) -> None:
+        """Runs in each worker, after KServe configured logging there."""
+        from kserve.model_server import app
+
+        access = logging.getLogger("uvicorn.access")  # uvicorn logs while it has handlers
+        access.handlers.clear()
+        access.propagate = False
+        install_routes(app, self.dataplane.model_registry, self.limits, self.default_model)
+        super().create_application()
+
+
+class _WorkerProcess(RESTServerProcess):
+    """A worker whose liveness pings start after a startup grace period: loading the models
+    in a fresh process can take longer than KServe's 5 s ping timeout on a busy machine."""
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        super().start()
+
+    def is_alive(self, timeout: float = 5) -> bool:
+        if not self._process.is_alive():
+            return False
+        if time.monotonic() - self.started < WORKER_STARTUP_GRACE_S:
+            return True
+        return self.ping(timeout)
+
+
+class _MultiProcess(RESTServerMultiProcess):
+    """KServe's worker-process supervisor around a given REST server and worker class."""
+
+    def __init__(self, rest_server: TidemillRESTServer, workers: int, grace_period: int) -> None:
+        super().__init__(FASTAPI_APP_IMPORT_STRING, rest_server.dataplane,
+                         rest_server.model_repository_extension, rest_server.config.port,
+                         workers=workers, grace_period=grace_period)
+        self._rest_server = rest_server
+
+    def _spawn(self, sockets: list[Any]) -> _WorkerProcess:
+        process = _WorkerProcess(sockets, self._rest_server.run)
+        process.start()
+        return process
+
+    def init_processes(self, sockets: list[Any]) -> None:
+        workers = self._rest_server.config.workers
+        self._processes.extend(self._spawn(sockets) for _ in range(workers))
+
+    async def keep_subprocess_alive(self, sockets: list[Any]) -> None:
+        for idx, process in enumerate(self._processes):
+            if self.should_exit.is_set():
+                return
+            if not process.is_alive():
+                process.kill()
+                await process.wait_for_termination()
+                if self.should_exit.is_set():
+                    return
+                self._processes[idx] = self._spawn(sockets)
+                log.warning("worker process [%s] died; started [%s]", process.pid,
+                            self._processes[idx].pid)
+
+
+class TidemillModelServer(ModelServer):
+    """``kserve.ModelServer`` bound to ``host`` (default 127.0.0.1), REST only, quiet."""
+
+    def __init__(self, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
+                 limits: Limits | None = None, default_model: str | None = None,
+                 grace_period: int = 20) -> None:
+        super().__init__(http_port=http_port, workers=workers, enable_grpc=False,
+                         enable_latency_logging=False,
+                         grace_period=grace_period)
+        self.host = host
+        self.limits = limits or Limits.from_env()
+        self.default_model = default_model or model_name()
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        self._register_and_check_atleast_one_model_is_ready(models)
+        rest = TidemillRESTServer(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+            self.http_port, workers=self.workers, grace_period=self.grace_period,
+            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
+            host=self.host, limits=self.limits, default_model=self.default_model,
+        )
+        if self.workers > 1:
+            self._rest_multiprocess_server = _MultiProcess(rest, self.workers, self.grace_period)
+            self.servers.append(self._rest_multiprocess_server.start())
+        else:
+            self._rest_server = rest
+            self.servers.append(rest.start())
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

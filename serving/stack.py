@@ -1,0 +1,178 @@
+"""The local serving stack in the foreground: router (champion + challenger predictors in each
+worker process) and control API, on 127.0.0.1, from the registry in the Tidemill home.
+
+    python -m serving.stack --home H [--port 8080] [--control-port 8000] [--workers 2]
+                            [--model NAME] [--challenger-percent 20]
+
+On start the split is aligned with the registry aliases (``champion``; ``challenger`` at
+``--challenger-percent`` when it names another version). The control token is
+``TIDEMILL_CONTROL_TOKEN`` or, when unset, a random one kept in ``H/serving/control_token``.
+The URLs are printed and written to ``H/serving/stack.json``. SIGTERM/SIGINT (or either
+process exiting) stops everything; queued prediction-log rows are written before exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+from mlflow import MlflowClient
+
+from pipelines.home import TidemillHome
+from serving.config import DEFAULT_MODEL_NAME
+from serving.split import LocalSplitBackend, SplitControl, only_registered_model
+
+READY_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 40.0
+
+
+def control_token(home: TidemillHome) -> str:
+    """``TIDEMILL_CONTROL_TOKEN`` or the home's token file (created once, mode 600)."""
+    token = os.environ.get("TIDEMILL_CONTROL_TOKEN")
+    if token:
+        return token
+    path = home.root / "serving" / "control_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def _wait_ready(procs: dict[str, subprocess.Popen[bytes]], urls: dict[str, str]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    pending = dict(urls)
+    with httpx.Client(timeout=2.0) as client:
+        while pending:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+            for name, url in list(pending.items()):
+                try:
+                    if client.get(url).status_code == 200:
+                        del pending[name]
+                except httpx.TransportError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f}s: {sorted(pending)}")
+            time.sleep(0.3)
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process (graceful, flushes the log), SIGKILL to its group if stuck."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", default=None, help="Tidemill home (default $TIDEMILL_HOME)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="router (predictions)")
+    parser.add_argument("--control-port", type=int, default=8000, help="control API")
+    parser.add_argument("--workers", type=int, default=2, help="router worker processes")
+    parser.add_argument("--model", default=None, help="registered model (default: the only one)")
+    parser.add_argument("--endpoint", default=DEFAULT_MODEL_NAME, help="served model name")
+    parser.add_argument("--challenger-percent", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    home = TidemillHome.resolve(args.home)
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    registered = args.model or only_registered_model(client)
+    backend = LocalSplitBackend.for_home(home)
+    split = SplitControl(client, registered, backend).sync(args.challenger_percent)
+
+    serving_dir = home.root / "serving"
+    prom_dir = serving_dir / "prometheus"
+    shutil.rmtree(prom_dir, ignore_errors=True)
+    prom_dir.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "TIDEMILL_HOME": str(home.root),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "TIDEMILL_PREDICTION_LOG_URL": os.environ.get("TIDEMILL_PREDICTION_LOG_URL")
+        or home.prediction_log_uri,
+        "TIDEMILL_CONTROL_TOKEN": control_token(home),
+        "TIDEMILL_REGISTERED_MODEL": registered,
+        "TIDEMILL_MODEL_NAME": args.endpoint,
+        "TIDEMILL_SPLIT_BACKEND": "local",
+        "PYTHONUNBUFFERED": "1",
+    }
+    router_url = f"http://{args.host}:{args.port}"
+    control_url = f"http://{args.host}:{args.control_port}"
+    commands: dict[str, list[str]] = {
+        "router": [sys.executable, "-m", "serving.router", "--home", str(home.root),
+                   "--host", args.host, "--port", str(args.port),
+                   "--workers", str(args.workers), "--model-name", args.endpoint],
+        "control-api": [sys.executable, "-m", "uvicorn", "serving.control_api:app",
+                        "--host", args.host, "--port", str(args.control_port),
+                        "--no-access-log"],
+    }
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, cmd in commands.items():
+            proc_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)} if name == "router" \
+                else env
+            procs[name] = subprocess.Popen(cmd, env=proc_env, start_new_session=True)
+        _wait_ready(procs, {"router": f"{router_url}/v2/health/ready",
+                            "control-api": f"{control_url}/readyz"})
+        info = {
+            "router": router_url, "control_api": control_url, "endpoint": args.endpoint,
+            "registered_model": registered, "token_file": str(serving_dir / "control_token"),
+            "pids": {name: p.pid for name, p in procs.items()},
+        }
+        (serving_dir / "stack.json").write_text(json.dumps(info, indent=2))
+        challenger = f", challenger {split.challenger_uri} at {split.challenger_percent}%" \
+            if split.challenger_uri else ""
+        print(f"Tidemill serving stack (home {home.root})\n"
+              f"  predictions  {router_url}/v1/models/{args.endpoint}:predict   "
+              f"(V2 {router_url}/v2/models/{args.endpoint}/infer, spec {router_url}/predict)\n"
+              f"  control API  {control_url}   (docs {control_url}/docs; bearer token: "
+              f"$TIDEMILL_CONTROL_TOKEN or {serving_dir / 'control_token'})\n"
+              f"  metrics      {router_url}/metrics, {control_url}/metrics\n"
+              f"  split        champion {split.champion_uri}{challenger}\n"
+              "Press Ctrl+C to stop.", flush=True)
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"[stack] {name} exited with {proc.returncode}; stopping",
+                          file=sys.stderr, flush=True)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        print(f"[stack] {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        _stop(procs)
+        (serving_dir / "stack.json").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

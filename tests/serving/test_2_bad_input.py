@@ -1,0 +1,129 @@
+"""Every bad input gets a 4xx naming the field (and the limit), never a 500, never a log row."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving.conftest import ENDPOINT, Stack, predictions_rows, v1
+
+
+def _post(client: httpx.Client, url: str, body: Any) -> httpx.Response:
+    content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post(url, content=content, headers={"content-type": "application/json",
+                                                      "x-user-id": "bad-input-caller"})
+
+
+def _cases(h: dict[str, Any]) -> list[tuple[str, str, Any, int, list[str]]]:
+    """(id, path, body, status, substrings the message must contain)."""
+    ts, vals = h["timestamps"], h["values"]
+    n = len(vals)
+    nan_vals = [*vals[:-1], math.nan]
+    swapped = [*ts[:-2], ts[-1], ts[-2]]
+    p1 = f"/v1/models/{ENDPOINT}:predict"
+    p2 = f"/v2/models/{ENDPOINT}/infer"
+    spec = "/predict"
+
+    def v2(values: Any, stamps: Any, shape: list[int], **params: Any) -> dict[str, Any]:
+        return {"inputs": [{"name": "values", "datatype": "FP64", "shape": shape, "data": values},
+                           {"name": "timestamps", "datatype": "BYTES", "shape": shape,
+                            "data": stamps}], "parameters": params}
+
+    return [
+        ("v1-no-instances", p1, {"foo": 1}, 400, ["instances"]),
+        ("v1-instance-not-object", p1, {"instances": [[1, 2]]}, 400, ["instances[0]"]),
+        ("v1-values-nested", p1, v1({"timestamps": ts, "values": [[v] for v in vals]}), 400,
+         ["instances[0].values"]),
+        ("v1-length-mismatch", p1, v1({"timestamps": ts[:-1], "values": vals}), 400,
+         ["instances[0].timestamps", f"{n - 1} timestamps for {n} values"]),
+        ("v1-nan", p1, v1({"timestamps": ts, "values": nan_vals}), 400,
+         [f"instances[0].values[{n - 1}]", "NaN"]),
+        ("v1-inf", p1, v1({"timestamps": ts, "values": [math.inf, *vals[1:]]}), 400,
+         ["instances[0].values[0]"]),
+        ("v1-not-numbers", p1, v1({"timestamps": ts, "values": ["x"] * n}), 400,
+         ["instances[0].values", "numbers"]),
+        ("v1-out-of-order", p1, v1({"timestamps": swapped, "values": vals}), 400,
+         [f"instances[0].timestamps[{n - 1}]", "increasing"]),
+        ("v1-duplicate-ts", p1, v1({"timestamps": [ts[0], *ts[:-1]], "values": vals}), 400,
+         ["instances[0].timestamps[1]", "increasing"]),
+        ("v1-bad-timestamp", p1, v1({"timestamps": ["yesterday"] * n, "values": vals}), 400,
+         ["instances[0].timestamps", "ISO-8601"]),
+        ("v1-short-history", p1, v1({"timestamps": ts[-10:], "values": vals[-10:]}), 400,
+         ["values", "history has 10 values", "needs at least"]),
+        ("v1-horizon-above-max", p1, v1(h, parameters={"horizon": 500}), 400,
+         ["parameters.horizon", "500", "maximum of 12"]),
+        ("v1-horizon-zero", p1, v1(h, parameters={"horizon": 0}), 400,
+         ["parameters.horizon", "at least 1"]),
+        ("v1-horizon-not-int", p1, v1(h, parameters={"horizon": "soon"}), 400,
+         ["parameters.horizon", "integer"]),
+        ("v1-too-many-windows", p1, {"instances": [{"timestamps": ts[:1], "values": [1]}] * 1001},
+         413,
+         ["instances", "1001 windows", "limit of 1000"]),
+        ("v1-unknown-version", p1, v1(h, model_version="99"), 404,
+         ["model_version", "version 99"]),
+        ("unknown-model", "/v1/models/nope:predict", v1(h), 404, ["model", "nope"]),
+        ("invalid-json", p1, b"{not json", 400, ["body", "JSON"]),
+        ("body-too-large", p1, b"[" + b"1," * 600_000 + b"1]", 413,
+         ["body", "limit of 1048576 bytes"]),
+        ("v2-missing-timestamps", p2, {"inputs": [{"name": "values", "datatype": "FP64",
+                                                   "shape": [1, n], "data": vals}]}, 400,
+         ["inputs", "timestamps"]),
+        ("v2-shape-mismatch", p2, v2(vals, ts, [2, n]), 400, ["inputs.values.data", "shape"]),
+        ("v2-nan", p2, v2(nan_vals, ts, [1, n]), 400, ["values", "NaN"]),
+        ("v2-out-of-order", p2, v2(vals, swapped, [1, n]), 400, ["timestamps", "increasing"]),
+        ("v2-horizon", p2, v2(vals, ts, [1, n], horizon=13), 400,
+         ["parameters.horizon", "maximum of 12"]),
+        ("v2-unknown-version", p2, v2(vals, ts, [1, n], model_version="7"), 404,
+         ["parameters.model_version", "version 7"]),
+        ("spec-empty", spec, {"data": []}, 400, ["data"]),
+        ("spec-row-shape", spec, {"data": [[ts[0]]]}, 400, ["data[0]"]),
+        ("spec-ragged", spec, {"data": [[ts[0], vals[0]], [ts[1], vals[1], 3.0]]}, 400,
+         ["data[1]", "columns"]),
+        ("spec-nan", spec, {"data": [[t, v] for t, v in zip(ts, nan_vals, strict=True)]}, 400,
+         ["data", "NaN"]),
+        ("spec-horizon", spec, {"data": [[t, v] for t, v in zip(ts, vals, strict=True)],
+                                "forecast_horizon": 99}, 400,
+         ["forecast_horizon", "maximum of 12"]),
+        ("spec-unknown-version", spec, {"data": [[t, v] for t, v in zip(ts, vals, strict=True)],
+                                        "model_version": "42"}, 404, ["model_version", "42"]),
+    ]
+
+
+def test_bad_inputs(stack: Stack, client: httpx.Client, history: dict[str, Any]) -> None:
+    cases = _cases(history)
+    assert len({c[0] for c in cases}) == len(cases)
+    for case_id, path, body, status, needles in cases:
+        resp = _post(client, stack.router + path, body)
+        assert resp.status_code == status, f"{case_id}: {resp.status_code} {resp.text[:300]}"
+        message = resp.json()["error"]
+        for needle in needles:
+            assert needle in message, f"{case_id}: {needle!r} not in {message!r}"
+    text = client.get(f"{stack.router}/metrics").text
+    assert 'tidemill_errors_total{kind="bad_request"' in text
+    # a good request afterwards still works and is logged; none of the bad ones were
+    ok = client.post(f"{stack.router}/v1/models/{ENDPOINT}:predict", json=v1(history),
+                     headers={"x-user-id": "bad-input-caller"})
+    assert ok.status_code == 200
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = [r for r in predictions_rows(stack.home) if r["caller"] == "bad-input-caller"]
+        if rows:
+            break
+        time.sleep(0.2)
+    assert [r["request_id"] for r in rows] == [ok.json()["request_id"]]
+
+
+@pytest.mark.parametrize("header", ["x-user-id", None])
+def test_caller_key_header_or_field(stack: Stack, client: httpx.Client,
+                                    history: dict[str, Any], header: str | None) -> None:
+    body = v1(history) if header else v1(history, user_id="same-key")
+    headers = {header: "same-key"} if header else {}
+    variants = {client.post(f"{stack.router}/v1/models/{ENDPOINT}:predict", json=body,
+                            headers=headers).json()["variant"] for _ in range(5)}
+    assert len(variants) == 1

@@ -1,0 +1,56 @@
+"""Prediction log: KServe logger CloudEvents sink, and every served prediction written and
+complete after a graceful shutdown (test_5: it stops the session stack)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from tests.serving.conftest import ENDPOINT, Stack, predictions_rows, v1
+
+
+def test_kserve_logger_cloudevents_sink(stack: Stack, client: httpx.Client,
+                                        history: dict[str, Any]) -> None:
+    request = v1(dict(history, series_id="k8s-series"), user_id="k8s-caller")
+    response = client.post(f"{stack.router}/v1/models/{ENDPOINT}:predict", json=request).json()
+    headers = {"ce-id": "ce-req-1", "ce-specversion": "1.0", "ce-source": "kserve-agent",
+               "content-type": "application/json"}
+    sink = f"{stack.control}/prediction-log"
+    first = client.post(sink, content=json.dumps(request), headers={
+        **headers, "ce-type": "org.kubeflow.serving.inference.request"})
+    assert first.status_code == 202 and first.json()["logged"] is False
+    second = client.post(sink, content=json.dumps(response), headers={
+        **headers, "ce-type": "org.kubeflow.serving.inference.response"})
+    assert second.status_code == 202 and second.json()["logged"] is True
+    bad = client.post(sink, content="{}", headers={**headers, "ce-type": "something.else"})
+    assert bad.status_code == 400
+
+
+def test_rows_complete_after_graceful_shutdown(stack: Stack, history: dict[str, Any]) -> None:
+    url = f"{stack.router}/v1/models/{ENDPOINT}:predict"
+
+    def call(i: int) -> str:
+        body = v1(dict(history, series_id="ETTh1"), user_id=f"log-{i}",
+                  parameters={"horizon": 3})
+        return httpx.post(url, json=body).json()["request_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        sent = set(pool.map(call, range(300)))
+    assert stack.stop() == 0  # SIGTERM straight after the last answer
+    rows = {r["request_id"]: r for r in predictions_rows(stack.home)}
+    assert sent <= set(rows), f"{len(sent - set(rows))} of {len(sent)} rows missing"
+    for rid in sent:
+        row = rows[rid]
+        assert row["variant"] == "champion" and row["model_version"] == "1"
+        assert row["caller"].startswith("log-") and row["series_id"] == "ETTh1"
+        assert row["history_len"] == len(history["values"])
+        assert row["history_last_ds"] == history["timestamps"][-1][:19]
+        assert abs(row["history_last"] - history["values"][-1]) < 1e-9
+        assert row["horizon"] == 3
+        forecast = json.loads(row["forecast"])
+        assert len(forecast) == 3 and set(forecast[0]) == {"ds", "yhat", "lower", "upper"}
+    logged = rows["ce-req-1"]
+    assert logged["caller"] == "k8s-caller" and logged["series_id"] == "k8s-series"
