@@ -18,22 +18,14 @@ empty = all), `n_trials` and `horizon` (empty = as configured).
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = os.environ.get("TIDEMILL_CONFIG", str(REPO / "configs" / "etth1.yaml"))
-MODEL_ASSET = Asset(name="tidemill_registered_model", uri="tidemill://mlflow/registered-model")
-
-
-def _home() -> Any:
-    from pipelines.home import TidemillHome
-
-    return TidemillHome.resolve()
+from tidemill.dag_support import DEFAULT_CONFIG, MODEL_ASSET
+from tidemill.dag_support import home as _home
 
 
 def _run_dir(run_id: str) -> Path:

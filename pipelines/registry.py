@@ -137,3 +137,13 @@ def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float 
         if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
             raise RuntimeError(f"model version {name} v{version} is {status}")
         time.sleep(0.2)
+
+
+def load_registered_bundle(uri: str, name: str, version: str) -> Any:
+    """Download version ``version`` of ``name`` and load the forecast bundle it carries."""
+    from pipelines.bundle import ForecastBundle
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    return ForecastBundle.load(local / "artifacts" / "bundle")

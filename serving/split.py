@@ -270,7 +270,9 @@ class SplitControl:
                 except Exception:
                     log.exception("could not restore alias %s -> %s", alias, before[alias])
             raise SplitError(f"split change failed and was rolled back: {exc}", 502) from exc
-        demoted = {v for v in before.values() if v} - {v for v in aliases.values() if v}
+        after = {**before, **aliases}
+        serving = {CHAMPION, CHALLENGER}
+        demoted = {before[a] for a in serving if before[a]} - {after[a] for a in serving}
         try:
             self._archive_unaliased(demoted)
         except MlflowException:
@@ -308,6 +310,15 @@ class SplitControl:
                 {CHAMPION: challenger, CHALLENGER: None, PREVIOUS_CHAMPION: champion},
                 Split(self._uri(challenger)),
             )
+
+    def retire_challenger(self) -> dict[str, Any]:
+        """Take the challenger out of serving; its version is archived (stage mirrored)."""
+        with self._transaction():
+            current = self.alias_versions()
+            champion, challenger = current[CHAMPION], current[CHALLENGER]
+            if challenger is None or champion is None:
+                raise SplitError("there is no challenger to retire", 409)
+            return self._commit({CHALLENGER: None}, Split(self._uri(champion)))
 
     def rollback(self, version: str | None = None) -> dict[str, Any]:
         """Champion back to ``version`` (default: ``previous_champion``), challenger removed;

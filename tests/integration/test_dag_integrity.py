@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -40,7 +41,11 @@ def _parse_in_fresh_process() -> dict:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": "/usr/bin:/bin"},
+        env={
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
+            "PATH": "/usr/bin:/bin",
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -49,7 +54,7 @@ def _parse_in_fresh_process() -> dict:
 def test_dags_parse_fast_without_heavy_imports():
     result = _parse_in_fresh_process()
     assert result["errors"] == {}
-    assert "forecast_training" in result["dags"]
+    assert result["dags"] == ["drift_monitor", "forecast_training", "promote_challenger"]
     assert result["heavy"] == [], f"parsing imported {result['heavy']}"
     print(f"DAG folder parse time: {result['seconds']:.3f}s")
     assert result["seconds"] < 5.0
@@ -69,3 +74,20 @@ def test_forecast_training_shape():
     assert all(t.retries >= 1 for t in dag.tasks)
     outlets = dag.get_task("register").outlets
     assert [o.name for o in outlets] == ["tidemill_registered_model"]
+
+
+def test_monitoring_and_promotion_wiring():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags = DagBag(dag_folder=str(REPO / "dags")).dags
+    drift = dags["drift_monitor"]
+    assert drift.timetable.expression == "0 0 * * *" and drift.doc_md
+    assert {"check", "drifted", "retrain_conf", "trigger_retraining", "watch_champion"} <= set(
+        drift.task_ids)
+    assert drift.get_task("trigger_retraining").trigger_dag_id == "forecast_training"
+    assert drift.get_task("trigger_retraining").upstream_task_ids == {"retrain_conf"}
+    promote = dags["promote_challenger"]
+    assert [a.name for a in promote.timetable.asset_condition.objects] == [
+        "tidemill_registered_model"
+    ]
+    assert set(promote.task_ids) == {"evaluate", "apply"}

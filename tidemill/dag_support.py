@@ -1,0 +1,27 @@
+"""What the Tidemill DAGs share: the model Asset, the default config and the home.
+
+Lives in the installed `tidemill` package (not the DAGs folder) so every DAG file imports it
+the same way under `airflow dags test`, the dag processor and the KubernetesExecutor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from airflow.sdk import Asset
+
+if TYPE_CHECKING:
+    from pipelines.home import TidemillHome
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout (editable install)
+DEFAULT_CONFIG = os.environ.get("TIDEMILL_CONFIG", str(REPO / "configs" / "etth1.yaml"))
+MODEL_ASSET = Asset(name="tidemill_registered_model", uri="tidemill://mlflow/registered-model")
+
+
+def home() -> TidemillHome:
+    """The Tidemill home of this deployment ($TIDEMILL_HOME); imported only inside tasks."""
+    from pipelines.home import TidemillHome
+
+    return TidemillHome.resolve()
