@@ -100,7 +100,7 @@ def apply_decision(
         control.promote()
         tags[PROMOTED_AT_TAG] = str(int(time.time()))
         action = "promoted"
-    elif evaluation["backtest"]["mean_loss_diff"] < 0:
+    elif (evaluation["backtest"]["mean_loss_diff"] or 0.0) < 0:
         control.retire_challenger()
         action = "archived"
     else:

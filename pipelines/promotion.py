@@ -40,13 +40,20 @@ class PromotionEvidence:
     backtest_mae: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (XCom, tags): statistics that were not computed are None, not NaN."""
         return {
             "promote": self.promote,
             "reason": self.reason,
-            "backtest": self.backtest.as_dict(),
-            "live": None if self.live is None else self.live.as_dict(),
-            "backtest_mae": self.backtest_mae,
+            "backtest": _finite(self.backtest.as_dict()),
+            "live": None if self.live is None else _finite(self.live.as_dict()),
+            "backtest_mae": _finite(self.backtest_mae),
         }
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in values.items()
+    }
 
 
 def backtest_errors(

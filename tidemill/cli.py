@@ -1,14 +1,15 @@
-"""The ``tidemill`` command: train without Airflow, or run the demo through Airflow.
+"""The ``tidemill`` command.
 
-tidemill train --config configs/etth1.yaml       the pipeline in this process
-tidemill demo                                     the real forecast_training DAG run
-                                                  (airflow dags test) on bundled ETTh1
+tidemill train --config configs/etth1.yaml   the training pipeline in this process
+tidemill demo [--drift]                       train (real forecast_training DAG runs), serve,
+                                              predict from both variants, promote; --drift
+                                              replays shifted data through drift_monitor
+tidemill serve                                the local serving stack on 127.0.0.1
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -17,60 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.home import HOME_ENV, TidemillHome
+from tidemill.airflow_runs import BIN, REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "etth1.yaml"
-BIN = Path(sys.executable).parent
-
-
-def airflow_env(home: TidemillHome) -> dict[str, str]:
-    """Environment for Airflow commands on this home: SQLite metadata, the repo's DAGs."""
-    airflow_home = home.airflow_home
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
-        {
-            HOME_ENV: str(home.root),
-            "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "MLFLOW_TRACKING_URI": home.mlflow_uri,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-def run_dag_test(home: TidemillHome, dag_id: str, conf: dict[str, Any], log_path: Path) -> int:
-    """``airflow dags test`` with progress lines echoed; the full log goes to ``log_path``."""
-    env = airflow_env(home)
-    airflow = str(BIN / "airflow")
-    if not (home.airflow_home / "airflow.db").exists():
-        print("[demo] initialising the Airflow metadata database (SQLite)", flush=True)
-        subprocess.run(
-            [airflow, "db", "migrate"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-    cmd = [airflow, "dags", "test", dag_id, "-c", json.dumps(conf)]
-    print(f"[demo] {' '.join(cmd[1:4])} (log: {log_path})", flush=True)
-    with (
-        open(log_path, "w") as log,
-        subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if "[tidemill]" in line or "[tune " in line or "ERROR" in line:
-                print("  " + line.split("[tidemill] ", 1)[-1].rstrip(), flush=True)
-        return proc.wait()
 
 
 def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[str, Any]]:
@@ -143,29 +93,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
-    from pipelines.registry import tracking_uri
+    from tidemill import demo
 
     home = TidemillHome.resolve(args.home)
     os.environ[HOME_ENV] = str(home.root)
     started = time.perf_counter()
     print(f"[demo] Tidemill home: {home.root}")
-    conf = {
-        "config": str(Path(args.config).resolve()),
-        "algorithms": args.algorithms or [],
-        "n_trials": args.trials,
-        "horizon": args.horizon,
-        "reason": "tidemill demo",
-    }
-    log_path = home.root / "demo-airflow.log"
-    rc = run_dag_test(home, "forecast_training", conf, log_path)
-    if rc != 0:
-        print(f"[demo] forecast_training failed (exit {rc}); see {log_path}", file=sys.stderr)
-        return rc
-    cfg = load_config(args.config)
-    print_summary(home, tracking_uri(cfg, home), cfg.mlflow.registered_model_name)
+    config = Path(args.config).resolve()
+    demo.run(
+        config,
+        home,
+        args.drift,
+        args.trials,
+        args.horizon,
+        args.algorithms,
+        args.challenger_algorithms,
+    )
     print(f"\n[demo] done in {time.perf_counter() - started:.0f}s")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The local serving stack (serving environment) in the foreground."""
+    home = TidemillHome.resolve(args.home)
+    python = REPO / ".venv" / "serving" / "bin" / "python"
+    cmd = [str(python), "-m", "serving.stack", "--home", str(home.root), *args.stack_args]
+    return subprocess.call(cmd, env={**os.environ, HOME_ENV: str(home.root)})
 
 
 def _csv(value: str) -> list[str]:
@@ -179,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in (
         ("train", cmd_train, "run the training pipeline in this process (no Airflow)"),
-        ("demo", cmd_demo, "run the forecast_training DAG through Airflow on bundled ETTh1"),
+        ("demo", cmd_demo, "train, serve, predict, promote (and --drift) through Airflow"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML")
@@ -190,6 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--trials", type=int, default=None, help="Optuna trials per algorithm")
         p.add_argument("--horizon", type=int, default=None, help="forecast horizon")
         p.set_defaults(func=func)
+        if name == "demo":
+            p.add_argument(
+                "--drift",
+                action="store_true",
+                help="also replay shifted data through drift_monitor and retrain",
+            )
+            p.add_argument(
+                "--challenger-algorithms",
+                type=_csv,
+                default=["xgboost", "lstm"],
+                help="what the second training run trains (the challenger)",
+            )
+    serve = sub.add_parser("serve", help="start the local serving stack (router, control API)")
+    serve.add_argument("--home", default=None, help="Tidemill home")
+    serve.add_argument(
+        "stack_args",
+        nargs=argparse.REMAINDER,
+        help="passed to python -m serving.stack (--port, --workers, ...)",
+    )
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

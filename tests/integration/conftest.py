@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipelines.home import TidemillHome
-from tidemill.cli import airflow_env
+from tidemill.airflow_runs import airflow_env
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

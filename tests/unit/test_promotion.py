@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,13 @@ def test_clearly_better_challenger_is_promoted(series):
 
 def test_identical_models_are_not_promoted(series):
     champion = _bundle(series, "nlinear", lookback=96)
-    result, _ = compare_backtest(champion, champion, series, PromotionPolicy())
+    result, mae = compare_backtest(champion, champion, series, PromotionPolicy())
     assert result.decision is Decision.KEEP
-    assert not decide(result, None, {}).promote
+    evidence = decide(result, None, mae)
+    assert not evidence.promote
+    assert (
+        json.loads(json.dumps(evidence.as_dict(), allow_nan=False))["backtest"]["p_value"] is None
+    )
 
 
 def test_worse_challenger_is_kept(series):
