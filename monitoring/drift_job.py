@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from monitoring.drift import DriftConfig
 from monitoring.drift_check import run_drift_check
@@ -54,7 +55,12 @@ def drift_monitor(
     cfg = load_config(config_path)
     uri = tracking_uri(cfg, home)
     model = cfg.mlflow.registered_model_name
-    lineage = champion_lineage(uri, model)
+    try:
+        lineage = champion_lineage(uri, model)
+    except MlflowException:
+        reason = f"no champion of {model!r} is registered yet: nothing to monitor"
+        print(f"[tidemill] drift_monitor: {reason}", flush=True)
+        return {"detected": False, "reason": reason}
     current = current_window(config_path, window_rows, current_path)
     since = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=since_hours)
     points = forecast_points(engine_for(home.prediction_log_uri), since, model_name=model)

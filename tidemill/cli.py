@@ -5,6 +5,8 @@ tidemill demo [--drift]                       train (real forecast_training DAG 
                                               predict from both variants, promote; --drift
                                               replays shifted data through drift_monitor
 tidemill serve                                the local serving stack on 127.0.0.1
+tidemill up | down | status                   the whole local platform (Airflow, MLflow UI,
+                                              serving, Prometheus) on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -121,6 +123,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env={**os.environ, HOME_ENV: str(home.root)})
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from tidemill.platform import PlatformError, Ports, up
+
+    ports = Ports(
+        airflow=args.airflow_port,
+        mlflow=args.mlflow_port,
+        router=args.router_port,
+        control=args.control_port,
+        prometheus=args.prometheus_port,
+    )
+    try:
+        up(args.home, ports, serving_workers=args.workers)
+    except PlatformError as exc:
+        print(f"tidemill up: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from tidemill.platform import down
+
+    down(args.home)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tidemill.platform import status
+
+    running = status(args.home)
+    return 0 if running and all(running.values()) else 1
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -163,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="passed to python -m serving.stack (--port, --workers, ...)",
     )
     serve.set_defaults(func=cmd_serve)
+    up = sub.add_parser(
+        "up",
+        help="start the local platform: Airflow, MLflow UI, serving, Prometheus (all on 127.0.0.1)",
+    )
+    up.add_argument("--home", default=None, help="Tidemill home")
+    up.add_argument("--airflow-port", type=int, default=8280)
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--router-port", type=int, default=8080)
+    up.add_argument("--control-port", type=int, default=8000)
+    up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--workers", type=int, default=1, help="serving router workers")
+    up.set_defaults(func=cmd_up)
+    for name, func, help_text in (
+        ("down", cmd_down, "stop every process `tidemill up` started (and nothing else)"),
+        ("status", cmd_status, "which platform processes are running"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--home", default=None, help="Tidemill home")
+        p.set_defaults(func=func)
     return parser
 
 

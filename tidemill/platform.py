@@ -112,7 +112,7 @@ def up(
         )
     elif not SERVING_PYTHON.exists():
         state["note"] = f"serving not started: {SERVING_PYTHON} is missing (scripts/setup.sh)"
-    serve = "note" not in state
+    serve = champion is not None and SERVING_PYTHON.exists()
     try:
         # no GenAI job runner (seven huey consumers, ~1 GiB) for a forecasting registry
         mlflow_env = {**_service_env(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -155,8 +155,10 @@ def up(
 def down(
     home: TidemillHome | str | Path | None = None, *, timeout: float = 60.0, out: Out = print
 ) -> list[str]:
-    """Stop every process group ``up`` recorded for ``home`` (SIGTERM, then SIGKILL after
-    ``timeout`` s) and remove platform.json; return the names of the services stopped."""
+    """Stop every process group ``up`` recorded for ``home`` and remove platform.json; return
+    the names of the services stopped. The Airflow API server goes last, so that running tasks
+    can still report to its execution API; each wave gets SIGTERM, then SIGKILL after
+    ``timeout`` s."""
     home = _resolve(home)
     state = _read_state(home)
     if state is None:
@@ -167,13 +169,15 @@ def down(
         key=lambda r: _stop_rank(r.get("child_of") or r["name"]),
     )
     owned_names = {r["name"] for r in records}
-    for record in records:
-        if record.get("child_of") not in owned_names:  # the serving stack stops its own
-            _signal_group(record["pgid"], signal.SIGTERM)
-    if not _wait_gone(records, timeout):
-        for record in records:
-            _signal_group(record["pgid"], signal.SIGKILL)
-        _wait_gone(records, 10.0)
+    last = [r for r in records if r["name"] == "airflow-api-server"]
+    for wave in ([r for r in records if r not in last], last):
+        for record in wave:
+            if record.get("child_of") not in owned_names:  # the serving stack stops its own
+                _signal_group(record["pgid"], signal.SIGTERM)
+        if not _wait_gone(wave, timeout):
+            for record in wave:
+                _signal_group(record["pgid"], signal.SIGKILL)
+            _wait_gone(wave, 10.0)
     (home.root / STATE_FILE).unlink(missing_ok=True)
     stopped = [r["name"] for r in records]
     out(f"Tidemill platform stopped ({', '.join(stopped) or 'nothing was running'})")

@@ -1,0 +1,269 @@
+"""``tidemill up``/``down`` end to end: every service answers on 127.0.0.1, Prometheus scrapes
+the serving stack, Chromium sees the three DAGs and the champion alias, ``down`` leaves
+nothing behind. The tests run in file order on one platform; the last one stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from monitoring.prometheus import PrometheusServer, render_config
+from serving.demo_client import run_demo
+from tests.e2e.chromium import Chromium
+from tests.e2e.conftest import ARTIFACTS, REGISTERED, Platform
+from tidemill.platform import AIRFLOW_USER, airflow_password, down, status, up
+
+# The DAGs the platform ships; extend when a DAG is added to dags/.
+EXPECTED_DAGS = ("forecast_training", "drift_monitor", "promote_challenger")
+LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+
+
+def state(live: Platform) -> dict[str, Any]:
+    return json.loads((live.home.root / "platform.json").read_text())
+
+
+def group_members(pgids: set[int]) -> dict[int, int]:
+    """pid -> process group of every live (non-zombie) process in one of ``pgids``."""
+    members = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) in pgids:
+            members[int(entry.name)] = int(fields[2])
+    return members
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """Hex local addresses (/proc/net/tcp*) of the TCP sockets these processes listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                addresses.add(fields[1])
+    return addresses
+
+
+def airflow_token(live: Platform) -> str:
+    resp = httpx.post(
+        f"{live.urls['airflow']}/auth/token",
+        timeout=30,
+        json={"username": AIRFLOW_USER, "password": airflow_password(live.home)},
+    )
+    return resp.raise_for_status().json()["access_token"]
+
+
+def airflow_dags(live: Platform, timeout: float = 180.0) -> dict[str, dict[str, Any]]:
+    """The DAGs the API lists, once every expected one was parsed."""
+    headers = {"Authorization": f"Bearer {airflow_token(live)}"}
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{live.urls['airflow']}/api/v2/dags", headers=headers, timeout=30)
+        dags = {d["dag_id"]: d for d in resp.raise_for_status().json()["dags"]}
+        if set(EXPECTED_DAGS) <= dags.keys() or time.monotonic() > deadline:
+            return dags
+        time.sleep(2)
+
+
+def prometheus_query(live: Platform, expr: str) -> list[dict[str, Any]]:
+    resp = httpx.get(f"{live.urls['prometheus']}/api/v1/query", params={"query": expr}, timeout=10)
+    return resp.raise_for_status().json()["data"]["result"]
+
+
+def test_up_starts_every_service_on_loopback(live_platform: Platform) -> None:
+    live = live_platform
+    urls = live.urls
+    with httpx.Client(timeout=30) as client:
+        health = client.get(f"{urls['airflow']}/api/v2/monitor/health").raise_for_status().json()
+        assert {
+            health[p]["status"] for p in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        } == {"healthy"}
+        assert client.get(f"{urls['mlflow']}/health").status_code == 200
+        assert client.get(f"{urls['router']}/v2/health/ready").status_code == 200
+        assert client.get(f"{urls['control_api']}/readyz").status_code == 200
+        assert client.get(f"{urls['prometheus']}/-/ready").status_code == 200
+    assert urls["model_page"] == f"{urls['mlflow']}/#/models/{REGISTERED}"
+
+    recorded = state(live)
+    names = {r["name"] for r in recorded["processes"]}
+    assert {
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "mlflow",
+        "serving",
+        "serving-router",
+        "serving-control-api",
+        "prometheus",
+    } == names
+    assert status(live.home, out=lambda _line: None) == dict.fromkeys(names, True)
+    lines: list[str] = []
+    assert up(live.home, live.ports, out=lines.append) == urls  # idempotent: starts nothing
+    assert state(live)["processes"] == recorded["processes"]
+    assert any(f"login {AIRFLOW_USER} / {airflow_password(live.home)}" in ln for ln in lines)
+
+    members = group_members({r["pgid"] for r in recorded["processes"]})
+    listening = listening_addresses(set(members))
+    assert len(listening) >= 5
+    assert {a.split(":")[0] for a in listening} <= LOOPBACK_HEX, listening
+
+
+def test_dags_are_parsed_and_unpaused(live_platform: Platform) -> None:
+    dags = airflow_dags(live_platform)
+    assert set(EXPECTED_DAGS) <= dags.keys()
+    assert not [d for d in EXPECTED_DAGS if dags[d]["is_paused"]]
+
+
+def test_a_triggered_training_runs_and_its_asset_triggers_promotion(
+    live_platform: Platform,
+) -> None:
+    """A user's trigger really runs (scheduler, LocalExecutor, execution API) and the model
+    Asset it emits schedules ``promote_challenger``."""
+    live = live_platform
+    conf = {
+        "config": str(live.home.root / "e2e.yaml"),
+        "algorithms": ["seasonal_naive"],
+        "n_trials": 1,
+        "reason": "e2e",
+    }
+    with httpx.Client(
+        base_url=f"{live.urls['airflow']}/api/v2",
+        timeout=30,
+        headers={"Authorization": f"Bearer {airflow_token(live)}"},
+    ) as api:
+        run = (
+            api.post("/dags/forecast_training/dagRuns", json={"logical_date": None, "conf": conf})
+            .raise_for_status()
+            .json()
+        )
+        deadline = time.monotonic() + 240
+        while run["state"] not in ("success", "failed"):
+            assert time.monotonic() < deadline, f"forecast_training still {run['state']}"
+            time.sleep(2)
+            run = api.get(f"/dags/forecast_training/dagRuns/{run['dag_run_id']}").json()
+        assert run["state"] == "success", run
+        while True:
+            runs = api.get("/dags/promote_challenger/dagRuns").raise_for_status().json()
+            if runs["dag_runs"]:
+                break
+            assert time.monotonic() < deadline, "promote_challenger was not triggered"
+            time.sleep(2)
+    assert {r["run_type"] for r in runs["dag_runs"]} == {"asset_triggered"}
+
+
+def test_platform_prometheus_scrapes_serving(live_platform: Platform) -> None:
+    live = live_platform
+    answers = run_demo(live.urls["router"], state(live)["endpoint"], out=lambda _line: None)
+    assert len(answers) >= 8
+    deadline = time.monotonic() + 90
+    while True:
+        scraped = prometheus_query(live, "sum(tidemill_requests_total)")
+        if scraped and float(scraped[0]["value"][1]) >= len(answers):
+            break
+        assert time.monotonic() < deadline, f"requests not scraped: {scraped}"
+        time.sleep(1)
+    up_jobs = {r["metric"]["job"]: r["value"][1] for r in prometheus_query(live, "up")}
+    assert up_jobs == {"tidemill-router": "1", "tidemill-control-api": "1", "prometheus": "1"}
+    rules = httpx.get(f"{live.urls['prometheus']}/api/v1/rules", timeout=10).json()
+    loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+    assert "TidemillDriftDetected" in loaded
+
+
+def test_a_fresh_prometheus_scrapes_the_local_serving_stack(
+    live_platform: Platform, tmp_path: Path
+) -> None:
+    """Integration: a throwaway Prometheus (monitoring.prometheus) on the serving stack."""
+    live = live_platform
+    router = live.urls["router"].removeprefix("http://")
+    control = live.urls["control_api"].removeprefix("http://")
+    config = render_config({"router": [router], "control": [control]})
+    with PrometheusServer.start(config, tmp_path / "prom", timeout=60) as prom:
+        assert prom.url.startswith("http://127.0.0.1:")
+        endpoint = state(live)["endpoint"]
+        with httpx.Client(base_url=live.urls["router"], timeout=30) as client:
+            body = client.get(f"/v1/models/{endpoint}/example").raise_for_status().json()
+            for i in range(5):
+                client.post(
+                    f"/v1/models/{endpoint}:predict", json={**body, "user_id": f"e2e-{i}"}
+                ).raise_for_status()
+        [total] = prom.wait_for(
+            'sum(tidemill_requests_total{job="router"})',
+            lambda r: bool(r) and r[0]["value"] >= 5,
+            timeout=60,
+        )
+        assert total["value"] >= 5
+        prom.wait_for('up{job="control"} == 1', timeout=60)
+        assert {t["labels"]["job"]: t["health"] for t in prom.targets()} == {
+            "router": "up",
+            "control": "up",
+        }
+
+
+def test_airflow_ui_lists_the_dags(live_platform: Platform, browser: Chromium) -> None:
+    live = live_platform
+    browser.goto(f"{live.urls['airflow']}/dags")
+    browser.type_into("input[name=username]", AIRFLOW_USER)  # redirected to the login form
+    browser.type_into("input[name=password]", airflow_password(live.home))
+    browser.click("button[type=submit]:not([disabled])")
+    text = browser.wait_for_text(*EXPECTED_DAGS, timeout=180)
+    shot = browser.screenshot(ARTIFACTS / "airflow-dags.png")
+    assert "/auth/login" not in browser.evaluate("location.href")
+    assert all(dag in text for dag in EXPECTED_DAGS)
+    assert shot.stat().st_size > 10_000
+
+
+def test_mlflow_ui_shows_the_champion_alias(live_platform: Platform, browser: Chromium) -> None:
+    browser.goto(live_platform.urls["model_page"])
+    text = browser.wait_for_text(REGISTERED, "Version 1", "@ champion", timeout=120)
+    shot = browser.screenshot(ARTIFACTS / "mlflow-model.png")
+    assert "@ champion" in text
+    assert shot.stat().st_size > 10_000
+
+
+def test_down_stops_everything_it_started(live_platform: Platform) -> None:
+    live = live_platform
+    recorded = state(live)["processes"]
+    pgids = {r["pgid"] for r in recorded}
+    members = group_members(pgids)
+    assert {r["pid"] for r in recorded} <= members.keys()
+
+    stopped = down(live.home, out=lambda _line: None)
+    assert sorted(stopped) == sorted(r["name"] for r in recorded)
+    assert not (live.home.root / "platform.json").exists()
+    assert group_members(pgids) == {}
+    for port in (
+        live.ports.airflow,
+        live.ports.mlflow,
+        live.ports.router,
+        live.ports.control,
+        live.ports.prometheus,
+    ):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert down(live.home, out=lambda _line: None) == []
+    assert status(live.home, out=lambda _line: None) == {}
