@@ -5,9 +5,8 @@ The drift DAG calls :func:`write_drift_metrics` after each check; it writes
 registered model, replaced on every check, so a new champion version replaces the old series).
 Two ways to expose it:
 
-- the serving control API registers :class:`DriftFileCollector` on the registry its
-  ``/metrics`` renders (``registry.register(DriftFileCollector(metrics_dir(home)))``); every
-  scrape re-reads the files;
+- the serving control API re-exports the directory on its ``/metrics``
+  (``serving.textfile_metrics.TextfileCollector``); every scrape re-reads the files;
 - or node_exporter's textfile collector points at the same directory.
 
 Metrics (gauges): ``tidemill_drift_share{model,version}``, ``tidemill_drift_detected{model,
@@ -25,25 +24,18 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from monitoring.drift import DriftResult
     from pipelines.home import TidemillHome
 
-METRICS_DIRNAME = "metrics"
-
-
 def metrics_dir(home: TidemillHome) -> Path:
     """The textfile directory of a Tidemill home: ``<home>/metrics``."""
-    return home.root / METRICS_DIRNAME
+    return home.metrics_dir
 
 
 def metrics_file(directory: Path, model: str) -> Path:
@@ -107,24 +99,3 @@ def write_drift_metrics(
     path = metrics_file(directory, model)
     write_to_textfile(str(path), registry)
     return path
-
-
-class DriftFileCollector(Collector):
-    """Re-exports every ``*.prom`` file of a directory (families merged across files)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        for path in sorted(self.directory.glob("*.prom")):
-            try:
-                text = path.read_text()
-            except FileNotFoundError:  # replaced between glob and read
-                continue
-            for family in text_string_to_metric_families(text):
-                merged = families.setdefault(
-                    family.name, Metric(family.name, family.documentation, family.type)
-                )
-                merged.samples.extend(family.samples)
-        yield from families.values()

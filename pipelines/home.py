@@ -3,7 +3,7 @@
 ``TIDEMILL_HOME`` (or ``--home``) moves it; the default is ``.tidemill`` under the working
 directory. Layout: ``mlflow.db`` + ``mlartifacts/`` (MLflow), ``optuna.db`` (studies),
 ``airflow/`` (Airflow home, SQLite metadata), ``runs/`` (snapshots and stage outputs),
-``prediction_log.db`` (serving), ``reports/`` (drift).
+``prediction_log.db`` (serving), ``reports/`` (drift), ``metrics/`` (drift gauges).
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class TidemillHome:
     @property
     def prediction_log_uri(self) -> str:
         return f"sqlite:///{self.root / 'prediction_log.db'}"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Prometheus text files written by jobs (drift), re-exported by the control API."""
+        return self.root / "metrics"
 
     @property
     def reports_dir(self) -> Path:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from mlflow import MlflowClient
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine, insert, select, text
 
@@ -45,6 +46,7 @@ from serving.prediction_log.schema import ab_tests, engine_for
 from serving.prediction_log.writer import close_all, writer_for
 from serving.protocol import RequestError, parse_timestamps
 from serving.split import SplitControl, SplitError, backend_from_env, only_registered_model
+from serving.textfile_metrics import TextfileCollector
 
 
 @dataclass(frozen=True)
@@ -65,22 +67,18 @@ class ControlSettings:
             home=home,
         )
 
-
 # ----- request bodies --------------------------------------------------------------------------
 class DeployBody(BaseModel):
     version: str = Field(description="registered version to make the challenger")
     canary_percent: int = Field(ge=0, le=100, description="challenger share of traffic")
     model_name: str | None = None
 
-
 class PromoteBody(BaseModel):
     model_name: str | None = None
-
 
 class RollbackBody(BaseModel):
     version: str | None = Field(None, description="default: the previous champion")
     model_name: str | None = None
-
 
 class AbTestBody(BaseModel):
     challenger_version: str
@@ -89,11 +87,9 @@ class AbTestBody(BaseModel):
     metric: Literal["mae", "rmse", "mape", "coverage"] = "mae"
     model_name: str | None = None
 
-
 class Actual(BaseModel):
     ds: str
     y: float = Field(allow_inf_nan=False)
-
 
 class FeedbackBody(BaseModel):
     request_id: str | None = None
@@ -105,7 +101,6 @@ class FeedbackBody(BaseModel):
         if not self.request_id and not self.series_id:
             raise ValueError("feedback needs request_id or series_id")
         return self
-
 
 def create_app(settings: ControlSettings | None = None) -> FastAPI:
     settings = settings or ControlSettings.from_env()
@@ -171,10 +166,14 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
             raise HTTPException(503, f"not ready: {exc}") from exc
         return {"status": "ready"}
 
+    job_metrics = CollectorRegistry(auto_describe=False)
+    job_metrics.register(TextfileCollector(settings.home.metrics_dir))
+
     @app.get("/metrics", include_in_schema=False)
     def metrics_route() -> Response:
+        """Serving metrics plus the gauges jobs wrote to ``<home>/metrics`` (drift)."""
         content, media_type = metrics.render()
-        return Response(content, media_type=media_type)
+        return Response(content + generate_latest(job_metrics), media_type=media_type)
 
     @app.get("/models", tags=["models"])
     def models(model_name: str | None = None) -> dict[str, Any]:
@@ -254,7 +253,6 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
 
     return app
 
-
 def _ab_view(row: dict[str, Any], counts: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
     now = utcnow()
     metric = row["metric"]
@@ -272,6 +270,5 @@ def _ab_view(row: dict[str, Any], counts: dict[str, Any], errors: dict[str, Any]
         "leader": leader,
         "metrics": list(METRICS),
     }
-
 
 app = create_app()

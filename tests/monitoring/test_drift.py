@@ -16,11 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.drift import DriftConfig, check_drift
 from monitoring.drift_check import DriftCheckOutcome, run_drift_check
-from monitoring.drift_metrics import DriftFileCollector, metrics_dir, write_drift_metrics
+from monitoring.drift_metrics import metrics_dir, write_drift_metrics
 from monitoring.drift_reports import MONITORING_EXPERIMENT, workspace_dir
 from monitoring.lineage import champion_lineage
 from pipelines.data.snapshot import write_snapshot
 from pipelines.home import TidemillHome
+from serving.textfile_metrics import TextfileCollector
 
 MODEL = "tidemill-etth1-ot"
 SPLIT = 6160  # reference = rows before, current = the following week
@@ -213,7 +214,7 @@ def test_gauges_are_written_and_re_exported(outcome, tmp_path: Path) -> None:
     other = write_drift_metrics(out.result, metrics_dir(home), model="other", version="1")
     assert other.name == "drift-other.prom"
     registry = CollectorRegistry()
-    registry.register(DriftFileCollector(metrics_dir(home)))
+    registry.register(TextfileCollector(metrics_dir(home)))
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
@@ -230,7 +231,7 @@ def test_gauges_are_written_and_re_exported(outcome, tmp_path: Path) -> None:
     assert families["tidemill_drift_share"].samples[0].value == pytest.approx(4 / 7)
     assert "tidemill_live_abs_error" in families and "tidemill_validation_mae" in families
     empty = CollectorRegistry()
-    empty.register(DriftFileCollector(tmp_path / "absent"))
+    empty.register(TextfileCollector(tmp_path / "absent"))
     assert generate_latest(empty) == b""
 
 

@@ -10,8 +10,9 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from monitoring.drift import DriftResult
-from monitoring.drift_metrics import DriftFileCollector, write_drift_metrics
+from monitoring.drift_metrics import write_drift_metrics
 from monitoring.prometheus import PrometheusServer, render_config
+from serving.textfile_metrics import TextfileCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "alerts" / "tidemill-rules.yaml"
@@ -24,7 +25,7 @@ def exporter(tmp_path: Path) -> Iterator[tuple[str, Gauge, Path]]:
     gauge = Gauge("tidemill_test_value", "A value the test sets", ["kind"], registry=registry)
     gauge.labels("a").set(42)
     drift_dir = tmp_path / "metrics"
-    registry.register(DriftFileCollector(drift_dir))
+    registry.register(TextfileCollector(drift_dir))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:
         yield f"127.0.0.1:{server.server_port}", gauge, drift_dir
@@ -97,3 +98,4 @@ def test_start_failure_reports_the_log(prometheus_bin: dict[str, str], tmp_path:
         )
     with pytest.raises(FileNotFoundError, match="install-prometheus"):
         PrometheusServer.start("{}", tmp_path, binary="no-such-prometheus")
+
