@@ -31,7 +31,8 @@ STAGE_OF_ALIAS = {CHAMPION: "Production", CHALLENGER: "Staging"}
 
 
 def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
-    return cfg.mlflow.tracking_uri or home.mlflow_uri
+    """The config's URI, else ``$MLFLOW_TRACKING_URI`` (Kubernetes), else the home's SQLite."""
+    return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
 
 
 def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
