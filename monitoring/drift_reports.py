@@ -83,7 +83,7 @@ def log_to_mlflow(
     ``artifact_location`` is used only when the experiment is created (pass the home's
     ``artifacts_dir.as_uri()`` with the home's SQLite store, as training does).
     """
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         with contextlib.suppress(MlflowException):  # created concurrently by another check

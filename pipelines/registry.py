@@ -40,7 +40,7 @@ def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
     uri = tracking_uri(cfg, home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         location = home.artifacts_dir.as_uri() if uri == home.mlflow_uri else None

@@ -341,7 +341,8 @@ def register(
 
     cfg = load_config(prepared["config"])
     registry.configure(cfg, home)
-    client = MlflowClient(registry.tracking_uri(cfg, home))
+    uri = registry.tracking_uri(cfg, home)
+    client = MlflowClient(uri, registry_uri=uri)
     name = cfg.mlflow.registered_model_name
     tags = _lineage_tags(prepared, pipeline_run) | {
         "tidemill.algorithm": best["algorithm"],

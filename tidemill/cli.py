@@ -29,7 +29,7 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
     """Per-algorithm metrics of the pipeline run behind the newest registered version."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     versions = client.search_model_versions(f"name='{registered_name}'")
     latest = max(versions, key=lambda v: int(v.version))
     pipeline_run = latest.tags["tidemill.pipeline_run"]

@@ -163,7 +163,7 @@ def run(
         {**base, "algorithms": challenger_algorithms, "reason": "tidemill demo: challenger"},
         "retrain",
     )
-    aliases = MlflowClient(uri).get_registered_model(name).aliases
+    aliases = MlflowClient(uri, registry_uri=uri).get_registered_model(name).aliases
     print(f"aliases now: {aliases}")
 
     _header("3. serve: champion and challenger behind the local router (30% canary)")
@@ -179,13 +179,15 @@ def run(
 
         _header("4. promote_challenger: backtest + live A/B evidence, Diebold-Mariano test")
         _dag(home, "promote_challenger", {"config": str(config)}, "promote")
-        print(f"aliases now: {MlflowClient(uri).get_registered_model(name).aliases}")
+        print(
+            f"aliases now: {MlflowClient(uri, registry_uri=uri).get_registered_model(name).aliases}"
+        )
 
         if drift:
             _drift(config, home, base, uri, name)
     finally:
         stop_stack(proc)
-    return {"aliases": MlflowClient(uri).get_registered_model(name).aliases}
+    return {"aliases": MlflowClient(uri, registry_uri=uri).get_registered_model(name).aliases}
 
 
 def _drift(config: Path, home: TidemillHome, base: dict[str, Any], uri: str, name: str) -> None:
@@ -210,4 +212,4 @@ def _drift(config: Path, home: TidemillHome, base: dict[str, Any], uri: str, nam
     _dag(
         home, "promote_challenger", {"config": str(replayed), "backtest_rows": 144}, "drift-promote"
     )
-    print(f"aliases now: {MlflowClient(uri).get_registered_model(name).aliases}")
+    print(f"aliases now: {MlflowClient(uri, registry_uri=uri).get_registered_model(name).aliases}")

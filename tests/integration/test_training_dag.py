@@ -33,7 +33,7 @@ def dag_run(airflow_home, small_config):
 
 def test_registers_champion_and_challenger(dag_run):
     home, proc = dag_run
-    client = MlflowClient(home.mlflow_uri)
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     versions = client.search_model_versions("name='it-forecaster'")
     assert [str(v.version) for v in versions] == ["1"]
     mv = client.get_model_version("it-forecaster", "1")
@@ -46,7 +46,7 @@ def test_registers_champion_and_challenger(dag_run):
 
 def test_every_candidate_is_a_run_with_test_metrics(dag_run):
     home, _ = dag_run
-    client = MlflowClient(home.mlflow_uri)
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     exp = client.get_experiment_by_name("it-small")
     runs = client.search_runs([exp.experiment_id])
     by_algo = {r.data.tags["tidemill.algorithm"]: r for r in runs}
@@ -102,7 +102,7 @@ def test_second_registration_is_challenger_only(dag_run, small_config):
     """Without Airflow (tidemill train's path): v2 gets challenger, v1 keeps champion."""
     home, _ = dag_run
     run_pipeline(small_config, home, run_key="cli-second", algorithms=["nlinear"], n_trials=1)
-    client = MlflowClient(home.mlflow_uri)
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     assert str(client.get_model_version_by_alias("it-forecaster", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("it-forecaster", "challenger").version) == "2"
     assert client.get_model_version("it-forecaster", "2").current_stage == "Staging"

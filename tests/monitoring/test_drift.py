@@ -181,7 +181,7 @@ def test_reports_are_written_and_parse(outcome) -> None:
 
 def test_logged_to_mlflow_under_the_monitoring_experiment(outcome) -> None:
     out, home = outcome
-    client = MlflowClient(home.mlflow_uri)
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
     assert exp is not None and exp.artifact_location == home.artifacts_dir.as_uri()
     run = client.get_run(out.mlflow_run_id)
@@ -239,7 +239,7 @@ def test_champion_lineage_finds_the_training_snapshot(windows, tmp_path: Path) -
     reference, _ = windows
     home = TidemillHome.resolve(tmp_path)
     snap = write_snapshot(reference, home.runs_dir)
-    client = MlflowClient(home.mlflow_uri)
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     exp_id = client.create_experiment("train", artifact_location=home.artifacts_dir.as_uri())
     run = client.create_run(exp_id)
     client.log_metric(run.info.run_id, "val_mae", 0.42)
