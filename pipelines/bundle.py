@@ -13,6 +13,7 @@ Layout::
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,13 +129,24 @@ class ForecastBundle:
         )
 
 
+@functools.lru_cache(maxsize=32)
+def _fixed_step(freq: str) -> np.timedelta64 | None:
+    """The length of one step of ``freq``; None for calendar frequencies (month, business
+    day), which have no fixed length. Cached: parsing the alias is the costly part."""
+    try:
+        return np.timedelta64(pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value, "ns")
+    except ValueError:
+        return None
+
+
 def future_timestamps(last_ds: np.ndarray, horizon: int, freq: str) -> np.ndarray:
     """Timestamps of the ``horizon`` steps after each ``last_ds``, shape ``(n, horizon)``."""
-    offset = pd.tseries.frequencies.to_offset(freq)
-    try:
-        step = np.timedelta64(pd.Timedelta(offset).value, "ns")
-    except ValueError:  # calendar frequencies (month, business day) have no fixed length
-        return np.stack(
-            [pd.date_range(t, periods=horizon + 1, freq=offset)[1:].values for t in last_ds]
+    step = _fixed_step(freq)
+    if step is None:
+        offset = pd.tseries.frequencies.to_offset(freq)
+        steps = range(1, horizon + 1)
+        return np.array(
+            [[(pd.Timestamp(t) + k * offset).to_datetime64() for k in steps] for t in last_ds],
+            dtype="datetime64[ns]",
         )
     return last_ds[:, None] + step * np.arange(1, horizon + 1)[None, :]
