@@ -7,9 +7,11 @@ each, all on 127.0.0.1, load from wrk in a second process.
 Trains the model of ``bench/serving_config.yaml`` twice into the bench home (version 1 =
 champion, 2 = challenger; the orchestrator venv's ``tidemill train``) unless already there.
 Tidemill runs as ``python -m serving.stack`` at a 50/50 split with the prediction log on;
-the baselines serve version 1. Scenarios: batch 1 and batch 100 at 64 connections, batch 1 at
-500 connections, batch 1 and batch 100 at 8 connections (latency). Server CPU per request is
-the CPU time of the server's process tree during the run divided by the requests served.
+the baselines serve version 1. All three servers start first; each scenario then runs against
+them in turn. Scenarios: batch 1 and batch 100 at 64 connections, batch 1 at
+500 connections, batch 1 and batch 100 at 8 connections (latency); each after a 2 s warm-up
+whose abandoned in-flight requests the server has worked off. Server CPU per request is the
+CPU time of the server's process tree during the run divided by the requests served.
 ``--write-results`` replaces the "## Serving" section of ``bench/RESULTS.md``.
 """
 
@@ -210,6 +212,10 @@ def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
            "-s", str(BENCH / "serving_wrk.lua"), server.url]
     warm = [*cmd[:3], "-d2s", *cmd[4:]]
     subprocess.run(warm, env=env, capture_output=True, check=True)
+    # wrk drops the warm-up's in-flight requests (up to one per connection) when it stops; the
+    # server still answers them, and they must not delay or bill the measured run.
+    drain(server, json.loads(body_path.read_text()))
+    load = os.getloadavg()[0]
     cpu0 = server.cpu_seconds()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     cpu = server.cpu_seconds() - cpu0
@@ -226,6 +232,7 @@ def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
         + (int(non2xx.group(1)) if non2xx else 0),
         "timeouts": stats["timeout"],
         "cpu_ms_per_request": cpu * 1e3 / max(requests, 1),
+        "load_1min": load,
     }
 
 
@@ -239,7 +246,9 @@ def render(results: dict[str, Any]) -> str:
         f"Date: {meta['date']}. Machine: {meta['machine']}. Load average (1/5/15 min) at start "
         f"{meta['load_start']}, at end {meta['load_end']} (other engineers' jobs share the "
         "machine). wrk 4.1 (2 threads, `--timeout 2s`) in a second process on 127.0.0.1, "
-        f"{meta['duration']} s per run after a 2 s warm-up.",
+        f"{meta['duration']} s per run after a 2 s warm-up (and after the server has answered "
+        "the requests the warm-up left in flight). All servers are started first; each "
+        "scenario then runs against them in turn (the others idle).",
         "",
         f"Model: `{meta['model']}` (bench/serving_config.yaml: XGBoost, 24 lags, 100 trees, "
         "horizon 1), the same registered version behind every server; Tidemill serves "
@@ -248,10 +257,12 @@ def render(results: dict[str, Any]) -> str:
         "`mlflow models serve --workers 2 --env-manager local`, stock `kserve.ModelServer"
         "(workers=2)` with a custom model calling the pyfunc (bench/serving_stock_kserve.py). "
         "Batch = history windows per request. CPU/req = server process-tree CPU time per "
-        "request (wrk's own CPU not counted).",
+        "request (wrk's own CPU not counted). Load = 1-minute load average as the run started "
+        "(the machine has 2 cores; above 2 other jobs were taking CPU from the servers).",
         "",
-        "| scenario | server | rps | p50 ms | p95 ms | p99 ms | errors | timeouts | CPU ms/req |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | server | rps | p50 ms | p95 ms | p99 ms | errors | timeouts | CPU ms/req "
+        "| load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, _, _ in SCENARIOS:
         for server in ("tidemill", "mlflow", "kserve"):
@@ -261,7 +272,7 @@ def render(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {scenario} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
                 f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['timeouts']} | "
-                f"{r['cpu_ms_per_request']:.2f} |")
+                f"{r['cpu_ms_per_request']:.2f} | {r['load_1min']:.2f} |")
     lines += ["", "Throughput ratios (Tidemill rps / baseline rps):", "",
               "| scenario | vs mlflow models serve | vs stock KServe |", "|---|---:|---:|"]
     for scenario, ratios in results["ratios"].items():
@@ -327,15 +338,19 @@ def main() -> int:
     payloads = {batch: bodies(batch) for batch in (1, 100)}
     load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
     runs: dict[str, dict[str, Any]] = {}
-    for name in args.servers.split(","):
-        server = start(name, home, model, work)
-        try:
+    servers: dict[str, Server] = {}
+    try:
+        for name in args.servers.split(","):  # all up at once, idle until their turn
+            server = servers[name] = start(name, home, model, work)
             for batch in (1, 100):
                 if payloads[batch][name] is not None:
                     check(server, payloads[batch][name], batch)
                     (work / f"{name}-{batch}.json").write_text(json.dumps(payloads[batch][name]))
             runs[name] = {}
-            for scenario, batch, conns in SCENARIOS:
+        # Scenario by scenario, the servers in turn: a change in the machine's load from other
+        # jobs then hits the servers of one scenario alike, not one server's whole series.
+        for scenario, batch, conns in SCENARIOS:
+            for name, server in servers.items():
                 if payloads[batch][name] is None:
                     continue
                 drain(server, payloads[1][name])
@@ -343,9 +358,11 @@ def main() -> int:
                 runs[name][scenario] = r
                 print(f"{name:9s} {scenario:13s} {r['rps']:8.0f} rps  p50 {r['p50_ms']:7.2f}  "
                       f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}"
-                      f"  timeouts {r['timeouts']}  cpu/req {r['cpu_ms_per_request']:.2f} ms",
+                      f"  timeouts {r['timeouts']}  cpu/req {r['cpu_ms_per_request']:.2f} ms"
+                      f"  load {r['load_1min']:.2f}",
                       flush=True)
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
     results: dict[str, Any] = {
         "meta": {

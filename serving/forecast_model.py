@@ -79,9 +79,7 @@ class ForecastModel(kserve.Model):
                                 served.level, request_id, self.name)
         labels = (self.name, served.version, variant)
         metrics.REQUESTS.labels(*labels).inc()
-        observe = metrics.PREDICTION_VALUE.labels(*labels).observe
-        for value in yhat[:, 0].tolist():
-            observe(value)
+        metrics.observe_many(metrics.PREDICTION_VALUE.labels(*labels), yhat[:, 0])
         if self.log_url:
             writer_for(self.log_url).submit(LogEntry(
                 request_id, time.time(), request.caller, variant, served.name, served.version,

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from serving.config import Limits
 warnings.filterwarnings("ignore", message="no explicit representation of timezones")
 
 CALLER_HEADER = "x-user-id"
+Where = Callable[[int], str]  # window position -> its field name in error messages
 REQUEST_ID_HEADER = "x-request-id"
 
 
@@ -131,8 +133,79 @@ def _batch_size(n: int, field_name: str, limits: Limits) -> None:
         )
 
 
+# ``YYYY-MM-DDTHH:MM:SS`` (or a space for the ``T``), the form nearly every client sends:
+# parsed as one byte matrix instead of string by string (numpy's parser costs ~0.3 us each).
+_ISO_LEN = 19
+_ISO_FAST_MIN = 200  # below this many strings numpy's parser is the cheaper one
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+# digit pairs: century, year of century, month, day, hour, minute, second
+_ISO_LOW = np.array([0, 0, 1, 1, 0, 0, 0], np.uint8)
+_ISO_HIGH = np.array([99, 99, 12, 31, 23, 59, 59], np.uint8)
+# datetime64[ns] covers 1677-09-21 .. 2262-04-11: the fast path takes the whole years inside,
+# with each month's first day (as days since 1970) and length from numpy's own calendar.
+_FIRST_YEAR, _YEARS = 1678, 2262 - 1678
+_MONTHS = np.arange(f"{_FIRST_YEAR}-01", f"{_FIRST_YEAR + _YEARS}-02", dtype="datetime64[M]")
+_MONTH_START = _MONTHS[:-1].astype("datetime64[D]").astype(np.int64)
+_MONTH_LEN = np.diff(_MONTHS.astype("datetime64[D]").astype(np.int64))
+_NS_RANGE = (np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-10", "us"))
+
+
+def _iso_seconds(flat: list[Any]) -> np.ndarray | None:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` strings, or None when any string has another
+    form or an out-of-range field (the caller then uses numpy's parser, which names the error).
+
+    The strings are joined with a newline after each one: the newlines land exactly on every
+    20th byte only if every string is 19 ASCII characters without a newline of its own.
+    """
+    n = len(flat)
+    try:
+        raw = "\n".join(flat).encode("ascii") + b"\n"
+    except (TypeError, UnicodeEncodeError):
+        return None
+    if n == 0 or len(raw) != n * (_ISO_LEN + 1):
+        return None
+    b = np.frombuffer(raw, np.uint8).reshape(n, _ISO_LEN + 1)
+    digits = b[:, _ISO_DIGITS] - ord("0")  # uint8: anything below "0" wraps above 9
+    t = b[:, 10]
+    if not ((b[:, _ISO_LEN] == ord("\n")).all() and (b[:, [4, 7]] == ord("-")).all()
+            and (b[:, [13, 16]] == ord(":")).all() and (digits <= 9).all()
+            and ((t == ord("T")) | (t == ord(" "))).all()):
+        return None
+    pairs = digits[:, 0::2] * 10 + digits[:, 1::2]
+    if not ((pairs >= _ISO_LOW).all() and (pairs <= _ISO_HIGH).all()):
+        return None
+    f = pairs.astype(np.int64)
+    month = (f[:, 0] * 100 + f[:, 1] - _FIRST_YEAR) * 12 + f[:, 2] - 1
+    if not ((month >= 0).all() and (month < _YEARS * 12).all()
+            and (f[:, 3] <= _MONTH_LEN[month]).all()):
+        return None
+    return (_MONTH_START[month] + f[:, 3] - 1) * 86400 + f[:, 4] * 3600 + f[:, 5] * 60 + f[:, 6]
+
+
+def _fast_timestamps(raw: Any) -> np.ndarray | None:
+    """A list (or a list of equal-length lists) of ``YYYY-MM-DDTHH:MM:SS`` strings as
+    ``datetime64[ns]``, or None for anything else."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    if isinstance(raw[0], list):
+        width = len(raw[0])
+        if not all(isinstance(row, list) and len(row) == width for row in raw):
+            return None
+        flat, shape = list(chain.from_iterable(raw)), (len(raw), width)
+    else:
+        flat, shape = raw, (len(raw),)
+    if len(flat) < _ISO_FAST_MIN:
+        return None
+    seconds = _iso_seconds(flat)
+    return None if seconds is None else \
+        (seconds * 1_000_000_000).view("datetime64[ns]").reshape(shape)
+
+
 def parse_timestamps(raw: Any, field_name: str) -> np.ndarray:
     """ISO-8601 strings (or epoch seconds) to ``datetime64[ns]``, any shape."""
+    fast = _fast_timestamps(raw)
+    if fast is not None:
+        return fast
     try:
         arr = np.asarray(raw)
         if arr.dtype.kind in "iu":
@@ -141,11 +214,14 @@ def parse_timestamps(raw: Any, field_name: str) -> np.ndarray:
             arr = arr.astype(str)
         if arr.dtype.kind != "U":
             raise ValueError
-        return arr.astype("datetime64[ns]")
+        parsed = arr.astype("datetime64[us]")
     except (ValueError, TypeError, OverflowError):
         raise RequestError(
             field_name, "must be ISO-8601 timestamp strings or integer epoch seconds"
         ) from None
+    if parsed.size and ((parsed < _NS_RANGE[0]).any() or (parsed > _NS_RANGE[1]).any()):
+        raise RequestError(field_name, "timestamps must lie between 1677-09-22 and 2262-04-10")
+    return parsed.astype("datetime64[ns]")
 
 
 def _values(raw: Any, field_name: str) -> np.ndarray:
@@ -156,55 +232,55 @@ def _values(raw: Any, field_name: str) -> np.ndarray:
     return arr
 
 
-def _check_window_block(values: np.ndarray, ds: np.ndarray, where: list[str]) -> None:
+def _check_window_block(values: np.ndarray, ds: np.ndarray, where: Where) -> None:
     """Finite values, one timestamp per value, timestamps strictly increasing (per row)."""
     if ds.shape != values.shape:
         raise RequestError(
-            f"{where[0]}.timestamps",
+            f"{where(0)}.timestamps",
             f"{ds.shape[-1]} timestamps for {values.shape[-1]} values",
         )
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise RequestError(f"{where[row]}.values[{col}]", "is NaN, inf or missing")
+        raise RequestError(f"{where(row)}.values[{col}]", "is NaN, inf or missing")
     if values.shape[1] > 1:
         steps = np.diff(ds, axis=1) > np.timedelta64(0, "ns")
         if not steps.all():
             row, col = np.argwhere(~steps)[0]
             raise RequestError(
-                f"{where[row]}.timestamps[{col + 1}]",
+                f"{where(row)}.timestamps[{col + 1}]",
                 "timestamps must be strictly increasing (oldest first)",
             )
 
 
 def _groups(
-    values_lists: Sequence[Any], ts_lists: Sequence[Any], where: list[str]
+    values_lists: Sequence[Any], ts_lists: Sequence[Any], where: Where
 ) -> list[WindowGroup]:
     """Build equal-length window groups from per-window lists (usually one group)."""
     lengths = []
     for i, (v, t) in enumerate(zip(values_lists, ts_lists, strict=True)):
         if not isinstance(v, list):
-            raise RequestError(f"{where[i]}.values", "must be a list of numbers")
+            raise RequestError(f"{where(i)}.values", "must be a list of numbers")
         if not isinstance(t, list):
-            raise RequestError(f"{where[i]}.timestamps", "must be a list of timestamps")
+            raise RequestError(f"{where(i)}.timestamps", "must be a list of timestamps")
         if len(t) != len(v):
-            raise RequestError(f"{where[i]}.timestamps", f"{len(t)} timestamps for {len(v)} values")
+            raise RequestError(f"{where(i)}.timestamps", f"{len(t)} timestamps for {len(v)} values")
         if not v:
-            raise RequestError(f"{where[i]}.values", "is empty")
+            raise RequestError(f"{where(i)}.values", "is empty")
         lengths.append(len(v))
     by_length: dict[int, list[int]] = {}
     for i, n in enumerate(lengths):
         by_length.setdefault(n, []).append(i)
     groups = []
     for rows in by_length.values():
-        sub_where = [where[i] for i in rows]
-        values = _values([values_lists[i] for i in rows], f"{sub_where[0]}.values")
+        first = where(rows[0])
+        values = _values([values_lists[i] for i in rows], f"{first}.values")
         if values.ndim != 2:
-            raise RequestError(f"{sub_where[0]}.values", "must be a flat list of numbers")
-        ds = parse_timestamps([ts_lists[i] for i in rows], f"{sub_where[0]}.timestamps")
+            raise RequestError(f"{first}.values", "must be a flat list of numbers")
+        ds = parse_timestamps([ts_lists[i] for i in rows], f"{first}.timestamps")
         if ds.ndim != 2:
-            raise RequestError(f"{sub_where[0]}.timestamps", "must be a flat list of timestamps")
-        _check_window_block(values, ds, sub_where)
+            raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
+        _check_window_block(values, ds, lambda r, rows=rows: where(rows[r]))
         groups.append(WindowGroup(np.asarray(rows), values, ds))
     return groups
 
@@ -225,6 +301,13 @@ def caller_of(body_value: Any, headers: Mapping[str, str], field_name: str) -> s
     return _text(body_value, field_name) or headers.get(CALLER_HEADER) or None
 
 
+def _series_ids(instances: list[dict[str, Any]], where: Where) -> list[str | None]:
+    ids = [inst.get("series_id") for inst in instances]
+    if all(s is None or type(s) is str for s in ids):
+        return ids
+    return [_text(s, f"{where(i)}.series_id") for i, s in enumerate(ids)]
+
+
 # ----- V1 -------------------------------------------------------------------------------------
 def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastRequest:
     if not isinstance(body, dict):
@@ -233,10 +316,12 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     if not isinstance(instances, list):
         raise RequestError("instances", "must be a list of history windows")
     _batch_size(len(instances), "instances", limits)
-    where = [f"instances[{i}]" for i in range(len(instances))]
+    def where(i: int) -> str:
+        return f"instances[{i}]"
+
     for i, inst in enumerate(instances):
         if not isinstance(inst, dict):
-            raise RequestError(where[i], "must be an object with 'timestamps' and 'values'")
+            raise RequestError(where(i), "must be an object with 'timestamps' and 'values'")
     groups = _groups(
         [inst.get("values") for inst in instances],
         [inst.get("timestamps") for inst in instances],
@@ -244,7 +329,8 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     )
     exog = 0
     for i, inst in enumerate(instances):
-        exog = max(exog, _exog(inst.get("exog"), len(inst["values"]), f"{where[i]}.exog"))
+        if "exog" in inst:
+            exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise RequestError("parameters", "must be an object")
@@ -252,8 +338,7 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     return ForecastRequest(
         groups=groups,
         n_windows=len(instances),
-        series_ids=[_text(inst.get("series_id"), f"{where[i]}.series_id")
-                    for i, inst in enumerate(instances)],
+        series_ids=_series_ids(instances, where),
         horizon=_horizon(raw_h, "parameters.horizon", limits),
         caller=caller_of(body.get("user_id"), headers, "user_id"),
         model_version=_text(body.get("model_version"), "model_version"),
@@ -358,8 +443,7 @@ def v2_request(
     if math.prod(ts_shape) != math.prod(shape):
         raise RequestError("inputs.timestamps.shape", f"must match values shape {shape}")
     ds = _reshape(ts_data, shape, "inputs.timestamps.data", timestamps=True)
-    where = [f"inputs.window[{r}]" for r in range(shape[0])]
-    _check_window_block(values, ds, where)
+    _check_window_block(values, ds, lambda r: f"inputs.window[{r}]")
     exog = 0
     if "exog" in tensors:
         _, ex_shape, ex_data = tensors["exog"]
@@ -419,7 +503,7 @@ def parse_spec(body: Any, headers: Mapping[str, str], limits: Limits) -> Forecas
             width = len(row)
         elif len(row) != width:
             raise RequestError(f"data[{i}]", f"has {len(row)} columns, the first row {width}")
-    groups = _groups([[r[1] for r in data]], [[r[0] for r in data]], ["data"])
+    groups = _groups([[r[1] for r in data]], [[r[0] for r in data]], lambda _: "data")
     if width and width > 2:
         _exog([r[2:] for r in data], len(data), "data[*][2:]")
     return ForecastRequest(

@@ -6,6 +6,8 @@ MLflow registry by alias or version.
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import yaml
 
 from pipelines.bundle import ForecastBundle, ForecastInputError
@@ -43,11 +46,48 @@ def registered_identity(model_dir: str | Path) -> tuple[str | None, str | None]:
     return data.get("model_name"), None if version is None else str(version)
 
 
+class LeanBooster:
+    """An ``xgboost.Booster`` whose ``inplace_predict`` of a dense float64 matrix calls the C
+    API ``XGBoosterPredictFromDense`` with prebuilt arguments. xgboost's Python wrapper spends
+    ~130 us a call (input type dispatch, JSON arguments, a class built for each result) on a
+    ~80 us prediction of 100 trees. Everything else is the wrapped booster's."""
+
+    _ARGS = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 0,
+                        "missing": float("nan"), "strict_shape": False, "cache_id": 0}).encode()
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+        self.n_features = booster.num_features()
+
+    def inplace_predict(self, data: Any, **kwargs: Any) -> np.ndarray:
+        if kwargs or not (isinstance(data, np.ndarray) and data.dtype == np.float64
+                          and data.ndim == 2 and data.shape[1] == self.n_features
+                          and data.flags.c_contiguous and data.shape[0] > 0):
+            return self.booster.inplace_predict(data, **kwargs)
+        from xgboost.core import _LIB, _check_call, c_bst_ulong
+
+        interface = orjson.dumps({"data": [data.ctypes.data, True], "shape": data.shape,
+                                  "strides": None, "typestr": "<f8", "version": 3})
+        shape, dims = ctypes.POINTER(c_bst_ulong)(), c_bst_ulong()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        _check_call(_LIB.XGBoosterPredictFromDense(
+            self.booster.handle, interface, self._ARGS, None, ctypes.byref(shape),
+            ctypes.byref(dims), ctypes.byref(preds)))
+        if dims.value != 1 or shape[0] != data.shape[0]:  # not one value per row
+            return self.booster.inplace_predict(data)
+        return np.ctypeslib.as_array(preds, (data.shape[0],)).copy()  # the buffer is reused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.booster, name)
+
+
 def _serving_threads(bundle: ForecastBundle) -> None:
-    """One compute thread per model: serving scales with worker processes, not threads."""
+    """One compute thread per model (serving scales with worker processes, not threads), and
+    the lean prediction call."""
     booster = getattr(bundle.forecaster, "booster", None)
     if booster is not None and hasattr(booster, "set_param"):
         booster.set_param({"nthread": 1})
+        bundle.forecaster.booster = LeanBooster(booster)
 
 
 @dataclass

@@ -4,17 +4,24 @@ no gRPC, no per-request log lines, and lean REST routes for the forecast endpoin
 KServe's REST server binds 0.0.0.0, logs every request (uvicorn access log, timing middleware,
 latency line) and times each stage in its own histograms. Here the uvicorn config gets the
 host and ``access_log=False``; the timing middleware is left out; and the V1, V2 and
-``/predict`` routes, registered ahead of KServe's own, parse with orjson and go straight to
-``ForecastModel.serve`` with one latency histogram. Every other KServe route (health,
-readiness, model lists, load/unload) is the stock one. Queued prediction-log rows are flushed
-when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
+``/predict`` routes, plain Starlette routes registered ahead of KServe's own, parse with orjson
+and go straight to ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and
+there is one worker process per core) with one latency histogram. Every other KServe route
+(health, readiness, model lists, load/unload) is the stock one. Queued prediction-log rows are
+flushed when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
+
+With several workers each accepts on its own ``SO_REUSEPORT`` socket, so connections are spread
+evenly; every worker runs asyncio's event loop (see ``TidemillRESTServer``). Each worker freezes
+its start-up objects out of the garbage collector.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +35,7 @@ from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.model import BaseKServeModel
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from starlette.routing import Route
 
 from serving import metrics
 from serving.config import Limits, model_name
@@ -116,43 +124,46 @@ def install_routes(app: fastapi.FastAPI, models: Any, limits: Limits, default_mo
         return Response(content, media_type=JSON, headers={
             "x-tidemill-variant": result.variant, REQUEST_ID_HEADER: result.request_id})
 
-    async def v1_predict(model_name: str, request: Request) -> Response:
-        return await handle(request, model_name, parse_v1,
+    async def v1_predict(request: Request) -> Response:
+        return await handle(request, request.path_params["model_name"], parse_v1,
                             lambda r, p, _: v1_response(r, p.series_ids))
 
-    async def v2_infer(model_name: str, request: Request) -> Response:
-        return await handle(request, model_name, parse_v2, lambda r, _p, _s: v2_response(r))
+    async def v2_infer(request: Request) -> Response:
+        return await handle(request, request.path_params["model_name"], parse_v2,
+                            lambda r, _p, _s: v2_response(r))
 
     async def spec_predict(request: Request) -> Response:
         return await handle(request, default_model, parse_spec,
                             lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3))
 
-    async def v2_metadata(model_name: str) -> Response:
+    async def v2_metadata(request: Request) -> Response:
+        name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(lookup(model_name).metadata()), media_type=JSON)
+            return Response(orjson.dumps(lookup(name).metadata()), media_type=JSON)
         except RequestError as exc:
-            return _error(exc, model_name)
+            return _error(exc, name)
 
-    async def example(model_name: str) -> Response:
+    async def example(request: Request) -> Response:
+        name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(lookup(model_name).example_request()), media_type=JSON)
+            return Response(orjson.dumps(lookup(name).example_request()), media_type=JSON)
         except RequestError as exc:
-            return _error(exc, model_name)
+            return _error(exc, name)
 
-    async def metrics_route() -> Response:
+    async def metrics_route(_request: Request) -> Response:
         content, media_type = metrics.render()
         return Response(content, media_type=media_type)
 
-    for path, endpoint, methods in (
+    # Plain Starlette routes: FastAPI's per-request dependency solving is skipped; KServe's
+    # routes for the same paths, registered after these, keep documenting them in /docs.
+    app.router.routes.extend(Route(path, endpoint, methods=methods) for path, endpoint, methods in (
         ("/v1/models/{model_name}:predict", v1_predict, ["POST"]),
         ("/v2/models/{model_name}/infer", v2_infer, ["POST"]),
         ("/predict", spec_predict, ["POST"]),
         ("/v2/models/{model_name}", v2_metadata, ["GET"]),
         ("/v1/models/{model_name}/example", example, ["GET"]),
         ("/metrics", metrics_route, ["GET"]),
-    ):
-        app.router.add_api_route(path, endpoint, methods=methods, response_model=None,
-                                 include_in_schema=path != "/metrics")
+    ))
 
 
 class _FlushingServer(_RefreshingServer):
@@ -171,6 +182,11 @@ class TidemillRESTServer(RESTServer):
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = False
+        # asyncio's loop accepts every pending connection when the listening socket is
+        # readable; under uvloop a worker busy with hundreds of connections accepted a few a
+        # second (500 connections: the rest waited in the accept queue past wrk's 2 s
+        # timeout), at the same CPU per request.
+        self.config.loop = "asyncio"
         self.limits = limits
         self.default_model = default_model
         self._server = _FlushingServer(self.config)
@@ -179,7 +195,11 @@ class TidemillRESTServer(RESTServer):
         """No per-request timing middleware (it logs and costs a route scan per request)."""
 
     def create_application(self) -> None:
-        """Runs in each worker, after KServe configured logging there."""
+        """Runs in each worker, after KServe configured logging there and loaded the models.
+
+        Everything alive now lives as long as the worker: frozen out of the garbage
+        collector, whose full collections would otherwise walk these ~250k objects (~100 ms,
+        a latency spike) every few thousand requests."""
         from kserve.model_server import app
 
         access = logging.getLogger("uvicorn.access")  # uvicorn logs while it has handlers
@@ -187,6 +207,8 @@ class TidemillRESTServer(RESTServer):
         access.propagate = False
         install_routes(app, self.dataplane.model_registry, self.limits, self.default_model)
         super().create_application()
+        gc.collect()
+        gc.freeze()
 
 
 class _WorkerProcess(RESTServerProcess):
@@ -205,8 +227,34 @@ class _WorkerProcess(RESTServerProcess):
         return self.ping(timeout)
 
 
+def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+    """``count`` sockets listening on one address with ``SO_REUSEPORT``: the kernel spreads new
+    connections evenly over them. Worker processes sharing one listening socket instead race
+    for each connection, and one may take most of a burst (500 connections: one worker
+    serving hundreds while the other idles, requests timing out). Raises ``OSError`` when
+    something else listens there already (``SO_REUSEPORT`` would silently share with it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    sockets = []
+    for _ in range(count):
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP (else
+        # Nagle holds the response body behind its headers for a delayed ACK, ~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
 class _MultiProcess(RESTServerMultiProcess):
-    """KServe's worker-process supervisor around a given REST server and worker class."""
+    """KServe's worker-process supervisor around a given REST server and worker class; each
+    worker accepts on its own ``SO_REUSEPORT`` socket (a restarted worker takes over the
+    socket of the one it replaces, whose queued connections wait for it)."""
 
     def __init__(self, rest_server: TidemillRESTServer, workers: int, grace_period: int) -> None:
         super().__init__(FASTAPI_APP_IMPORT_STRING, rest_server.dataplane,
@@ -219,9 +267,17 @@ class _MultiProcess(RESTServerMultiProcess):
         process.start()
         return process
 
+    async def start(self) -> None:
+        config = self._rest_server.config
+        sockets = listening_sockets(config.host, config.port, config.workers, config.backlog)
+        self.init_processes(sockets)
+        while not self.should_exit.is_set():
+            await asyncio.sleep(0.5)
+            await self.keep_subprocess_alive(sockets)
+        await self.terminate_all()
+
     def init_processes(self, sockets: list[Any]) -> None:
-        workers = self._rest_server.config.workers
-        self._processes.extend(self._spawn(sockets) for _ in range(workers))
+        self._processes.extend(self._spawn([sock]) for sock in sockets)
 
     async def keep_subprocess_alive(self, sockets: list[Any]) -> None:
         for idx, process in enumerate(self._processes):
@@ -232,7 +288,7 @@ class _MultiProcess(RESTServerMultiProcess):
                 await process.wait_for_termination()
                 if self.should_exit.is_set():
                     return
-                self._processes[idx] = self._spawn(sockets)
+                self._processes[idx] = self._spawn([sockets[idx]])
                 log.warning("worker process [%s] died; started [%s]", process.pid,
                             self._processes[idx].pid)
 

@@ -31,6 +31,7 @@ PLURAL = "inferenceservices"
 MODES = ("serverless", "standard")
 CHAMPION_ANNOTATION = "tidemill.io/champion-storage-uri"
 CHALLENGER_NAME = "challenger"
+VARIANT_ENV = "TIDEMILL_VARIANT"
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -59,6 +60,14 @@ def _check_inputs(
         raise ValueError("challenger_storage_uri must differ from champion_storage_uri")
 
 
+def _variant_env(predictor: dict[str, Any], challenger: bool) -> list[dict[str, Any]]:
+    """The predictor's model env with ``TIDEMILL_VARIANT=challenger`` if it serves the
+    challenger, without it otherwise (the predictor then says ``champion``). A merge patch
+    replaces lists whole, so this is the full list."""
+    env = [e for e in predictor.get("model", {}).get("env") or [] if e.get("name") != VARIANT_ENV]
+    return [*env, {"name": VARIANT_ENV, "value": CHALLENGER_NAME}] if challenger else env
+
+
 def split_patch(
     mode: str,
     challenger_percent: int,
@@ -68,20 +77,25 @@ def split_patch(
 ) -> dict[str, Any]:
     """Return the JSON merge patch (RFC 7386) for the InferenceService.
 
-    ``predictor_template`` is the live ``spec.predictor``; standard mode needs it to build the
-    challenger's full predictor spec when there is a challenger.
+    ``predictor_template`` is the live ``spec.predictor``: serverless mode needs it for the
+    model env (``TIDEMILL_VARIANT``), standard mode to build the challenger's full predictor
+    spec when there is a challenger.
     """
     _check_inputs(mode, challenger_percent, champion_storage_uri, challenger_storage_uri)
     patch: dict[str, Any] = {
         "metadata": {"annotations": {CHAMPION_ANNOTATION: champion_storage_uri}}
     }
     if mode == "serverless":
+        if predictor_template is None:
+            raise ValueError("serverless mode needs predictor_template")
         has_challenger = challenger_storage_uri is not None
+        served = challenger_storage_uri if has_challenger else champion_storage_uri
         patch["spec"] = {
             "predictor": {
                 "canaryTrafficPercent": challenger_percent if has_challenger else 100,
                 "model": {
-                    "storageUri": challenger_storage_uri if has_challenger else champion_storage_uri
+                    "storageUri": served,
+                    "env": _variant_env(predictor_template, has_challenger),
                 },
             }
         }
@@ -97,6 +111,7 @@ def split_patch(
         challenger.pop("canaryTrafficPercent", None)
         challenger["name"] = CHALLENGER_NAME
         challenger.setdefault("model", {})["storageUri"] = challenger_storage_uri
+        challenger["model"]["env"] = _variant_env(challenger, True)
         spec["canary"] = [{"trafficPercent": challenger_percent, "predictor": challenger}]
     patch["spec"] = spec
     return patch
@@ -174,7 +189,7 @@ class KubernetesSplitBackend:
         """Merge-patch the InferenceService to the given split; return the patched object."""
         _check_inputs(self.mode, challenger_percent, champion_storage_uri, challenger_storage_uri)
         template = None
-        if self.mode == "standard" and challenger_storage_uri is not None:
+        if self.mode == "serverless" or challenger_storage_uri is not None:
             template = self._read().get("spec", {}).get("predictor", {})
         body = split_patch(
             self.mode,

@@ -138,9 +138,12 @@ def test_inferenceservice_wiring(rendered: dict[str, list[dict[str, Any]]], prof
         assert predictor["minReplicas"] <= predictor["maxReplicas"]
         assert predictor["scaleTarget"] > 0
         env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+        variant = {"TIDEMILL_VARIANT": "challenger"} if predictor.get("name") == "challenger" \
+            else {}
         assert env == {
             "TIDEMILL_MODEL_NAME": "tidemill-forecaster",
             "TIDEMILL_MODEL_DIR": "/mnt/models",
+            **variant,
         }
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TIDEMILL_ISVC_NAME"]["value"] == isvc["metadata"]["name"]

@@ -1,0 +1,151 @@
+"""The serving fast paths give exactly what the slow ones give: timestamp parsing, histogram
+observation, the XGBoost prediction call, prediction-log rows, and per-worker sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from sqlalchemy import select
+
+from serving.metrics import VALUE_BUCKETS, observe_many
+from serving.prediction_log.schema import predictions
+from serving.prediction_log.writer import LogEntry, PredictionLogWriter
+from serving.protocol import RequestError, parse_timestamps
+from serving.server import listening_sockets
+from tests.serving.conftest import free_port
+
+NS_SECONDS = (np.datetime64("1678-01-01", "s").astype(int),
+              np.datetime64("2261-12-31T23:59:59", "s").astype(int))
+
+
+def _iso(seconds: np.ndarray) -> list[str]:
+    return np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist()
+
+
+def test_fast_timestamps_match_numpy() -> None:
+    seconds = np.random.default_rng(0).integers(*NS_SECONDS, 50_000)
+    stamps = _iso(seconds)
+    assert (parse_timestamps(stamps, "t") == np.asarray(stamps).astype("datetime64[ns]")).all()
+    spaced = [s.replace("T", " ") for s in stamps[:500]]
+    assert (parse_timestamps(spaced, "t") == seconds[:500].astype("datetime64[s]")).all()
+    nested = [stamps[i:i + 24] for i in range(0, 2400, 24)]
+    parsed = parse_timestamps(nested, "t")
+    assert parsed.shape == (100, 24)
+    assert (parsed.ravel() == seconds[:2400].astype("datetime64[s]")).all()
+    leap_days = ["2000-02-29T00:00:00", "2024-02-29T23:59:59"] * 150
+    assert (parse_timestamps(leap_days, "t") == np.asarray(leap_days, "datetime64[ns]")).all()
+
+
+def test_other_forms_fall_back_to_numpy() -> None:
+    base = ["2020-01-01T00:00:00"] * 300
+    other = ["2020-01-01T00:00:00Z", "2020-01-01T00:00:00.5", "2020-01-01", "2020-01-01T00:00"]
+    assert (parse_timestamps(base + other, "t")[300:]
+            == np.asarray(other).astype("datetime64[ns]")).all()
+
+
+@pytest.mark.parametrize("bad", [
+    "2019-02-29T00:00:00", "2020-02-30T00:00:00", "2020-13-01T00:00:00", "2020-00-10T00:00:00",
+    "2020-01-00T00:00:00", "2020-01-01T24:00:00", "2020-01-01T00:60:00", "2020-01-01T00:00:60",
+    "2020-01-01t00:00:00", "20x0-01-01T00:00:00", "3000-01-01T00:00:00", "1600-01-01T00:00:00",
+    "2020-01-01T00:00:00\n2020-01-01T01:00:00",  # two timestamps in one string
+])
+def test_malformed_or_out_of_range_timestamps_are_refused(bad: str) -> None:
+    with pytest.raises(RequestError, match=r"^t: "):
+        parse_timestamps(["2020-01-01T00:00:00"] * 300 + [bad], "t")
+
+
+@pytest.mark.parametrize("pair", [
+    ["2020-01-01T00:00:0", "52020-01-01T01:00:00"],  # 18 + 20 characters, as long as two
+    ["2020-01-01T00:00:00\n2020-01-01T01:00:00", ""],  # two in one, and an empty one
+])
+def test_misaligned_strings_are_not_taken_as_timestamps(pair: list[str]) -> None:
+    with pytest.raises(RequestError):
+        parse_timestamps(["2020-01-01T00:00:00"] * 300 + pair, "t")
+
+
+def test_observe_many_matches_observe() -> None:
+    registry = CollectorRegistry()
+    one = Histogram("one", "h", ["v"], buckets=VALUE_BUCKETS, registry=registry).labels("x")
+    many = Histogram("many", "h", ["v"], buckets=VALUE_BUCKETS, registry=registry).labels("x")
+    values = np.array([-2000, -1000, -5, -0.0, 0, 3, 5, 5.0001, 10_000, 10_001, 1e9, np.nan])
+    for value in values:
+        one.observe(value)
+    observe_many(many, values)
+    text = generate_latest(registry).decode().splitlines()
+
+    def samples(name: str) -> list[str]:
+        return [line.removeprefix(name) for line in text
+                if line.startswith(name) and "_created" not in line]
+
+    assert samples("one_") == samples("many_") and samples("one_")
+
+
+def test_lean_booster_predicts_exactly_as_xgboost() -> None:
+    import xgboost as xgb
+
+    from serving.served_model import LeanBooster
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 8))
+    booster = xgb.train({"max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=x[:, 0] ** 2),
+                        num_boost_round=20)
+    lean = LeanBooster(booster)
+    for rows in (1, 7, 400):
+        data = np.ascontiguousarray(x[:rows])
+        expected = booster.inplace_predict(data)
+        got = lean.inplace_predict(data)
+        assert got.dtype == expected.dtype and (got == expected).all()
+    strided = x[::2]  # not contiguous: xgboost's own call
+    assert (lean.inplace_predict(strided) == booster.inplace_predict(strided)).all()
+    assert lean.num_features() == 8
+
+
+def test_log_rows_read_back_through_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    writer = PredictionLogWriter(url, flush_interval=0.05)
+    ds = np.array([["2020-01-01T01:00", "2020-01-01T02:00"]] * 2, "datetime64[ns]")
+    history = np.arange(6.0).reshape(2, 3)
+    yhat = np.array([[1.5, 2.5], [3.5, 4.5]])
+    served = time.time()
+    writer.submit(LogEntry(
+        "req-1", served, "caller", "champion", "model", "3", ["a", None],
+        [(np.array([1, 0]), history, np.zeros((2, 3), "datetime64[ns]"))], 0, ds, yhat,
+        yhat - 1, yhat + 1))
+    assert writer.close() == 0
+    with writer._engine.connect() as conn:
+        rows = {r.window: r for r in conn.execute(select(predictions))}
+    assert set(rows) == {0, 1}
+    row = rows[1]  # history row 0 is window 1
+    assert (row.request_id, row.caller, row.variant, row.series_id) == \
+        ("req-1", "caller", "champion", None)
+    assert (row.history_len, row.history_last, row.history_mean, row.horizon) == (3, 2.0, 1.0, 2)
+    assert row.history_last_ds == "1970-01-01T00:00:00"
+    assert row.ts == datetime.fromtimestamp(served, UTC).replace(tzinfo=None)
+    assert row.forecast == [
+        {"ds": "2020-01-01T01:00:00", "yhat": 3.5, "lower": 2.5, "upper": 4.5},
+        {"ds": "2020-01-01T02:00:00", "yhat": 4.5, "lower": 3.5, "upper": 5.5},
+    ]
+
+
+def test_worker_sockets_share_a_port_but_not_with_a_stranger() -> None:
+    port = free_port()
+    sockets = listening_sockets("127.0.0.1", port, 2, 16)
+    try:
+        assert {s.getsockname()[1] for s in sockets} == {port}
+        assert {s.proto for s in sockets} == {socket.IPPROTO_TCP}  # asyncio sets TCP_NODELAY
+        with pytest.raises(OSError):
+            listening_sockets("127.0.0.1", port, 2, 16)
+    finally:
+        for sock in sockets:
+            sock.close()
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", port))
+        stranger.listen()
+        with pytest.raises(OSError):
+            listening_sockets("127.0.0.1", port, 2, 16)
