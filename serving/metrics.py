@@ -40,7 +40,7 @@ LOG_QUEUE = Gauge(
     "tidemill_prediction_log_queue_depth", "Prediction-log entries waiting to be written",
     multiprocess_mode="livesum",
 )
-LOG_ROWS = Counter("tidemill_prediction_log_rows", "Prediction-log rows written")
+LOG_ROWS = Counter("tidemill_prediction_log_rows", "Prediction-log rows written (one per request)")
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

@@ -1,8 +1,10 @@
-"""Queries over the prediction log shared by the control API (A/B tests) and the promotion DAG.
+"""Queries over the prediction log shared by the control API (A/B tests) and the drift and
+promotion DAGs.
 
-``forecast_points`` pairs each forecast point with an actual value, by request id when the
-feedback named one, else by series id and timestamp; ``joined_errors`` summarises the errors
-per variant.
+``logged_windows`` flattens the logged requests to one row per forecast window;
+``forecast_points`` to one row per forecast step, paired with an actual value by request id
+when the feedback named one, else by series id and timestamp; ``joined_errors`` summarises
+the errors per variant.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select
 
-from serving.prediction_log.schema import actuals, predictions
+from serving.prediction_log.schema import PAYLOAD_KEYS, actuals, prediction_requests
 
 METRICS = ("mae", "rmse", "mape", "coverage")
 POINT_COLUMNS = [
@@ -65,36 +67,66 @@ def record_actuals(
     return len(rows)
 
 
-def _window(since: datetime, until: datetime | None) -> Any:
-    cond = predictions.c.ts >= since
-    return and_(cond, predictions.c.ts < until) if until is not None else cond
+REQUEST_COLUMNS = ["request_id", "ts", "caller", "variant", "model_name", "model_version",
+                   "exog_columns"]
+
+
+def _requests(
+    engine: Engine, since: datetime | None, until: datetime | None, model_name: str | None
+) -> list[Any]:
+    table = prediction_requests
+    conds = [table.c.ts >= since] if since is not None else []
+    if until is not None:
+        conds.append(table.c.ts < until)
+    if model_name:
+        conds.append(table.c.model_name == model_name)
+    query = select(*(table.c[c] for c in REQUEST_COLUMNS), table.c.payload)
+    with engine.connect() as conn:
+        return conn.execute(query.where(and_(True, *conds))).all()
 
 
 def variant_counts(
     engine: Engine, since: datetime, until: datetime | None = None, model_name: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Requests and windows served per variant (and the versions behind them)."""
-    cond = _window(since, until)
+    table = prediction_requests
+    conds = [table.c.ts >= since]
+    if until is not None:
+        conds.append(table.c.ts < until)
     if model_name:
-        cond = and_(cond, predictions.c.model_name == model_name)
+        conds.append(table.c.model_name == model_name)
     query = (
-        select(
-            predictions.c.variant,
-            predictions.c.model_version,
-            func.count(func.distinct(predictions.c.request_id)),
-            func.count(),
-        )
-        .where(cond)
-        .group_by(predictions.c.variant, predictions.c.model_version)
+        select(table.c.variant, table.c.model_version, func.count(), func.sum(table.c.windows))
+        .where(and_(*conds))
+        .group_by(table.c.variant, table.c.model_version)
     )
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         for variant, version, n_requests, n_windows in conn.execute(query):
             entry = out.setdefault(variant, {"requests": 0, "windows": 0, "versions": []})
             entry["requests"] += n_requests
-            entry["windows"] += n_windows
+            entry["windows"] += int(n_windows or 0)
             entry["versions"].append(version)
     return out
+
+
+def logged_windows(
+    engine: Engine,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model_name: str | None = None,
+) -> pd.DataFrame:
+    """One row per logged forecast window: the request's columns (``request_id, ts, caller,
+    variant, model_name, model_version, exog_columns``), ``window`` (its position in the
+    request) and the payload's per-window entries (``series_id``, ``history_*``, and the
+    forecast lists ``ds, yhat, lower, upper``)."""
+    rows = []
+    for req in _requests(engine, since, until, model_name):
+        head = tuple(req[:len(REQUEST_COLUMNS)])
+        payload = req.payload
+        per_window = zip(*(payload[k] for k in PAYLOAD_KEYS), strict=True)
+        rows.extend((*head, window, *entry) for window, entry in enumerate(per_window))
+    return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "window", *PAYLOAD_KEYS])
 
 
 def forecast_points(
@@ -107,55 +139,43 @@ def forecast_points(
     yhat``). An actual is matched by request id when the feedback named one, else by series
     id and timestamp.
     """
-    cond = _window(since, until)
-    if model_name:
-        cond = and_(cond, predictions.c.model_name == model_name)
-    with engine.connect() as conn:
-        preds = conn.execute(
-            select(
-                predictions.c.request_id,
-                predictions.c.variant,
-                predictions.c.model_version,
-                predictions.c.series_id,
-                predictions.c.forecast,
-            ).where(cond)
-        ).all()
-        first_ds = min((p.forecast[0]["ds"] for p in preds if p.forecast), default=None)
-        acts = (
-            []
-            if first_ds is None
-            else conn.execute(
-                select(actuals.c.series_id, actuals.c.ds, actuals.c.y, actuals.c.request_id).where(
-                    actuals.c.ds >= first_ds
-                )
-            ).all()
-        )
-    by_request = {(a.request_id, a.ds): a.y for a in acts if a.request_id}
-    by_series = {(a.series_id, a.ds): a.y for a in acts}
-    rows = []
-    for p in preds:
-        for step, point in enumerate(p.forecast, start=1):
-            y = by_request.get((p.request_id, point["ds"]))
-            if y is None:
-                y = by_series.get((p.series_id, point["ds"]), math.nan)
-            rows.append(
-                (
-                    p.request_id,
-                    p.variant,
-                    p.model_version,
-                    p.series_id,
-                    point["ds"],
-                    step,
-                    point["yhat"],
-                    point["lower"],
-                    point["upper"],
-                    y,
-                )
-            )
-    frame = pd.DataFrame(rows, columns=POINT_COLUMNS[:-1])
+    parts: dict[str, list[Any]] = {c: [] for c in POINT_COLUMNS[:-2]}
+    for req in _requests(engine, since, until, model_name):
+        payload = req.payload
+        yhat = np.asarray(payload["yhat"], dtype=float)
+        n, horizon = yhat.shape
+        for column, value in (("request_id", req.request_id), ("variant", req.variant),
+                              ("model_version", req.model_version)):
+            parts[column].append(np.full(n * horizon, value, dtype=object))
+        parts["series_id"].append(np.repeat(np.asarray(payload["series_id"], object), horizon))
+        parts["ds"].append(np.asarray(payload["ds"], dtype=object).ravel())
+        parts["step"].append(np.tile(np.arange(1, horizon + 1), n))
+        parts["yhat"].append(yhat.ravel())
+        for column in ("lower", "upper"):
+            parts[column].append(np.asarray(payload[column], dtype=float).ravel())
+    frame = pd.DataFrame({c: np.concatenate(v) if v else [] for c, v in parts.items()})
+    frame["y"] = _actuals_for(engine, frame)
     frame["ds"] = pd.to_datetime(frame["ds"])
     frame["error"] = frame["y"] - frame["yhat"]
-    return frame
+    return frame[POINT_COLUMNS]
+
+
+def _actuals_for(engine: Engine, points: pd.DataFrame) -> np.ndarray:
+    """The actual of each point (NaN where none): by ``(request_id, ds)`` first, else by
+    ``(series_id, ds)``; the latest feedback wins when a point got several."""
+    if points.empty:
+        return np.zeros(0)
+    with engine.connect() as conn:
+        acts = conn.execute(
+            select(actuals.c.series_id, actuals.c.ds, actuals.c.y, actuals.c.request_id)
+            .where(actuals.c.ds >= points["ds"].min()).order_by(actuals.c.id)
+        ).all()
+    by_request = {(a.request_id, a.ds): a.y for a in acts if a.request_id}
+    by_series = {(a.series_id, a.ds): a.y for a in acts}
+    return np.array([
+        by_request.get((r, d), by_series.get((s, d), math.nan))
+        for r, s, d in zip(points["request_id"], points["series_id"], points["ds"], strict=True)
+    ], dtype=float)
 
 
 def joined_errors(

@@ -1,14 +1,21 @@
 """Tables of the prediction log (SQLAlchemy Core). Read by the drift and promotion DAGs.
 
-``predictions``: one row per forecast window served.
+``prediction_requests``: one row per served request (a request forecasts one or more windows).
 
-- ``request_id`` + ``window``: the request and the window's position in it (primary key)
-- ``ts``: when it was served (UTC); ``caller``: the caller key that chose the variant (may be null)
+- ``request_id`` (primary key); ``ts``: when it was served (UTC); ``caller``: the caller key
+  that chose the variant (may be null)
 - ``variant``: ``champion`` / ``challenger`` (or the predictor's label on Kubernetes)
 - ``model_name``, ``model_version``: the registered model and version that answered
-- ``series_id``; ``history_len``, ``history_last_ds``, ``history_mean``, ``history_std``,
-  ``history_last``: a summary of the input window; ``exog_columns``: exogenous inputs sent
-- ``horizon``; ``forecast``: JSON list of ``{"ds", "yhat", "lower", "upper"}`` (ISO ``ds``)
+- ``windows``: how many history windows the request forecast; ``horizon``; ``exog_columns``:
+  exogenous inputs sent
+- ``payload``: JSON, one list entry per window in request order: ``series_id``; the input
+  window's summary ``history_len``, ``history_last_ds``, ``history_mean``, ``history_std``,
+  ``history_last``; and the forecast ``ds`` (ISO strings), ``yhat``, ``lower``, ``upper``
+  (``windows x horizon`` lists)
+
+One row per request, not per window: a batch of 100 windows costs one insert (per-window rows
+cost ~20 us each, as much CPU as the forecast itself). ``reader.logged_windows`` and
+``reader.forecast_points`` flatten it per window and per forecast step.
 
 ``actuals``: observed values fed back through ``POST /feedback``: ``series_id``, ``ds`` (ISO,
 seconds), ``y``, ``received_at``, ``request_id`` (null when matched by series and timestamp).
@@ -38,27 +45,22 @@ from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
-predictions = Table(
-    "predictions",
+prediction_requests = Table(
+    "prediction_requests",
     metadata,
     Column("request_id", String(64), primary_key=True),
-    Column("window", Integer, primary_key=True),
     Column("ts", DateTime, nullable=False, index=True),
     Column("caller", String(256)),
     Column("variant", String(32), nullable=False),
     Column("model_name", String(256), nullable=False),
     Column("model_version", String(32), nullable=False),
-    Column("series_id", String(256)),
-    Column("history_len", Integer, nullable=False),
-    Column("history_last_ds", String(32), nullable=False),
-    Column("history_mean", Float, nullable=False),
-    Column("history_std", Float, nullable=False),
-    Column("history_last", Float, nullable=False),
-    Column("exog_columns", Integer, nullable=False, default=0),
+    Column("windows", Integer, nullable=False),
     Column("horizon", Integer, nullable=False),
-    Column("forecast", JSON, nullable=False),
+    Column("exog_columns", Integer, nullable=False, default=0),
+    Column("payload", JSON, nullable=False),
 )
-Index("ix_predictions_series", predictions.c.series_id, predictions.c.ts)
+PAYLOAD_KEYS = ("series_id", "history_len", "history_last_ds", "history_mean", "history_std",
+                "history_last", "ds", "yhat", "lower", "upper")
 
 actuals = Table(
     "actuals",

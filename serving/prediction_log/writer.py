@@ -1,9 +1,10 @@
 """Non-blocking, batched writer of prediction-log rows.
 
 The request path only appends an entry to an in-memory queue (``submit``, O(1), no I/O: the
-entry holds the request's arrays as they are). A background thread turns entries into rows
-(forecast JSON by orjson) and inserts them in batches every ``flush_interval`` seconds with
-the driver's ``executemany``; ``close`` drains the queue, so a graceful shutdown loses no rows.
+entry holds the request's arrays as they are). A background thread turns each entry into one
+``prediction_requests`` row (window summaries by numpy, the payload JSON by orjson) and
+inserts them in batches every ``flush_interval`` seconds with the driver's ``executemany``;
+``close`` drains the queue, so a graceful shutdown loses no rows.
 If the database is unavailable, rows stay queued and the insert is retried.
 """
 
@@ -22,7 +23,7 @@ import orjson
 from sqlalchemy import Engine
 
 from serving import metrics
-from serving.prediction_log.schema import engine_for, predictions
+from serving.prediction_log.schema import engine_for, prediction_requests
 
 log = logging.getLogger(__name__)
 
@@ -46,51 +47,61 @@ class LogEntry:
     upper: np.ndarray
 
 
-COLUMNS = tuple(c.name for c in predictions.columns)
+COLUMNS = tuple(c.name for c in prediction_requests.columns)
 
 
-def entry_rows(entry: LogEntry, ts: Any) -> list[tuple[Any, ...]]:
-    """One ``predictions`` row per window of the entry, values in ``COLUMNS`` order; ``ts`` is
-    the served-at value as the database driver takes it. The forecast is JSON text."""
-    stamps = np.datetime_as_string(entry.ds, unit="s").tolist()
-    yhat, lower, upper = entry.yhat.tolist(), entry.lower.tolist(), entry.upper.tolist()
-    horizon = entry.yhat.shape[1]
-    rows: list[tuple[Any, ...]] = []
+def entry_payload(entry: LogEntry) -> dict[str, Any]:
+    """The ``payload`` of an entry's row: per-window lists in request order."""
+    n = entry.yhat.shape[0]
+    length = np.zeros(n, np.int64)
+    last_ds = np.zeros(n, "datetime64[s]")
+    mean, std, last = np.zeros(n), np.zeros(n), np.zeros(n)
     for index, values, ds in entry.histories:
-        last_ds = np.datetime_as_string(ds[:, -1], unit="s").tolist()
-        stats = zip(index.tolist(), last_ds, values.mean(axis=1).tolist(),
-                    values.std(axis=1).tolist(), values[:, -1].tolist(), strict=True)
-        for window, last, mean, std, final in stats:
-            forecast = orjson.dumps([
-                {"ds": d, "yhat": y, "lower": lo, "upper": hi}
-                for d, y, lo, hi in zip(stamps[window], yhat[window], lower[window],
-                                        upper[window], strict=True)
-            ]).decode()
-            rows.append((entry.request_id, window, ts, entry.caller, entry.variant,
-                         entry.model_name, entry.model_version, entry.series_ids[window],
-                         values.shape[1], last, mean, std, final, entry.exog_columns, horizon,
-                         forecast))
-    return rows
+        length[index] = values.shape[1]
+        last_ds[index] = ds[:, -1]
+        mean[index] = values.mean(axis=1)
+        std[index] = values.std(axis=1)
+        last[index] = values[:, -1]
+    return {
+        "series_id": entry.series_ids,
+        "history_len": length,
+        "history_last_ds": np.datetime_as_string(last_ds, unit="s").tolist(),
+        "history_mean": mean,
+        "history_std": std,
+        "history_last": last,
+        "ds": np.datetime_as_string(entry.ds, unit="s").tolist(),
+        "yhat": entry.yhat,
+        "lower": entry.lower,
+        "upper": entry.upper,
+    }
+
+
+def entry_row(entry: LogEntry, ts: Any) -> tuple[Any, ...]:
+    """The entry's ``prediction_requests`` row, values in ``COLUMNS`` order; ``ts`` is the
+    served-at value as the database driver takes it. The payload is JSON text."""
+    payload = orjson.dumps(entry_payload(entry), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return (entry.request_id, ts, entry.caller, entry.variant, entry.model_name,
+            entry.model_version, entry.yhat.shape[0], entry.yhat.shape[1], entry.exog_columns,
+            payload)
 
 
 class _Insert:
-    """The ``predictions`` INSERT as the driver takes it: rows go straight to the DBAPI
-    ``executemany`` (SQLAlchemy's per-row parameter processing cost ~20 us a row)."""
+    """The ``prediction_requests`` INSERT as the driver takes it: rows go straight to the
+    DBAPI ``executemany`` (SQLAlchemy's per-row parameter processing costs ~20 us a row)."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
-        compiled = predictions.insert().compile(dialect=dialect)
+        compiled = prediction_requests.insert().compile(dialect=dialect)
         self.sql = str(compiled)
         positions = compiled.positiontup
         self.named = positions is None
         if not self.named and tuple(positions) != COLUMNS:
             raise RuntimeError(f"unexpected INSERT parameter order {positions}")
-        ts_type = predictions.c.ts.type.dialect_impl(dialect)
+        ts_type = prediction_requests.c.ts.type.dialect_impl(dialect)
         self.ts = ts_type.bind_processor(dialect) or (lambda value: value)
 
     def params(self, entries: list[LogEntry]) -> list[Any]:
-        rows = [row for entry in entries
-                for row in entry_rows(entry, self.ts(_served_at(entry.ts)))]
+        rows = [entry_row(entry, self.ts(_served_at(entry.ts))) for entry in entries]
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows] if self.named else rows
 
 
@@ -102,7 +113,7 @@ class PredictionLogWriter:
     """Queue + background thread inserting batches into the ``predictions`` table."""
 
     def __init__(
-        self, url: str, flush_interval: float = 0.25, batch_rows: int = 2000,
+        self, url: str, flush_interval: float = 0.25, batch_rows: int = 500,
         max_pending: int = 1_000_000,
     ) -> None:
         self.url = url
@@ -127,11 +138,8 @@ class PredictionLogWriter:
 
     def _take(self) -> list[LogEntry]:
         taken: list[LogEntry] = []
-        rows = 0
-        while self._queue and rows < self.batch_rows:
-            entry = self._queue.popleft()
-            taken.append(entry)
-            rows += entry.yhat.shape[0]
+        while self._queue and len(taken) < self.batch_rows:
+            taken.append(self._queue.popleft())
         return taken
 
     def _write(self, entries: list[LogEntry]) -> bool:

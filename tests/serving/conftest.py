@@ -135,11 +135,12 @@ def v1(history: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def predictions_rows(home: Path) -> list[dict[str, Any]]:
-    import sqlite3
+    """Every logged forecast window of the stack's prediction log, one dict each."""
+    from serving.prediction_log.reader import logged_windows
+    from serving.prediction_log.schema import engine_for
 
-    with sqlite3.connect(home / "prediction_log.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM predictions")]
+    return logged_windows(engine_for(f"sqlite:///{home / 'prediction_log.db'}")).to_dict(
+        "records")
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:

@@ -49,8 +49,8 @@ def test_rows_complete_after_graceful_shutdown(stack: Stack, history: dict[str, 
         assert row["history_len"] == len(history["values"])
         assert row["history_last_ds"] == history["timestamps"][-1][:19]
         assert abs(row["history_last"] - history["values"][-1]) < 1e-9
-        assert row["horizon"] == 3
-        forecast = json.loads(row["forecast"])
-        assert len(forecast) == 3 and set(forecast[0]) == {"ds", "yhat", "lower", "upper"}
+        assert row["window"] == 0 and len(row["yhat"]) == 3
+        assert all(len(row[k]) == 3 for k in ("ds", "lower", "upper"))
+        assert row["lower"][0] <= row["yhat"][0] <= row["upper"][0]
     logged = rows["ce-req-1"]
     assert logged["caller"] == "k8s-caller" and logged["series_id"] == "k8s-series"

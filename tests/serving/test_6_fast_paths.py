@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from sqlalchemy import select
 
 from serving.metrics import VALUE_BUCKETS, observe_many
-from serving.prediction_log.schema import predictions
+from serving.prediction_log.reader import forecast_points, logged_windows
+from serving.prediction_log.schema import prediction_requests
 from serving.prediction_log.writer import LogEntry, PredictionLogWriter
 from serving.protocol import RequestError, parse_timestamps
 from serving.server import listening_sockets
@@ -119,18 +120,20 @@ def test_log_rows_read_back_through_the_schema(tmp_path: Path) -> None:
         yhat - 1, yhat + 1))
     assert writer.close() == 0
     with writer._engine.connect() as conn:
-        rows = {r.window: r for r in conn.execute(select(predictions))}
-    assert set(rows) == {0, 1}
-    row = rows[1]  # history row 0 is window 1
-    assert (row.request_id, row.caller, row.variant, row.series_id) == \
-        ("req-1", "caller", "champion", None)
-    assert (row.history_len, row.history_last, row.history_mean, row.horizon) == (3, 2.0, 1.0, 2)
-    assert row.history_last_ds == "1970-01-01T00:00:00"
+        (row,) = conn.execute(select(prediction_requests)).all()
+    assert (row.request_id, row.caller, row.variant, row.model_version, row.windows,
+            row.horizon) == ("req-1", "caller", "champion", "3", 2, 2)
     assert row.ts == datetime.fromtimestamp(served, UTC).replace(tzinfo=None)
-    assert row.forecast == [
-        {"ds": "2020-01-01T01:00:00", "yhat": 3.5, "lower": 2.5, "upper": 4.5},
-        {"ds": "2020-01-01T02:00:00", "yhat": 4.5, "lower": 3.5, "upper": 5.5},
-    ]
+    windows = logged_windows(writer._engine).set_index("window")
+    assert list(windows["series_id"]) == ["a", None]
+    second = windows.loc[1]  # history row 0 is window 1
+    assert (second.history_len, second.history_last, second.history_mean) == (3, 2.0, 1.0)
+    assert second.history_last_ds == "1970-01-01T00:00:00"
+    assert second.ds == ["2020-01-01T01:00:00", "2020-01-01T02:00:00"]
+    assert (second.yhat, second.lower, second.upper) == ([3.5, 4.5], [2.5, 3.5], [4.5, 5.5])
+    points = forecast_points(writer._engine, datetime(2000, 1, 1))
+    assert len(points) == 4 and list(points["step"]) == [1, 2, 1, 2]
+    assert list(points["yhat"]) == [1.5, 2.5, 3.5, 4.5] and points["y"].isna().all()
 
 
 def test_worker_sockets_share_a_port_but_not_with_a_stranger() -> None:
