@@ -270,13 +270,15 @@ def target_lines(
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it); keep the others intact."""
+    """Replace this benchmark's section of ``path`` (or append it) up to the next ``## `` or
+    ``### `` heading; keep the others and the section's subsections intact."""
     lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks"]
     new = [SECTION, "", *body.rstrip().splitlines(), ""]
     if SECTION in lines:
         start = lines.index(SECTION)
         end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "### "))),
+            len(lines),
         )
         lines[start:end] = new
     else:

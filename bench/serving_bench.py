@@ -68,11 +68,15 @@ def ensure_model(home: Path) -> str:
     cfg["data"]["source"]["path"] = str(REPO / "data" / "ETTh1.csv")
     home.mkdir(parents=True, exist_ok=True)
     if (home / "mlflow.db").exists():
-        from mlflow import MlflowClient
+        import mlflow
 
-        versions = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").search_model_versions(
-            f"name='{name}'")
+        mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+        versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
         if len(versions) >= 2:
+            info = mlflow.models.get_model_info(f"models:/{name}/1")
+            if "unique_id" not in info.signature.inputs.input_names():
+                raise SystemExit(f"{home} holds models whose signature lacks unique_id (logged "
+                                 "before it was added): pass a fresh --home")
             return name
     config = home / "bench_config.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -92,19 +96,19 @@ def history(n_rows: int = 24, start: int = 3000) -> tuple[list[str], list[float]
     return stamps, part["OT"].astype(float).tolist()
 
 
-def bodies(batch: int) -> dict[str, dict[str, Any] | None]:
+def bodies(batch: int) -> dict[str, dict[str, Any]]:
     """The same ``batch`` history windows in each server's request format. ``mlflow models
-    serve`` takes one window only: the registered signature has no ``unique_id`` column (it is
-    dropped before the model sees it), so several windows cannot be told apart."""
+    serve`` gets them as one long frame told apart by ``unique_id`` (an optional column of the
+    registered signature)."""
     windows = [history(start=3000 + 7 * i) for i in range(batch)]
-    ts0, ys0 = windows[0]
     return {
         "tidemill": {"instances": [{"timestamps": ts, "values": ys, "series_id": f"s{i}"}
                                    for i, (ts, ys) in enumerate(windows)],
                      "parameters": {"horizon": 1}},
-        "mlflow": None if batch > 1 else {
-            "dataframe_split": {"columns": ["ds", "y"],
-                                "data": [list(p) for p in zip(ts0, ys0, strict=True)]},
+        "mlflow": {
+            "dataframe_split": {"columns": ["unique_id", "ds", "y"],
+                                "data": [[f"s{i}", t, y] for i, (ts, ys) in enumerate(windows)
+                                         for t, y in zip(ts, ys, strict=True)]},
             "params": {"horizon": 1}},
         "kserve": {"instances": [{"unique_id": f"s{i}", "ds": ts, "y": ys}
                                  for i, (ts, ys) in enumerate(windows)]},
@@ -276,8 +280,7 @@ def render(results: dict[str, Any]) -> str:
     lines += ["", "Throughput ratios (Tidemill rps / baseline rps):", "",
               "| scenario | vs mlflow models serve | vs stock KServe |", "|---|---:|---:|"]
     for scenario, ratios in results["ratios"].items():
-        cells = [f"{ratios[b]:.2f}x" if ratios[b] is not None
-                 else "n/a (no batches)" if b == "mlflow" else "n/a (baseline 0 rps)"
+        cells = [f"{ratios[b]:.2f}x" if ratios[b] is not None else "n/a (baseline 0 rps)"
                  for b in ("mlflow", "kserve")]
         lines.append(f"| {scenario} | {cells[0]} | {cells[1]} |")
     lines += ["", "Targets:", ""]
@@ -343,16 +346,13 @@ def main() -> int:
         for name in args.servers.split(","):  # all up at once, idle until their turn
             server = servers[name] = start(name, home, model, work)
             for batch in (1, 100):
-                if payloads[batch][name] is not None:
-                    check(server, payloads[batch][name], batch)
-                    (work / f"{name}-{batch}.json").write_text(json.dumps(payloads[batch][name]))
+                check(server, payloads[batch][name], batch)
+                (work / f"{name}-{batch}.json").write_text(json.dumps(payloads[batch][name]))
             runs[name] = {}
         # Scenario by scenario, the servers in turn: a change in the machine's load from other
         # jobs then hits the servers of one scenario alike, not one server's whole series.
         for scenario, batch, conns in SCENARIOS:
             for name, server in servers.items():
-                if payloads[batch][name] is None:
-                    continue
                 drain(server, payloads[1][name])
                 r = run_wrk(wrk, server, work / f"{name}-{batch}.json", conns, args.duration)
                 runs[name][scenario] = r
@@ -383,7 +383,7 @@ def main() -> int:
             t = runs["tidemill"][scenario]["rps"]
             results["ratios"][scenario] = {
                 base: t / runs[base][scenario]["rps"]
-                if scenario in runs[base] and runs[base][scenario]["rps"] > 0 else None
+                if runs[base][scenario]["rps"] > 0 else None
                 for base in ("mlflow", "kserve")}
         results["targets"] = targets(runs)
         for name, ok, detail in results["targets"]:

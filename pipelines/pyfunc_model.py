@@ -58,6 +58,9 @@ def forecast_frame(bundle: ForecastBundle, history: pd.DataFrame, horizon: int) 
             raise ForecastInputError(column, "column is missing from the history frame")
     if "unique_id" not in history.columns:
         history = history.assign(unique_id=bundle.meta.get("series_id", "series"))
+    elif history["unique_id"].isna().any():  # groupby would drop those rows silently
+        rows = np.flatnonzero(history["unique_id"].isna().to_numpy())
+        raise ForecastInputError("unique_id", f"missing at row(s) {rows[:5].tolist()}")
     frames = []
     for uid, group in history.groupby("unique_id", sort=False):
         ds = pd.to_datetime(group["ds"]).to_numpy()

@@ -52,8 +52,14 @@ def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
 
 
 def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horizon: int) -> str:
-    """Log the bundle as a pyfunc model named ``model`` in the active run; return its URI."""
-    from mlflow.models import infer_signature
+    """Log the bundle as a pyfunc model named ``model`` in the active run; return its URI.
+
+    ``input_example``: a history frame ``unique_id, ds, y``. The signature's inputs are
+    ``unique_id`` (optional string), ``ds`` and ``y``: ``mlflow models serve`` drops columns
+    the signature lacks, and without ``unique_id`` it could not forecast several series.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     from pipelines import mlflow_entry
     from pipelines.bundle import ForecastBundle
@@ -61,9 +67,17 @@ def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horiz
 
     bundle = ForecastBundle.load(bundle_dir)
     output_example = forecast_frame(bundle, input_example, horizon)
+    inputs = Schema(
+        [
+            ColSpec("string", "unique_id", required=False),
+            ColSpec("datetime", "ds"),
+            ColSpec("double", "y"),
+        ]
+    )
     with warnings.catch_warnings():  # integer-column hints: our ints are never missing
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(input_example, output_example, params={"horizon": horizon})
+        inferred = infer_signature(input_example, output_example, params={"horizon": horizon})
+        signature = ModelSignature(inputs, inferred.outputs, inferred.params)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=mlflow_entry.__file__,

@@ -303,6 +303,7 @@ def train(
         mlflow.log_artifact(str(cand_dir / "evaluation.json"))
         example = pd.DataFrame(
             {
+                "unique_id": cfg.data.series_id,
                 "ds": data.ds[train_end - model.min_history : train_end],
                 "y": data.y_raw[train_end - model.min_history : train_end],
             }

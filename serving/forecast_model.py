@@ -118,7 +118,9 @@ class ForecastModel(kserve.Model):
         for served in self.live().values():
             path = Path(served.model_dir) / "input_example.json"
             if path.exists():
-                rows = json.loads(path.read_text()).get("data", [])
+                example = json.loads(path.read_text())  # dataframe_split: columns, data
+                ds, y = (example["columns"].index(c) for c in ("ds", "y"))
+                rows = [[r[ds], r[y]] for r in example.get("data", [])]
                 best = rows if len(rows) > len(best) else best
         if not best:
             raise RequestError("model", "no input example is stored with the live models", 404)

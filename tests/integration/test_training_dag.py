@@ -81,13 +81,18 @@ def test_champion_loads_and_predicts_in_fresh_process(dag_run):
         import json, mlflow, pandas as pd
         mlflow.set_tracking_uri({home.mlflow_uri!r})
         model = mlflow.pyfunc.load_model("models:/it-forecaster@champion")
-        hist = pd.read_csv({str(REPO / "data" / "ETTh1.csv")!r}, nrows=600)
+        hist = pd.read_csv({str(REPO / "data" / "ETTh1.csv")!r}, nrows=1200)
         df = pd.DataFrame({{"ds": pd.to_datetime(hist["date"]), "y": hist["OT"]}})
-        out = model.predict(df, params={{"horizon": 6}})
+        out = model.predict(df.iloc[:600], params={{"horizon": 6}})
+        two = pd.concat([df.iloc[:600].assign(unique_id="a"), df.iloc[600:].assign(unique_id="b")])
+        both = model.predict(two, params={{"horizon": 6}})
+        optional = [c.name for c in model.metadata.get_input_schema().inputs if not c.required]
         print(json.dumps({{"rows": len(out), "cols": list(out.columns),
                           "first_ds": str(out["ds"].iloc[0]),
                           "ordered": bool((out["yhat_lower"] <= out["yhat"]).all()
-                                          and (out["yhat"] <= out["yhat_upper"]).all())}}))
+                                          and (out["yhat"] <= out["yhat_upper"]).all()),
+                          "ids": both["unique_id"].tolist(),
+                          "b_first_ds": str(both["ds"].iloc[6]), "optional": optional}}))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,6 +101,9 @@ def test_champion_loads_and_predicts_in_fresh_process(dag_run):
     assert result["cols"] == ["unique_id", "ds", "step", "yhat", "yhat_lower", "yhat_upper"]
     assert result["first_ds"] == "2016-07-26 00:00:00"  # one hour after row 600
     assert result["ordered"]
+    assert result["optional"] == ["unique_id"]
+    assert result["ids"] == ["a"] * 6 + ["b"] * 6
+    assert result["b_first_ds"] == "2016-08-20 00:00:00"  # one hour after row 1200
 
 
 def test_second_registration_is_challenger_only(dag_run, small_config):
