@@ -32,12 +32,6 @@ def pip_requirements(algorithm: str) -> list[str]:
     return [f"{n}=={version(n)}" for n in names]
 
 
-def history_frame(bundle: ForecastBundle, values: np.ndarray, ds: np.ndarray) -> pd.DataFrame:
-    """An input example: the last ``min_history`` values of a series."""
-    n = bundle.min_history
-    return pd.DataFrame({"ds": pd.to_datetime(ds[-n:]), "y": np.asarray(values[-n:], float)})
-
-
 class TidemillForecaster(mlflow.pyfunc.PythonModel):
     """Forecast from history frames with the bundle logged under artifact key ``bundle``."""
 

@@ -35,11 +35,25 @@ def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
     return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
 
 
+def use_store(uri: str) -> None:
+    """Make ``uri`` MLflow's tracking and registry store in this process.
+
+    ``mlflow.set_tracking_uri`` also exports the URI as ``$MLFLOW_TRACKING_URI``, which
+    ``tracking_uri`` would then prefer to the next home's own store (a second home in the
+    same process would write into the first); the caller's environment is put back."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
     """Point MLflow at the configured store and make the experiment active (created if new)."""
     uri = tracking_uri(cfg, home)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_store(uri)
     client = MlflowClient(uri, registry_uri=uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
@@ -158,7 +172,6 @@ def load_registered_bundle(uri: str, name: str, version: str) -> Any:
     """Download version ``version`` of ``name`` and load the forecast bundle it carries."""
     from pipelines.bundle import ForecastBundle
 
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_store(uri)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
     return ForecastBundle.load(local / "artifacts" / "bundle")
