@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -280,12 +281,11 @@ def _check_window_block(values: np.ndarray, ds: np.ndarray, where: Where) -> Non
             f"{where(0)}.timestamps",
             f"{ds.shape[-1]} timestamps for {values.shape[-1]} values",
         )
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
         raise RequestError(f"{where(row)}.values[{col}]", "is NaN, inf or missing")
     if values.shape[1] > 1:
-        steps = np.diff(ds, axis=1) > np.timedelta64(0, "ns")
+        steps = ds[:, 1:] > ds[:, :-1]
         if not steps.all():
             row, col = np.argwhere(~steps)[0]
             raise RequestError(
@@ -294,10 +294,15 @@ def _check_window_block(values: np.ndarray, ds: np.ndarray, where: Where) -> Non
             )
 
 
-def _groups(
+def _window_lengths(
     values_lists: Sequence[Any], ts_lists: Sequence[Any], where: Where
-) -> list[WindowGroup]:
-    """Build equal-length window groups from per-window lists (usually one group)."""
+) -> list[int]:
+    """The length of each window; raises for the first window that is not a non-empty list
+    of values with a list of as many timestamps."""
+    if set(map(type, values_lists)) == {list} == set(map(type, ts_lists)):
+        lengths = list(map(len, values_lists))
+        if lengths == list(map(len, ts_lists)) and 0 not in lengths:
+            return lengths
     lengths = []
     for i, (v, t) in enumerate(zip(values_lists, ts_lists, strict=True)):
         if not isinstance(v, list):
@@ -309,21 +314,38 @@ def _groups(
         if not v:
             raise RequestError(f"{where(i)}.values", "is empty")
         lengths.append(len(v))
+    return lengths
+
+
+def _groups(
+    values_lists: Sequence[Any], ts_lists: Sequence[Any], where: Where
+) -> list[WindowGroup]:
+    """Build equal-length window groups from per-window lists (usually one group)."""
+    lengths = _window_lengths(values_lists, ts_lists, where)
+    if len(set(lengths)) == 1:  # one group: the lists as they are
+        return [_group(np.arange(len(lengths)), values_lists, ts_lists, where)]
     by_length: dict[int, list[int]] = {}
     for i, n in enumerate(lengths):
         by_length.setdefault(n, []).append(i)
-    groups = []
-    for rows in by_length.values():
-        first = where(rows[0])
-        values = _values([values_lists[i] for i in rows], f"{first}.values")
-        if values.ndim != 2:
-            raise RequestError(f"{first}.values", "must be a flat list of numbers")
-        ds = parse_timestamps([ts_lists[i] for i in rows], f"{first}.timestamps")
-        if ds.ndim != 2:
-            raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
-        _check_window_block(values, ds, lambda r, rows=rows: where(rows[r]))
-        groups.append(WindowGroup(np.asarray(rows), values, ds))
-    return groups
+    return [
+        _group(np.asarray(rows), [values_lists[i] for i in rows], [ts_lists[i] for i in rows],
+               lambda r, rows=rows: where(rows[r]))
+        for rows in by_length.values()
+    ]
+
+
+def _group(index: np.ndarray, values_lists: Sequence[Any], ts_lists: Sequence[Any],
+           where: Where) -> WindowGroup:
+    """The windows at ``index`` (all of one length); ``where`` names row ``r`` of the group."""
+    first = where(0)
+    values = _values(values_lists, f"{first}.values")
+    if values.ndim != 2:
+        raise RequestError(f"{first}.values", "must be a flat list of numbers")
+    ds = parse_timestamps(ts_lists, f"{first}.timestamps")
+    if ds.ndim != 2:
+        raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
+    _check_window_block(values, ds, where)
+    return WindowGroup(index, values, ds)
 
 
 def _exog(raw: Any, length: int, field_name: str) -> int:
@@ -343,8 +365,8 @@ def caller_of(body_value: Any, headers: Mapping[str, str], field_name: str) -> s
 
 
 def _series_ids(instances: list[dict[str, Any]], where: Where) -> list[str | None]:
-    ids = [inst.get("series_id") for inst in instances]
-    if all(s is None or type(s) is str for s in ids):
+    ids = list(map(dict.get, instances, repeat("series_id")))
+    if set(map(type, ids)) <= {str, type(None)}:
         return ids
     return [_text(s, f"{where(i)}.series_id") for i, s in enumerate(ids)]
 
@@ -360,18 +382,20 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     def where(i: int) -> str:
         return f"instances[{i}]"
 
-    for i, inst in enumerate(instances):
-        if not isinstance(inst, dict):
-            raise RequestError(where(i), "must be an object with 'timestamps' and 'values'")
+    if set(map(type, instances)) != {dict}:
+        for i, inst in enumerate(instances):
+            if not isinstance(inst, dict):
+                raise RequestError(where(i), "must be an object with 'timestamps' and 'values'")
     groups = _groups(
-        [inst.get("values") for inst in instances],
-        [inst.get("timestamps") for inst in instances],
+        list(map(dict.get, instances, repeat("values"))),
+        list(map(dict.get, instances, repeat("timestamps"))),
         where,
     )
     exog = 0
-    for i, inst in enumerate(instances):
-        if "exog" in inst:
-            exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
+    if any(map(dict.__contains__, instances, repeat("exog"))):
+        for i, inst in enumerate(instances):
+            if "exog" in inst:
+                exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise RequestError("parameters", "must be an object")
