@@ -22,19 +22,31 @@ def lag_matrix(histories: np.ndarray, n_lags: int) -> np.ndarray:
     return histories[:, : -n_lags - 1 : -1]
 
 
-def rolling_stats(histories: np.ndarray, windows: tuple[int, ...] | list[int]) -> np.ndarray:
+def rolling_stats(
+    histories: np.ndarray, windows: tuple[int, ...] | list[int], out: np.ndarray | None = None
+) -> np.ndarray:
     """Mean and (population) std of the last ``w`` values for each ``w``.
 
-    Returns ``(n_windows, 2 * len(windows))`` ordered ``mean_w1, std_w1, mean_w2, std_w2, ...``.
+    Returns ``(n_windows, 2 * len(windows))`` ordered ``mean_w1, std_w1, mean_w2, std_w2, ...``,
+    written into ``out`` when given. The numbers are ``np.mean`` and ``np.std``'s, bit for bit
+    (the same reductions), with each mean computed once.
     """
     histories = np.atleast_2d(np.asarray(histories, dtype=float))
-    columns = []
-    for w in windows:
+    if out is None:
+        out = np.empty((histories.shape[0], 2 * len(windows)))
+    for j, w in enumerate(windows):
         if not 1 <= w <= histories.shape[1]:
             raise ValueError(f"rolling window must be in [1, {histories.shape[1]}], got {w}")
         tail = histories[:, -w:]
-        columns += [tail.mean(axis=1), tail.std(axis=1)]
-    return np.stack(columns, axis=1)
+        mean = np.add.reduce(tail, axis=1, keepdims=True)
+        mean /= w
+        dev = tail - mean
+        np.multiply(dev, dev, out=dev)
+        out[:, 2 * j] = mean[:, 0]
+        std = np.add.reduce(dev, axis=1, out=out[:, 2 * j + 1])
+        std /= w
+        np.sqrt(std, out=std)
+    return out
 
 
 def calendar_features(timestamps: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -134,52 +134,89 @@ def _batch_size(n: int, field_name: str, limits: Limits) -> None:
 
 
 # ``YYYY-MM-DDTHH:MM:SS`` (or a space for the ``T``), the form nearly every client sends:
-# parsed as one byte matrix instead of string by string (numpy's parser costs ~0.3 us each).
+# parsed as one byte buffer instead of string by string (numpy's parser costs ~0.3 us each).
 _ISO_LEN = 19
 _ISO_FAST_MIN = 200  # below this many strings numpy's parser is the cheaper one
-_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-# digit pairs: century, year of century, month, day, hour, minute, second
-_ISO_LOW = np.array([0, 0, 1, 1, 0, 0, 0], np.uint8)
-_ISO_HIGH = np.array([99, 99, 12, 31, 23, 59, 59], np.uint8)
+_ISO_ROW = _ISO_LEN + 1  # each string and its newline
+# Per byte of a row: the character subtracted (digits "0", separators themselves) and the
+# largest allowed difference (9 for a digit, 0 for a separator).
+_ISO_BASE = np.frombuffer(b"0000-00-00T00:00:00\n", np.uint8)
+_ISO_SPAN = np.array([9 if c == "0" else 0 for c in "0000-00-00T00:00:00\n"], np.uint8)
+# Two-digit fields (ten times a digit plus the next) start at these bytes; each must lie in
+# [low, low + span] (every other byte: anything). Month and day then count from 0.
+_PAIR_LOW = np.zeros(_ISO_ROW, np.uint8)
+_PAIR_SPAN = np.full(_ISO_ROW, 255, np.uint8)
+for _at, _low, _high in ((5, 1, 12), (8, 1, 31), (11, 0, 23), (14, 0, 59), (17, 0, 59)):
+    _PAIR_LOW[_at], _PAIR_SPAN[_at] = _low, _high - _low
+_TILES = tuple(np.tile(row, 1024) for row in (_ISO_BASE, _ISO_SPAN, _PAIR_LOW, _PAIR_SPAN))
 # datetime64[ns] covers 1677-09-21 .. 2262-04-11: the fast path takes the whole years inside,
-# with each month's first day (as days since 1970) and length from numpy's own calendar.
+# with each month's first day and length from numpy's own calendar. Months count from
+# 1678-01; a year outside maps to 12 months of no days, past the end, that no day fits.
 _FIRST_YEAR, _YEARS = 1678, 2262 - 1678
 _MONTHS = np.arange(f"{_FIRST_YEAR}-01", f"{_FIRST_YEAR + _YEARS}-02", dtype="datetime64[M]")
-_MONTH_START = _MONTHS[:-1].astype("datetime64[D]").astype(np.int64)
-_MONTH_LEN = np.diff(_MONTHS.astype("datetime64[D]").astype(np.int64))
+_MONTH_DAYS = _MONTHS.astype("datetime64[D]").astype(np.int64)
+_NS_DAY = 86_400 * 10**9
+_MONTH_START_NS = np.append(_MONTH_DAYS[:-1] * _NS_DAY, np.zeros(12, np.int64))
+_MONTH_LEN = np.append(np.diff(_MONTH_DAYS), np.zeros(12, np.int64))
+_YEAR_MONTH = np.full(10_000, _YEARS * 12, np.intp)
+_YEAR_MONTH[_FIRST_YEAR : _FIRST_YEAR + _YEARS] = np.arange(_YEARS) * 12
+_DAY_NS, _HOUR_NS, _MINUTE_NS, _SECOND_NS = (
+    np.arange(100, dtype=np.int64) * unit * 10**9 for unit in (86_400, 3_600, 60, 1)
+)
 _NS_RANGE = (np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-10", "us"))
 
 
-def _iso_seconds(flat: list[Any]) -> np.ndarray | None:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` strings, or None when any string has another
-    form or an out-of-range field (the caller then uses numpy's parser, which names the error).
+def _tiled(size: int) -> tuple[np.ndarray, ...]:
+    """The per-byte rows above repeated over ``size`` bytes, to compare in contiguous passes
+    (a broadcast row of 20 bytes runs numpy's inner loop 20 bytes at a time)."""
+    global _TILES
+    tiles = _TILES
+    if tiles[0].size < size:
+        reps = 1 << (size // _ISO_ROW - 1).bit_length()
+        tiles = _TILES = tuple(np.tile(row[:_ISO_ROW], reps) for row in tiles)
+    return tuple(tile[:size] for tile in tiles)
 
-    The strings are joined with a newline after each one: the newlines land exactly on every
-    20th byte only if every string is 19 ASCII characters without a newline of its own.
+
+def _iso_nanoseconds(text: str, count: int) -> np.ndarray | None:
+    """Epoch nanoseconds of ``count`` strings joined by newlines, each ``YYYY-MM-DDTHH:MM:SS``,
+    or None when any string has another form or an out-of-range field (the caller then uses
+    numpy's parser, which names the error).
+
+    With a newline after the last string too, the newlines land exactly on every 20th byte
+    only if every string is 19 ASCII characters without a newline of its own. A space for
+    the ``T`` becomes a ``T``; a space anywhere else becomes a ``T`` no other byte accepts.
     """
-    n = len(flat)
     try:
-        raw = "\n".join(flat).encode("ascii") + b"\n"
-    except (TypeError, UnicodeEncodeError):
+        raw = (text + "\n").encode("ascii").replace(b" ", b"T")
+    except UnicodeEncodeError:
         return None
-    if n == 0 or len(raw) != n * (_ISO_LEN + 1):
+    size = len(raw)
+    if count == 0 or size != count * _ISO_ROW:
         return None
-    b = np.frombuffer(raw, np.uint8).reshape(n, _ISO_LEN + 1)
-    digits = b[:, _ISO_DIGITS] - ord("0")  # uint8: anything below "0" wraps above 9
-    t = b[:, 10]
-    if not ((b[:, _ISO_LEN] == ord("\n")).all() and (b[:, [4, 7]] == ord("-")).all()
-            and (b[:, [13, 16]] == ord(":")).all() and (digits <= 9).all()
-            and ((t == ord("T")) | (t == ord(" "))).all()):
+    base, span, low, pair_span = _tiled(size)
+    digits = np.frombuffer(raw, np.uint8) - base  # uint8: anything below the base wraps high
+    if not (digits <= span).all():
         return None
-    pairs = digits[:, 0::2] * 10 + digits[:, 1::2]
-    if not ((pairs >= _ISO_LOW).all() and (pairs <= _ISO_HIGH).all()):
+    pairs = np.empty(size, np.uint8)  # ten times each digit plus the next one
+    np.multiply(digits[:-1], 10, out=pairs[:-1])
+    np.add(pairs[:-1], digits[1:], out=pairs[:-1])
+    pairs[-1] = 0
+    pairs -= low
+    if not (pairs <= pair_span).all():
         return None
-    f = pairs.astype(np.int64)
-    month = (f[:, 0] * 100 + f[:, 1] - _FIRST_YEAR) * 12 + f[:, 2] - 1
-    if not ((month >= 0).all() and (month < _YEARS * 12).all()
-            and (f[:, 3] <= _MONTH_LEN[month]).all()):
+    fields = pairs.reshape(count, _ISO_ROW)
+    year = fields[:, 0].astype(np.intp) * 100
+    year += fields[:, 2]
+    month = _YEAR_MONTH[year] + fields[:, 5]
+    day = fields[:, 8]
+    if not (day < _MONTH_LEN[month]).all():
         return None
-    return (_MONTH_START[month] + f[:, 3] - 1) * 86400 + f[:, 4] * 3600 + f[:, 5] * 60 + f[:, 6]
+    ns = _MONTH_START_NS[month]
+    ns += _DAY_NS[day]
+    ns += _HOUR_NS[fields[:, 11]]
+    ns += _MINUTE_NS[fields[:, 14]]
+    ns += _SECOND_NS[fields[:, 17]]
+    return ns
 
 
 def _fast_timestamps(raw: Any) -> np.ndarray | None:
@@ -187,18 +224,23 @@ def _fast_timestamps(raw: Any) -> np.ndarray | None:
     ``datetime64[ns]``, or None for anything else."""
     if not isinstance(raw, list) or not raw:
         return None
-    if isinstance(raw[0], list):
+    nested = type(raw[0]) is list
+    if nested:
         width = len(raw[0])
-        if not all(isinstance(row, list) and len(row) == width for row in raw):
+        if set(map(type, raw)) != {list} or set(map(len, raw)) != {width}:
             return None
-        flat, shape = list(chain.from_iterable(raw)), (len(raw), width)
+        shape: tuple[int, ...] = (len(raw), width)
     else:
-        flat, shape = raw, (len(raw),)
-    if len(flat) < _ISO_FAST_MIN:
+        shape = (len(raw),)
+    count = math.prod(shape)
+    if count < _ISO_FAST_MIN:
         return None
-    seconds = _iso_seconds(flat)
-    return None if seconds is None else \
-        (seconds * 1_000_000_000).view("datetime64[ns]").reshape(shape)
+    try:
+        text = "\n".join(map("\n".join, raw)) if nested else "\n".join(raw)
+    except TypeError:  # not all strings
+        return None
+    ns = _iso_nanoseconds(text, count)
+    return None if ns is None else ns.view("datetime64[ns]").reshape(shape)
 
 
 def parse_timestamps(raw: Any, field_name: str) -> np.ndarray:
@@ -239,12 +281,11 @@ def _check_window_block(values: np.ndarray, ds: np.ndarray, where: Where) -> Non
             f"{where(0)}.timestamps",
             f"{ds.shape[-1]} timestamps for {values.shape[-1]} values",
         )
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
         raise RequestError(f"{where(row)}.values[{col}]", "is NaN, inf or missing")
     if values.shape[1] > 1:
-        steps = np.diff(ds, axis=1) > np.timedelta64(0, "ns")
+        steps = ds[:, 1:] > ds[:, :-1]
         if not steps.all():
             row, col = np.argwhere(~steps)[0]
             raise RequestError(
@@ -253,10 +294,15 @@ def _check_window_block(values: np.ndarray, ds: np.ndarray, where: Where) -> Non
             )
 
 
-def _groups(
+def _window_lengths(
     values_lists: Sequence[Any], ts_lists: Sequence[Any], where: Where
-) -> list[WindowGroup]:
-    """Build equal-length window groups from per-window lists (usually one group)."""
+) -> list[int]:
+    """The length of each window; raises for the first window that is not a non-empty list
+    of values with a list of as many timestamps."""
+    if set(map(type, values_lists)) == {list} == set(map(type, ts_lists)):
+        lengths = list(map(len, values_lists))
+        if lengths == list(map(len, ts_lists)) and 0 not in lengths:
+            return lengths
     lengths = []
     for i, (v, t) in enumerate(zip(values_lists, ts_lists, strict=True)):
         if not isinstance(v, list):
@@ -268,21 +314,38 @@ def _groups(
         if not v:
             raise RequestError(f"{where(i)}.values", "is empty")
         lengths.append(len(v))
+    return lengths
+
+
+def _groups(
+    values_lists: Sequence[Any], ts_lists: Sequence[Any], where: Where
+) -> list[WindowGroup]:
+    """Build equal-length window groups from per-window lists (usually one group)."""
+    lengths = _window_lengths(values_lists, ts_lists, where)
+    if len(set(lengths)) == 1:  # one group: the lists as they are
+        return [_group(np.arange(len(lengths)), values_lists, ts_lists, where)]
     by_length: dict[int, list[int]] = {}
     for i, n in enumerate(lengths):
         by_length.setdefault(n, []).append(i)
-    groups = []
-    for rows in by_length.values():
-        first = where(rows[0])
-        values = _values([values_lists[i] for i in rows], f"{first}.values")
-        if values.ndim != 2:
-            raise RequestError(f"{first}.values", "must be a flat list of numbers")
-        ds = parse_timestamps([ts_lists[i] for i in rows], f"{first}.timestamps")
-        if ds.ndim != 2:
-            raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
-        _check_window_block(values, ds, lambda r, rows=rows: where(rows[r]))
-        groups.append(WindowGroup(np.asarray(rows), values, ds))
-    return groups
+    return [
+        _group(np.asarray(rows), [values_lists[i] for i in rows], [ts_lists[i] for i in rows],
+               lambda r, rows=rows: where(rows[r]))
+        for rows in by_length.values()
+    ]
+
+
+def _group(index: np.ndarray, values_lists: Sequence[Any], ts_lists: Sequence[Any],
+           where: Where) -> WindowGroup:
+    """The windows at ``index`` (all of one length); ``where`` names row ``r`` of the group."""
+    first = where(0)
+    values = _values(values_lists, f"{first}.values")
+    if values.ndim != 2:
+        raise RequestError(f"{first}.values", "must be a flat list of numbers")
+    ds = parse_timestamps(ts_lists, f"{first}.timestamps")
+    if ds.ndim != 2:
+        raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
+    _check_window_block(values, ds, where)
+    return WindowGroup(index, values, ds)
 
 
 def _exog(raw: Any, length: int, field_name: str) -> int:
@@ -302,8 +365,8 @@ def caller_of(body_value: Any, headers: Mapping[str, str], field_name: str) -> s
 
 
 def _series_ids(instances: list[dict[str, Any]], where: Where) -> list[str | None]:
-    ids = [inst.get("series_id") for inst in instances]
-    if all(s is None or type(s) is str for s in ids):
+    ids = list(map(dict.get, instances, repeat("series_id")))
+    if set(map(type, ids)) <= {str, type(None)}:
         return ids
     return [_text(s, f"{where(i)}.series_id") for i, s in enumerate(ids)]
 
@@ -319,18 +382,20 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     def where(i: int) -> str:
         return f"instances[{i}]"
 
-    for i, inst in enumerate(instances):
-        if not isinstance(inst, dict):
-            raise RequestError(where(i), "must be an object with 'timestamps' and 'values'")
+    if set(map(type, instances)) != {dict}:
+        for i, inst in enumerate(instances):
+            if not isinstance(inst, dict):
+                raise RequestError(where(i), "must be an object with 'timestamps' and 'values'")
     groups = _groups(
-        [inst.get("values") for inst in instances],
-        [inst.get("timestamps") for inst in instances],
+        list(map(dict.get, instances, repeat("values"))),
+        list(map(dict.get, instances, repeat("timestamps"))),
         where,
     )
     exog = 0
-    for i, inst in enumerate(instances):
-        if "exog" in inst:
-            exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
+    if any(map(dict.__contains__, instances, repeat("exog"))):
+        for i, inst in enumerate(instances):
+            if "exog" in inst:
+                exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise RequestError("parameters", "must be an object")
@@ -347,17 +412,21 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
     )
 
 
+def _rows(values: np.ndarray) -> Any:
+    """The rows of ``values`` for orjson, which writes the same bytes for a Python float as
+    for a numpy one: short rows as lists (the per-array cost of numpy rows outweighs making
+    the floats up to ~8 values a row), longer rows as numpy."""
+    return values.tolist() if values.shape[1] <= 8 else values
+
+
 def v1_response(result: ForecastResult, series_ids: list[str | None]) -> dict[str, Any]:
     stamps = np.datetime_as_string(result.ds, unit="s").tolist()
     predictions = [
-        {
-            "series_id": series_ids[i],
-            "timestamps": stamps[i],
-            "mean": result.yhat[i],
-            "lower": result.lower[i],
-            "upper": result.upper[i],
-        }
-        for i in range(result.yhat.shape[0])
+        {"series_id": series_id, "timestamps": ts, "mean": mean, "lower": lower, "upper": upper}
+        for series_id, ts, mean, lower, upper in zip(
+            series_ids, stamps, _rows(result.yhat), _rows(result.lower), _rows(result.upper),
+            strict=True,
+        )
     ]
     return {
         "predictions": predictions,

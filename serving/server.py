@@ -3,12 +3,12 @@ no gRPC, no per-request log lines, and lean REST routes for the forecast endpoin
 
 KServe's REST server binds 0.0.0.0, logs every request (uvicorn access log, timing middleware,
 latency line) and times each stage in its own histograms. Here the uvicorn config gets the
-host and ``access_log=False``; the timing middleware is left out; and the V1, V2 and
-``/predict`` routes, plain Starlette routes registered ahead of KServe's own, parse with orjson
-and go straight to ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and
-there is one worker process per core) with one latency histogram. Every other KServe route
-(health, readiness, model lists, load/unload) is the stock one. Queued prediction-log rows are
-flushed when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
+host and ``access_log=False``; the timing middleware is left out; and uvicorn serves
+``ForecastRoutes``, an ASGI app in front of KServe's that answers the V1, V2 and ``/predict``
+POSTs itself (orjson, straight to ``ForecastModel.serve``, one latency histogram) and passes
+everything else on. Model metadata, examples and ``/metrics`` are plain Starlette routes; every
+other KServe route (health, readiness, model lists, load/unload, /docs) is the stock one.
+Queued prediction-log rows are flushed when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
 
 With several workers each accepts on its own ``SO_REUSEPORT`` socket, so connections are spread
 evenly; every worker runs asyncio's event loop (see ``TidemillRESTServer``). Each worker freezes
@@ -32,10 +32,13 @@ import orjson
 from fastapi import Request, Response
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.errors import generic_exception_handler
 from kserve.model import BaseKServeModel
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from starlette._utils import get_route_path
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import metrics
 from serving.config import Limits, model_name
@@ -70,20 +73,35 @@ def _loads(body: bytes) -> Any:
             raise RequestError("body", f"is not valid JSON ({exc})") from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise RequestError("body", f"{declared} bytes exceed the limit of {limit} bytes",
-                               413, "too_large")
-        return await request.body()
+async def _receive_body(receive: Receive, declared: str | None, limit: int) -> bytes | None:
+    """The request body from ASGI ``receive``, None when the client went away. Over ``limit``
+    bytes (declared up front, or counted as it arrives): a 413 naming the limit."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError("body", f"{declared} bytes exceed the limit of {limit} bytes",
+                           413, "too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise RequestError("body", f"exceeds the limit of {limit} bytes", 413, "too_large")
+        if not message.get("more_body", False):
+            return b"".join((*chunks, chunk)) if chunks else chunk
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _lookup(models: Any, name: str) -> ForecastModel:
+    model = models.get_model(name)
+    if not isinstance(model, ForecastModel):
+        served = sorted(models.get_models())
+        raise RequestError("model", f"no model named {name!r}; served: {served}", 404,
+                           "unknown_model")
+    if not model.ready:
+        raise RequestError("model", f"{name} is not ready", 503, "not_ready")
+    return model
 
 
 def _error(exc: RequestError, model: str) -> Response:
@@ -93,60 +111,118 @@ def _error(exc: RequestError, model: str) -> Response:
 
 Parser = Callable[[Any, Any, Limits], ForecastRequest]
 Formatter = Callable[[Any, ForecastRequest, float], dict[str, Any]]
+_JSON_HEADER = (b"content-type", JSON.encode())
 
 
-def install_routes(app: fastapi.FastAPI, models: Any, limits: Limits, default_model: str) -> None:
-    """Add the fast forecast routes and ``/metrics`` to ``app`` ahead of KServe's routes."""
+async def _respond(send: Send, status: int, content: bytes,
+                   headers: list[tuple[bytes, bytes]]) -> None:
+    """What a Starlette ``Response(content, status, headers, media_type=JSON)`` sends."""
+    headers.append((b"content-length", str(len(content)).encode()))
+    headers.append(_JSON_HEADER)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
-    def lookup(name: str) -> ForecastModel:
-        model = models.get_model(name)
-        if not isinstance(model, ForecastModel):
-            served = sorted(models.get_models())
-            raise RequestError("model", f"no model named {name!r}; served: {served}", 404,
-                               "unknown_model")
-        if not model.ready:
-            raise RequestError("model", f"{name} is not ready", 503, "not_ready")
-        return model
 
-    async def handle(request: Request, name: str, parse: Parser, fmt: Formatter) -> Response:
+class ForecastRoutes:
+    """ASGI app in front of KServe's FastAPI app that answers the forecast POSTs itself:
+    ``/v1/models/{model_name}:predict``, ``/v2/models/{model_name}/infer`` and ``/predict``,
+    matched as Starlette matches ``routes``. It reads the body from ``receive``, parses with
+    orjson, calls ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and
+    there is one worker process per core) and sends the response, skipping the middleware
+    stack and the scan of KServe's routes. A refused request is its 4xx JSON; any other
+    exception gets KServe's JSON 500 and is re-raised for uvicorn to log, as KServe's app
+    does. Every other request goes to the wrapped app unchanged, where ``routes`` are
+    registered too: its 405s and trailing-slash redirects for these paths stay as they were.
+    """
+
+    _PATHS: tuple[tuple[str, Parser, Formatter], ...] = (
+        ("/v1/models/{model_name}:predict", parse_v1,
+         lambda r, p, _: v1_response(r, p.series_ids)),
+        ("/v2/models/{model_name}/infer", parse_v2, lambda r, _p, _s: v2_response(r)),
+        ("/predict", parse_spec,
+         lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3)),
+    )
+
+    def __init__(self, app: ASGIApp, models: Any, limits: Limits, default_model: str) -> None:
+        self.app = app
+        self.models = models
+        self.limits = limits
+        self.default_model = default_model
+        self.routes = [Route(path, _Endpoint(self, parse, fmt), methods=["POST"])
+                       for path, parse, fmt in self._PATHS]
+        self._matchers = [(route.path_regex, parse, fmt)
+                          for route, (_, parse, fmt) in zip(self.routes, self._PATHS, strict=True)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = get_route_path(scope)
+            for regex, parse, fmt in self._matchers:
+                match = regex.match(path)
+                if match is not None:
+                    name = match.groupdict().get("model_name", self.default_model)
+                    await self.forecast(scope, receive, send, name, parse, fmt)
+                    return
+        await self.app(scope, receive, send)
+
+    async def forecast(self, scope: Scope, receive: Receive, send: Send, name: str,
+                        parse: Parser, fmt: Formatter) -> None:
+        """Answer one forecast request for the model ``name``."""
         started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:  # the first of repeated headers, as Starlette
+            headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         try:
-            body = await _read_body(request, limits.max_body_bytes)
-            model = lookup(name)
-            parsed = parse(_loads(body), request.headers, limits)
-            result = model.serve(parsed, request.headers.get(REQUEST_ID_HEADER)
-                                 or uuid.uuid4().hex)
+            body = await _receive_body(receive, headers.get("content-length"),
+                                       self.limits.max_body_bytes)
+            if body is None:
+                return
+            model = _lookup(self.models, name)
+            parsed = parse(_loads(body), headers, self.limits)
+            result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:
-            return _error(exc, name)
+            metrics.ERRORS.labels(kind=exc.kind, model=name).inc()
+            await _respond(send, exc.status, orjson.dumps(exc.body()), [])
+            return
+        except Exception as exc:
+            await (await generic_exception_handler(None, exc))(scope, receive, send)
+            raise
         metrics.LATENCY.labels(name, result.model_version, result.variant).observe(
             time.perf_counter() - started)
-        return Response(content, media_type=JSON, headers={
-            "x-tidemill-variant": result.variant, REQUEST_ID_HEADER: result.request_id})
+        await _respond(send, 200, content, [
+            (b"x-tidemill-variant", result.variant.encode("latin-1")),
+            (REQUEST_ID_HEADER.encode(), result.request_id.encode("latin-1")),
+        ])
 
-    async def v1_predict(request: Request) -> Response:
-        return await handle(request, request.path_params["model_name"], parse_v1,
-                            lambda r, p, _: v1_response(r, p.series_ids))
 
-    async def v2_infer(request: Request) -> Response:
-        return await handle(request, request.path_params["model_name"], parse_v2,
-                            lambda r, _p, _s: v2_response(r))
+class _Endpoint:
+    """A forecast path as the ASGI app of a Starlette route (an endpoint that is neither a
+    function nor a method is called as one), for requests that reach the wrapped app."""
 
-    async def spec_predict(request: Request) -> Response:
-        return await handle(request, default_model, parse_spec,
-                            lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3))
+    def __init__(self, routes: ForecastRoutes, parse: Parser, fmt: Formatter) -> None:
+        self.routes, self.parse, self.fmt = routes, parse, fmt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path_params"].get("model_name", self.routes.default_model)
+        await self.routes.forecast(scope, receive, send, name, self.parse, self.fmt)
+
+
+def install_routes(app: fastapi.FastAPI, models: Any, forecast: ForecastRoutes) -> None:
+    """Add the forecast routes, model metadata, examples and ``/metrics`` to ``app`` ahead of
+    KServe's routes."""
 
     async def v2_metadata(request: Request) -> Response:
         name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(lookup(name).metadata()), media_type=JSON)
+            return Response(orjson.dumps(_lookup(models, name).metadata()), media_type=JSON)
         except RequestError as exc:
             return _error(exc, name)
 
     async def example(request: Request) -> Response:
         name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(lookup(name).example_request()), media_type=JSON)
+            return Response(orjson.dumps(_lookup(models, name).example_request()),
+                            media_type=JSON)
         except RequestError as exc:
             return _error(exc, name)
 
@@ -155,11 +231,9 @@ def install_routes(app: fastapi.FastAPI, models: Any, limits: Limits, default_mo
         return Response(content, media_type=media_type)
 
     # Plain Starlette routes: FastAPI's per-request dependency solving is skipped; KServe's
-    # routes for the same paths, registered after these, keep documenting them in /docs.
+    # routes for the same forecast paths, registered after these, keep documenting them in /docs.
+    app.router.routes.extend(forecast.routes)
     app.router.routes.extend(Route(path, endpoint, methods=methods) for path, endpoint, methods in (
-        ("/v1/models/{model_name}:predict", v1_predict, ["POST"]),
-        ("/v2/models/{model_name}/infer", v2_infer, ["POST"]),
-        ("/predict", spec_predict, ["POST"]),
         ("/v2/models/{model_name}", v2_metadata, ["GET"]),
         ("/v1/models/{model_name}/example", example, ["GET"]),
         ("/metrics", metrics_route, ["GET"]),
@@ -205,8 +279,11 @@ class TidemillRESTServer(RESTServer):
         access = logging.getLogger("uvicorn.access")  # uvicorn logs while it has handlers
         access.handlers.clear()
         access.propagate = False
-        install_routes(app, self.dataplane.model_registry, self.limits, self.default_model)
+        forecast = ForecastRoutes(app, self.dataplane.model_registry, self.limits,
+                                  self.default_model)
+        install_routes(app, self.dataplane.model_registry, forecast)
         super().create_application()
+        self.config.app = forecast  # uvicorn loads the app when it starts serving
         gc.collect()
         gc.freeze()
 

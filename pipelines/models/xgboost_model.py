@@ -79,16 +79,24 @@ class XGBoostForecaster(Forecaster):
             "reg_lambda": float(p.get("reg_lambda", 1.0)),
         }
 
-    def _features(self, windows: np.ndarray, next_ds: np.ndarray | None) -> np.ndarray:
-        """Feature rows for windows of exactly ``lookback`` values (and the next timestamps)."""
+    def _features(
+        self, windows: np.ndarray, next_ds: np.ndarray | None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Feature rows for windows of exactly ``lookback`` values (and the next timestamps),
+        written into ``out`` when given (one allocation for every step of a roll-out)."""
+        lookback = self.lookback
+        stat_windows = [w for w in ROLLING_WINDOWS if w <= lookback]
+        stats_end = lookback + 2 * len(stat_windows)
+        if out is None:
+            out = np.empty((windows.shape[0], stats_end + (4 if self.calendar else 0)))
         last = windows[:, -1:]
-        parts = [last, lag_matrix(windows, self.lookback)[:, 1:] - last]
-        stats = rolling_stats(windows, [w for w in ROLLING_WINDOWS if w <= self.lookback])
+        out[:, :1] = last
+        np.subtract(lag_matrix(windows, lookback)[:, 1:], last, out=out[:, 1:lookback])
+        stats = rolling_stats(windows, stat_windows, out[:, lookback:stats_end])
         stats[:, 0::2] -= last
-        parts.append(stats)
         if self.calendar:
-            parts.append(calendar_features(next_ds)[:, :4])  # hour and weekday, not month
-        return np.concatenate(parts, axis=1)
+            out[:, stats_end:] = calendar_features(next_ds)[:, :4]  # hour and weekday, not month
+        return out
 
     def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> XGBoostForecaster:
         y = np.asarray(y, dtype=float)
@@ -116,10 +124,12 @@ class XGBoostForecaster(Forecaster):
         steps = None if not self.calendar else target_timestamps(last_ds, self.horizon, self.freq)
         buffer = np.empty((n, lookback + self.horizon))
         buffer[:, :lookback] = histories[:, -lookback:]
+        features = None
         for k in range(self.horizon):
             window = buffer[:, k : k + lookback]
             next_ds = None if steps is None else steps[:, k]
-            change = self.booster.inplace_predict(self._features(window, next_ds))
+            features = self._features(window, next_ds, features)
+            change = self.booster.inplace_predict(features)
             buffer[:, lookback + k] = window[:, -1] + self.damping**k * change
         return buffer[:, lookback:].copy()
 
