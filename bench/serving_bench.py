@@ -290,9 +290,11 @@ def render(results: dict[str, Any]) -> str:
 
 
 def write_section(section: str) -> None:
+    """Replace the ``## Serving`` section of RESULTS.md up to its first ``### `` subsection
+    (hand-written notes live there) or the next ``## `` section; append it when absent."""
     path = BENCH / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(r"^## Serving\n.*?(?=^##+ |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _m: section + "\n", text)
     else:

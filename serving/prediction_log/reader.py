@@ -122,11 +122,19 @@ def logged_windows(
     forecast lists ``ds, yhat, lower, upper``)."""
     rows = []
     for req in _requests(engine, since, until, model_name):
-        head = tuple(req[:len(REQUEST_COLUMNS)])
-        payload = req.payload
+        head = tuple(req[: len(REQUEST_COLUMNS)])
+        payload = dict(req.payload)
+        payload["history_last_ds"] = _iso(payload["history_last_ds"]).tolist()
+        payload["ds"] = _iso(payload["ds"]).tolist()
         per_window = zip(*(payload[k] for k in PAYLOAD_KEYS), strict=True)
         rows.extend((*head, window, *entry) for window, entry in enumerate(per_window))
     return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "window", *PAYLOAD_KEYS])
+
+
+def _iso(epoch_seconds: Any) -> np.ndarray:
+    """Epoch seconds (any shape) as ``YYYY-MM-DDTHH:MM:SS`` strings."""
+    stamps = np.asarray(epoch_seconds, dtype=np.int64).astype("datetime64[s]")
+    return np.datetime_as_string(stamps, unit="s").astype(object)
 
 
 def forecast_points(
@@ -148,7 +156,7 @@ def forecast_points(
                               ("model_version", req.model_version)):
             parts[column].append(np.full(n * horizon, value, dtype=object))
         parts["series_id"].append(np.repeat(np.asarray(payload["series_id"], object), horizon))
-        parts["ds"].append(np.asarray(payload["ds"], dtype=object).ravel())
+        parts["ds"].append(_iso(payload["ds"]).ravel())
         parts["step"].append(np.tile(np.arange(1, horizon + 1), n))
         parts["yhat"].append(yhat.ravel())
         for column in ("lower", "upper"):

@@ -10,8 +10,9 @@
   exogenous inputs sent
 - ``payload``: JSON, one list entry per window in request order: ``series_id``; the input
   window's summary ``history_len``, ``history_last_ds``, ``history_mean``, ``history_std``,
-  ``history_last``; and the forecast ``ds`` (ISO strings), ``yhat``, ``lower``, ``upper``
-  (``windows x horizon`` lists)
+  ``history_last``; and the forecast ``ds``, ``yhat``, ``lower``, ``upper`` (``windows x
+  horizon`` lists). Timestamps in the payload are epoch seconds (UTC); the readers give
+  them as ``YYYY-MM-DDTHH:MM:SS`` strings.
 
 One row per request, not per window: a batch of 100 windows costs one insert (per-window rows
 cost ~20 us each, as much CPU as the forecast itself). ``reader.logged_windows`` and

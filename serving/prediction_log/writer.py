@@ -51,29 +51,34 @@ COLUMNS = tuple(c.name for c in prediction_requests.columns)
 
 
 def entry_payload(entry: LogEntry) -> dict[str, Any]:
-    """The ``payload`` of an entry's row: per-window lists in request order."""
+    """The ``payload`` of an entry's row: per-window lists in request order (timestamps as
+    epoch seconds: formatting them is left to the readers, off the serving path)."""
     n = entry.yhat.shape[0]
     length = np.zeros(n, np.int64)
-    last_ds = np.zeros(n, "datetime64[s]")
+    last_ds = np.zeros(n, np.int64)
     mean, std, last = np.zeros(n), np.zeros(n), np.zeros(n)
     for index, values, ds in entry.histories:
         length[index] = values.shape[1]
-        last_ds[index] = ds[:, -1]
+        last_ds[index] = _epoch_seconds(ds[:, -1])
         mean[index] = values.mean(axis=1)
         std[index] = values.std(axis=1)
         last[index] = values[:, -1]
     return {
         "series_id": entry.series_ids,
         "history_len": length,
-        "history_last_ds": np.datetime_as_string(last_ds, unit="s").tolist(),
+        "history_last_ds": last_ds,
         "history_mean": mean,
         "history_std": std,
         "history_last": last,
-        "ds": np.datetime_as_string(entry.ds, unit="s").tolist(),
+        "ds": _epoch_seconds(entry.ds),
         "yhat": entry.yhat,
         "lower": entry.lower,
         "upper": entry.upper,
     }
+
+
+def _epoch_seconds(ds: np.ndarray) -> np.ndarray:
+    return ds.astype("datetime64[s]").astype(np.int64)
 
 
 def entry_row(entry: LogEntry, ts: Any) -> tuple[Any, ...]:

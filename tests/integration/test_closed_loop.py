@@ -136,17 +136,17 @@ def test_degrading_new_champion_is_rolled_back(loop, tmp_path):
     engine = engine_for(home.prediction_log_uri)
     now = datetime.now(UTC).replace(tzinfo=None)
     ds = pd.date_range("2016-10-01", periods=30, freq="h")
-    stamps = [t.strftime("%Y-%m-%dT%H:%M:%S") for t in ds]
+    epochs = [int(t.timestamp()) for t in ds]  # the payload's timestamps: epoch seconds
     with engine.begin() as conn:
         conn.execute(insert(prediction_requests), [
             {"request_id": f"r{i}", "ts": now, "caller": "c", "variant": "champion",
              "model_name": NAME, "model_version": "2", "windows": 1, "horizon": 1,
              "exog_columns": 0,
              "payload": {"series_id": ["ETTh1"], "history_len": [96],
-                         "history_last_ds": ["2016-10-01T00:00:00"], "history_mean": [10.0],
-                         "history_std": [1.0], "history_last": [10.0], "ds": [[stamp]],
+                         "history_last_ds": [epochs[0] - 3600], "history_mean": [10.0],
+                         "history_std": [1.0], "history_last": [10.0], "ds": [[epoch]],
                          "yhat": [[10.0]], "lower": [[9.0]], "upper": [[11.0]]}}
-            for i, stamp in enumerate(stamps)])
+            for i, epoch in enumerate(epochs)])
         conn.execute(insert(actuals), [
             {"series_id": "ETTh1", "ds": t.strftime("%Y-%m-%dT%H:%M:%S"), "y": 40.0,
              "received_at": now, "request_id": None} for t in ds])
