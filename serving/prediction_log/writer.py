@@ -6,6 +6,11 @@ entry holds the request's arrays as they are). A background thread turns each en
 inserts them in batches every ``flush_interval`` seconds with the driver's ``executemany``;
 ``close`` drains the queue, so a graceful shutdown loses no rows.
 If the database is unavailable, rows stay queued and the insert is retried.
+
+The interval is short (20 ms) on purpose: the thread shares the worker's GIL and cores with
+the event loop, and a flush every 250 ms was a ~20 ms burst that every request in flight
+waited through (batch 100 at 64 connections: p99 104-114 ms at 250 ms, 80-88 ms at 20 ms;
+5 ms cost more CPU in commits than it saved).
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ class PredictionLogWriter:
     """Queue + background thread inserting batches into the ``predictions`` table."""
 
     def __init__(
-        self, url: str, flush_interval: float = 0.25, batch_rows: int = 500,
+        self, url: str, flush_interval: float = 0.02, batch_rows: int = 500,
         max_pending: int = 1_000_000,
     ) -> None:
         self.url = url
