@@ -75,14 +75,20 @@ def _requests(
     engine: Engine, since: datetime | None, until: datetime | None, model_name: str | None
 ) -> list[Any]:
     table = prediction_requests
+    query = select(*(table.c[c] for c in REQUEST_COLUMNS), table.c.payload)
+    with engine.connect() as conn:
+        return conn.execute(query.where(_served(since, until, model_name))).all()
+
+
+def _served(since: datetime | None, until: datetime | None, model_name: str | None) -> Any:
+    """Requests served in ``[since, until)`` (open where None), by ``model_name`` if given."""
+    table = prediction_requests
     conds = [table.c.ts >= since] if since is not None else []
     if until is not None:
         conds.append(table.c.ts < until)
     if model_name:
         conds.append(table.c.model_name == model_name)
-    query = select(*(table.c[c] for c in REQUEST_COLUMNS), table.c.payload)
-    with engine.connect() as conn:
-        return conn.execute(query.where(and_(True, *conds))).all()
+    return and_(True, *conds)
 
 
 def variant_counts(
@@ -90,14 +96,9 @@ def variant_counts(
 ) -> dict[str, dict[str, Any]]:
     """Requests and windows served per variant (and the versions behind them)."""
     table = prediction_requests
-    conds = [table.c.ts >= since]
-    if until is not None:
-        conds.append(table.c.ts < until)
-    if model_name:
-        conds.append(table.c.model_name == model_name)
     query = (
         select(table.c.variant, table.c.model_version, func.count(), func.sum(table.c.windows))
-        .where(and_(*conds))
+        .where(_served(since, until, model_name))
         .group_by(table.c.variant, table.c.model_version)
     )
     out: dict[str, dict[str, Any]] = {}
