@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -160,6 +161,8 @@ def start(name: str, home: Path, model: str, log_dir: Path) -> Server:
         cmd = [str(SERVING_PY), "-m", "serving.stack", "--home", str(home), "--port", str(port),
                "--control-port", str(port + 10), "--workers", "2", "--challenger-percent", "50"]
         url, ready = f"{base}/v1/models/{ENDPOINT}:predict", f"{base}/v2/health/ready"
+        # the run's own log (a batch-100 series writes gigabytes), counted and removed after
+        env["TIDEMILL_PREDICTION_LOG_URL"] = f"sqlite:///{log_dir / 'prediction_log.db'}"
     elif name == "mlflow":
         cmd = [str(MLFLOW), "models", "serve", "-m", f"models:/{model}/1", "--env-manager",
                "local", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
@@ -326,6 +329,17 @@ def targets(runs: dict[str, Any]) -> list[tuple[str, bool, str]]:
     ]
 
 
+def report_prediction_log(path: Path) -> None:
+    """Print how many requests Tidemill's log holds after the run, then delete it."""
+    if not path.exists():
+        return
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT count(*) FROM prediction_requests").fetchone()[0]
+    print(f"prediction log: {rows} requests logged, {path.stat().st_size / 2**20:.0f} MiB "
+          "(deleted)")
+    path.unlink()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -366,6 +380,7 @@ def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
+        report_prediction_log(work / "prediction_log.db")
     results: dict[str, Any] = {
         "meta": {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -19,7 +19,7 @@ from pipelines.bundle import ForecastBundle, ForecastInputError
 
 # Libraries each algorithm needs at load time, besides the common ones.
 _ALGORITHM_REQUIREMENTS = {
-    "xgboost": ["xgboost"],
+    "xgboost": ["xgboost-cpu"],
     "arima": ["statsmodels"],
     "lstm": ["tensorflow-cpu"],
 }
