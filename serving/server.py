@@ -10,9 +10,9 @@ everything else on. Model metadata, examples and ``/metrics`` are plain Starlett
 other KServe route (health, readiness, model lists, load/unload, /docs) is the stock one.
 Queued prediction-log rows are flushed when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
 
-With several workers each accepts on its own ``SO_REUSEPORT`` socket, so connections are spread
-evenly; every worker runs asyncio's event loop (see ``TidemillRESTServer``). Each worker freezes
-its start-up objects out of the garbage collector.
+With several workers the supervisor accepts the connections and hands each to the worker with
+the fewest open ones (``serving.connection_balancer``); every worker runs asyncio's event loop
+(see ``TidemillRESTServer``) and freezes its start-up objects out of the garbage collector.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import metrics
 from serving.config import Limits, model_name
+from serving.connection_balancer import ConnectionBalancer, HandedConnections, listening_socket
 from serving.forecast_model import ForecastModel
 from serving.prediction_log.writer import close_all
 from serving.protocol import (
@@ -242,9 +243,25 @@ def install_routes(app: fastapi.FastAPI, models: Any, forecast: ForecastRoutes) 
 
 
 class _FlushingServer(_RefreshingServer):
-    """Uvicorn server that writes queued prediction-log rows out during graceful shutdown."""
+    """Uvicorn server that writes queued prediction-log rows out during graceful shutdown.
+    Given a Unix socket instead of listening ones, it serves the connections its supervisor
+    hands over there (``HandedConnections``)."""
+
+    _handed: HandedConnections | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if not sockets or sockets[0].family != socket.AF_UNIX:
+            await super().startup(sockets=sockets)
+            return
+        await super().startup(sockets=[])
+        config, loop = self.config, asyncio.get_running_loop()
+        self._handed = HandedConnections(sockets[0], lambda: config.http_protocol_class(
+            config=config, server_state=self.server_state, app_state=self.lifespan.state,
+            _loop=loop), loop)
 
     async def shutdown(self, sockets: Any = None) -> None:
+        if self._handed is not None:
+            self._handed.close()
         await super().shutdown(sockets=sockets)
         await asyncio.get_running_loop().run_in_executor(None, close_all)
 
@@ -309,34 +326,11 @@ class _WorkerProcess(RESTServerProcess):
         return self.ping(timeout)
 
 
-def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
-    """``count`` sockets listening on one address with ``SO_REUSEPORT``: the kernel spreads new
-    connections evenly over them. Worker processes sharing one listening socket instead race
-    for each connection, and one may take most of a burst (500 connections: one worker
-    serving hundreds while the other idles, requests timing out). Raises ``OSError`` when
-    something else listens there already (``SO_REUSEPORT`` would silently share with it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, port))
-    sockets = []
-    for _ in range(count):
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP (else
-        # Nagle holds the response body behind its headers for a delayed ACK, ~40 ms).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.set_inheritable(True)
-        sockets.append(sock)
-    return sockets
-
-
 class _MultiProcess(RESTServerMultiProcess):
-    """KServe's worker-process supervisor around a given REST server and worker class; each
-    worker accepts on its own ``SO_REUSEPORT`` socket (a restarted worker takes over the
-    socket of the one it replaces, whose queued connections wait for it)."""
+    """KServe's worker-process supervisor around a given REST server and worker class. It
+    accepts the connections itself and hands each to the worker with the fewest open ones
+    (``ConnectionBalancer``); a restarted worker gets a new channel, and until it is up the
+    other workers take the new connections."""
 
     def __init__(self, rest_server: TidemillRESTServer, workers: int, grace_period: int) -> None:
         super().__init__(FASTAPI_APP_IMPORT_STRING, rest_server.dataplane,
@@ -344,22 +338,29 @@ class _MultiProcess(RESTServerMultiProcess):
                          workers=workers, grace_period=grace_period)
         self._rest_server = rest_server
 
-    def _spawn(self, sockets: list[Any]) -> _WorkerProcess:
-        process = _WorkerProcess(sockets, self._rest_server.run)
-        process.start()
+    def _spawn(self, worker: int) -> _WorkerProcess:
+        channel = self._balancer.channel(worker)
+        process = _WorkerProcess([channel], self._rest_server.run)
+        process.start()  # the child has its own copy of the channel now
+        channel.close()
         return process
 
     async def start(self) -> None:
         config = self._rest_server.config
-        sockets = listening_sockets(config.host, config.port, config.workers, config.backlog)
-        self.init_processes(sockets)
-        while not self.should_exit.is_set():
-            await asyncio.sleep(0.5)
-            await self.keep_subprocess_alive(sockets)
+        self._balancer = ConnectionBalancer(
+            listening_socket(config.host, config.port, config.backlog), config.workers)
+        self.init_processes([])
+        self._balancer.start()
+        try:
+            while not self.should_exit.is_set():
+                await asyncio.sleep(0.5)
+                await self.keep_subprocess_alive([])
+        finally:
+            self._balancer.close()
         await self.terminate_all()
 
     def init_processes(self, sockets: list[Any]) -> None:
-        self._processes.extend(self._spawn([sock]) for sock in sockets)
+        self._processes.extend(map(self._spawn, range(self._rest_server.config.workers)))
 
     async def keep_subprocess_alive(self, sockets: list[Any]) -> None:
         for idx, process in enumerate(self._processes):
@@ -370,7 +371,7 @@ class _MultiProcess(RESTServerMultiProcess):
                 await process.wait_for_termination()
                 if self.should_exit.is_set():
                     return
-                self._processes[idx] = self._spawn([sockets[idx]])
+                self._processes[idx] = self._spawn(idx)
                 log.warning("worker process [%s] died; started [%s]", process.pid,
                             self._processes[idx].pid)
 

@@ -1,4 +1,5 @@
-"""Champion/challenger split: proportions over many caller keys, stickiness, the hash.
+"""Champion/challenger split: proportions over many caller keys, stickiness, the hash; and
+connections spread evenly over the stack's two worker processes.
 
 The numbered files run in order on one session stack: protocols, bad input and the split see
 the initial 70/30 split; control changes it; the prediction-log test stops the stack.
@@ -7,8 +8,10 @@ the initial 70/30 split; control changes it; the prediction-log test stops the s
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 from serving.router import BUCKETS, bucket_of, variant_for
 from tests.serving.conftest import ENDPOINT, Stack, v1
@@ -49,3 +52,24 @@ def test_sticky_across_connections_and_workers(stack: Stack, history: dict[str, 
         seen = {httpx.post(url, json=v1(history, user_id=key)).json()["variant"]
                 for _ in range(6)}  # a new connection each time: both workers answer
         assert seen == {variant_for(key, 30)}
+
+
+def test_live_stack_spreads_connections_evenly(stack: Stack, history: dict[str, Any]) -> None:
+    port = urlsplit(stack.router).port
+    url = f"{stack.router}/v1/models/{ENDPOINT}:predict"
+    clients = [httpx.Client(timeout=30.0) for _ in range(8)]
+    try:
+        for client in clients:  # kept alive: each stays on the worker it was handed to
+            assert client.post(url, json=v1(history)).status_code == 200
+        per_worker = []
+        for proc in psutil.Process(stack.proc.pid).children(recursive=True):
+            held = sum(1 for c in proc.connections("tcp")
+                       if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+            if held:
+                per_worker.append(held)
+        # other tests' keep-alive clients count too: at least our 8, never more than 1 apart
+        assert len(per_worker) == 2 and sum(per_worker) >= 8, per_worker
+        assert max(per_worker) - min(per_worker) <= 1, per_worker
+    finally:
+        for client in clients:
+            client.close()

@@ -1,9 +1,8 @@
 """The serving fast paths give exactly what the slow ones give: timestamp parsing, histogram
-observation, the XGBoost prediction call, prediction-log rows, and per-worker sockets."""
+observation, the XGBoost prediction call and prediction-log rows."""
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +17,6 @@ from serving.prediction_log.reader import forecast_points, logged_windows
 from serving.prediction_log.schema import prediction_requests
 from serving.prediction_log.writer import LogEntry, PredictionLogWriter
 from serving.protocol import RequestError, parse_timestamps
-from serving.server import listening_sockets
-from tests.serving.conftest import free_port
 
 NS_SECONDS = (np.datetime64("1678-01-01", "s").astype(int),
               np.datetime64("2261-12-31T23:59:59", "s").astype(int))
@@ -134,21 +131,3 @@ def test_log_rows_read_back_through_the_schema(tmp_path: Path) -> None:
     points = forecast_points(writer._engine, datetime(2000, 1, 1))
     assert len(points) == 4 and list(points["step"]) == [1, 2, 1, 2]
     assert list(points["yhat"]) == [1.5, 2.5, 3.5, 4.5] and points["y"].isna().all()
-
-
-def test_worker_sockets_share_a_port_but_not_with_a_stranger() -> None:
-    port = free_port()
-    sockets = listening_sockets("127.0.0.1", port, 2, 16)
-    try:
-        assert {s.getsockname()[1] for s in sockets} == {port}
-        assert {s.proto for s in sockets} == {socket.IPPROTO_TCP}  # asyncio sets TCP_NODELAY
-        with pytest.raises(OSError):
-            listening_sockets("127.0.0.1", port, 2, 16)
-    finally:
-        for sock in sockets:
-            sock.close()
-    with socket.socket() as stranger:
-        stranger.bind(("127.0.0.1", port))
-        stranger.listen()
-        with pytest.raises(OSError):
-            listening_sockets("127.0.0.1", port, 2, 16)
