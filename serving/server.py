@@ -363,10 +363,13 @@ class _MultiProcess(RESTServerMultiProcess):
         self._processes.extend(map(self._spawn, range(self._rest_server.config.workers)))
 
     async def keep_subprocess_alive(self, sockets: list[Any]) -> None:
+        """Replace dead or unresponsive workers. The liveness ping (up to 5 s for a stuck
+        worker) runs in a thread: this event loop also accepts the connections."""
+        loop = asyncio.get_running_loop()
         for idx, process in enumerate(self._processes):
             if self.should_exit.is_set():
                 return
-            if not process.is_alive():
+            if not await loop.run_in_executor(None, process.is_alive):
                 process.kill()
                 await process.wait_for_termination()
                 if self.should_exit.is_set():
