@@ -7,13 +7,17 @@ race for each connection instead, and one may take most of a burst. Here the sup
 accepts every connection itself and passes it (``SCM_RIGHTS`` over a ``SOCK_SEQPACKET`` socket
 pair, the way Node.js' cluster module hands connections to its workers) to the worker with the
 fewest open connections. A worker says when it is ready to serve (until then a restarted
-worker gets no connections while another is up) and reports each connection it closes, each
-with a one-byte message. The hop costs one ``sendmsg`` per connection, none per request.
+worker gets no connections while another is up), when it has taken connections off its
+channel, and when it closes one. The supervisor keeps its copy of each connection until the
+worker has taken it: a worker that dies with connections still in its channel does not lose
+them, they go to another worker. The hop costs one ``sendmsg`` per connection and a message
+back, none per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -22,7 +26,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 _MAX_FDS = 64  # connections a worker takes from one read of its channel
-_READY, _CLOSED = b"r", b"x"  # what workers report
+_READY, _TAKEN, _CLOSED = b"r", b"t", b"x"  # what workers report (one _TAKEN per connection)
 
 
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -47,12 +51,16 @@ class ConnectionBalancer:
         self.listener = listener
         self.open = [0] * workers  # connections each worker holds, as far as it has reported
         self.ready = [False] * workers
+        # connections handed to each worker and not yet taken off its channel
+        self._pending: list[collections.deque[socket.socket]] = [
+            collections.deque() for _ in range(workers)]
         self._channels: list[socket.socket | None] = [None] * workers
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def channel(self, worker: int) -> socket.socket:
         """A new channel for ``worker`` (replacing its last one): the returned end is the
         worker's, to pass to its process and then close here."""
+        orphans = self._take_pending(worker)
         self._drop(worker)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
@@ -61,6 +69,8 @@ class ConnectionBalancer:
         self.ready[worker] = False
         if self._loop is not None:
             self._loop.add_reader(ours, self._closed, worker)
+        for conn in orphans:
+            self._hand_over(conn)
         return theirs
 
     def start(self) -> None:
@@ -78,6 +88,8 @@ class ConnectionBalancer:
         self.listener.close()
         for worker in range(len(self._channels)):
             self._drop(worker)
+            for conn in self._take_pending(worker):
+                conn.close()
 
     def _drop(self, worker: int) -> None:
         channel = self._channels[worker]
@@ -96,11 +108,16 @@ class ConnectionBalancer:
             except OSError as exc:  # out of file descriptors, say: the rest wait in the queue
                 log.warning("accept failed: %s", exc)
                 return
-            with conn:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._hand_over(conn)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._hand_over(conn)
+
+    def _take_pending(self, worker: int) -> list[socket.socket]:
+        pending = list(self._pending[worker])
+        self._pending[worker].clear()
+        return pending
 
     def _hand_over(self, conn: socket.socket) -> None:
+        """Send ``conn`` to a worker and keep it until taken (or close it: nobody is up)."""
         # ready workers first, the least busy first; one starting up only when none is ready
         order = sorted(range(len(self.open)), key=lambda w: (not self.ready[w], self.open[w]))
         for worker in order:
@@ -112,8 +129,10 @@ class ConnectionBalancer:
             except OSError:  # that worker is gone or not reading: try the next one
                 continue
             self.open[worker] += 1
+            self._pending[worker].append(conn)
             return
         log.warning("no worker took a connection: closed")
+        conn.close()
 
     def _closed(self, worker: int) -> None:
         channel = self._channels[worker]
@@ -124,13 +143,18 @@ class ConnectionBalancer:
                 return
             except OSError:
                 message = b""
-            if not message:  # the worker exited: its connections went with it
+            if not message:  # the worker exited: what it served went with it
                 self._drop(worker)
                 self.open[worker] = 0
                 self.ready[worker] = False
+                for conn in self._take_pending(worker):  # ... what it had not taken did not
+                    self._hand_over(conn)
                 return
             if message == _READY:
                 self.ready[worker] = True
+            elif message[:1] == _TAKEN:
+                for _ in range(min(len(message), len(self._pending[worker]))):
+                    self._pending[worker].popleft().close()
             else:
                 self.open[worker] = max(0, self.open[worker] - 1)
 
@@ -163,6 +187,8 @@ class HandedConnections:
             if not message and not fds:  # the supervisor is gone
                 self.close()
                 return
+            if fds:
+                self._report(_TAKEN * len(fds))
             for fd in fds:
                 self.loop.create_task(self._serve(socket.socket(fileno=fd)))
 

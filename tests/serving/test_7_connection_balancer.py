@@ -1,6 +1,6 @@
 """The supervisor hands connections to the worker with the fewest open ones, in one process
 with real sockets: readiness, hand-over, close reports, a worker that exits and its
-replacement. The live
+replacement, a worker that dies before taking a connection it was handed. The live
 stack's spread is in ``test_3_split``."""
 
 from __future__ import annotations
@@ -86,6 +86,20 @@ async def _balance_scenario() -> None:
     await _until(lambda: balancer.ready == [True, True])
     clients += await _connect(port, 2)
     assert [len(s) for s in served] == [9, 6]
+
+    # a worker that dies before taking a connection off its channel: another one serves it
+    stalled = balancer.channel(1)  # worker 1 restarted, says it is ready, then never reads
+    workers[1].close()
+    stalled.send(b"r")
+    await _until(lambda: balancer.ready == [True, True])
+    balancer.open[0] = 100  # so the next connection goes to worker 1
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    clients.append(writer)
+    await _until(lambda: balancer.open[1] == 1)
+    stalled.close()
+    writer.write(b"ping")
+    assert await asyncio.wait_for(reader.readexactly(4), 2) == b"ping"
+    assert [len(s) for s in served] == [10, 6]
 
     balancer.close()
     for worker in workers:
