@@ -25,7 +25,6 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-_MAX_FDS = 64  # connections a worker takes from one read of its channel
 _READY, _TAKEN, _CLOSED = b"r", b"t", b"x"  # what workers report (one _TAKEN per connection)
 
 
@@ -60,15 +59,12 @@ class ConnectionBalancer:
     def channel(self, worker: int) -> socket.socket:
         """A new channel for ``worker`` (replacing its last one): the returned end is the
         worker's, to pass to its process and then close here."""
-        orphans = self._take_pending(worker)
-        self._drop(worker)
+        orphans = self._lose(worker)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         self._channels[worker] = ours
-        self.open[worker] = 0
-        self.ready[worker] = False
         if self._loop is not None:
-            self._loop.add_reader(ours, self._closed, worker)
+            self._loop.add_reader(ours, self._reports, worker)
         for conn in orphans:
             self._hand_over(conn)
         return theirs
@@ -78,7 +74,7 @@ class ConnectionBalancer:
         self._loop = asyncio.get_running_loop()
         for worker, channel in enumerate(self._channels):
             if channel is not None:
-                self._loop.add_reader(channel, self._closed, worker)
+                self._loop.add_reader(channel, self._reports, worker)
         self._loop.add_reader(self.listener, self._accept)
 
     def close(self) -> None:
@@ -87,17 +83,23 @@ class ConnectionBalancer:
             self._loop.remove_reader(self.listener)
         self.listener.close()
         for worker in range(len(self._channels)):
-            self._drop(worker)
-            for conn in self._take_pending(worker):
+            for conn in self._lose(worker):
                 conn.close()
 
-    def _drop(self, worker: int) -> None:
+    def _lose(self, worker: int) -> list[socket.socket]:
+        """Close ``worker``'s channel and forget its counts; return the connections it was
+        handed and had not taken (they are still ours)."""
         channel = self._channels[worker]
         if channel is not None:
             if self._loop is not None:
                 self._loop.remove_reader(channel)
             channel.close()
             self._channels[worker] = None
+        self.open[worker] = 0
+        self.ready[worker] = False
+        pending = list(self._pending[worker])
+        self._pending[worker].clear()
+        return pending
 
     def _accept(self) -> None:
         while True:
@@ -110,11 +112,6 @@ class ConnectionBalancer:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._hand_over(conn)
-
-    def _take_pending(self, worker: int) -> list[socket.socket]:
-        pending = list(self._pending[worker])
-        self._pending[worker].clear()
-        return pending
 
     def _hand_over(self, conn: socket.socket) -> None:
         """Send ``conn`` to a worker and keep it until taken (or close it: nobody is up)."""
@@ -134,7 +131,7 @@ class ConnectionBalancer:
         log.warning("no worker took a connection: closed")
         conn.close()
 
-    def _closed(self, worker: int) -> None:
+    def _reports(self, worker: int) -> None:
         channel = self._channels[worker]
         while channel is not None:
             try:
@@ -143,11 +140,8 @@ class ConnectionBalancer:
                 return
             except OSError:
                 message = b""
-            if not message:  # the worker exited: what it served went with it
-                self._drop(worker)
-                self.open[worker] = 0
-                self.ready[worker] = False
-                for conn in self._take_pending(worker):  # ... what it had not taken did not
+            if not message:  # the worker exited: what it served went with it, what it had
+                for conn in self._lose(worker):  # not taken is handed to another
                     self._hand_over(conn)
                 return
             if message == _READY:
@@ -181,7 +175,8 @@ class HandedConnections:
     def _receive(self) -> None:
         while True:
             try:
-                message, fds, _, _ = socket.recv_fds(self.channel, 16, _MAX_FDS)
+                # one connection per message (SOCK_SEQPACKET keeps them apart)
+                message, fds, _, _ = socket.recv_fds(self.channel, 16, 1)
             except BlockingIOError:
                 return
             if not message and not fds:  # the supervisor is gone
