@@ -23,6 +23,8 @@ import logging
 import socket
 from collections.abc import Callable
 
+from serving.coalesced_writes import CoalescedWrites
+
 log = logging.getLogger(__name__)
 
 _READY, _TAKEN, _CLOSED = b"r", b"t", b"x"  # what workers report (one _TAKEN per connection)
@@ -155,7 +157,8 @@ class ConnectionBalancer:
 
 class HandedConnections:
     """In a worker: serves every connection arriving on ``channel`` with a protocol from
-    ``factory`` (uvicorn's), and tells the supervisor when each one closes."""
+    ``factory`` (uvicorn's), through a transport that sends each event-loop step's writes at
+    once (``CoalescedWrites``), and tells the supervisor when each one closes."""
 
     def __init__(self, channel: socket.socket, factory: Callable[[], asyncio.Protocol],
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -197,12 +200,16 @@ class HandedConnections:
 
     def _protocol(self) -> asyncio.Protocol:
         protocol = self.factory()
-        lost = protocol.connection_lost
+        made, lost = protocol.connection_made, protocol.connection_lost
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
 
         def connection_lost(exc: Exception | None) -> None:
             lost(exc)
             self._report(_CLOSED)
 
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
         return protocol
 
