@@ -1,22 +1,31 @@
 """Non-blocking, batched writer of prediction-log rows.
 
 The request path only appends an entry to an in-memory queue (``submit``, O(1), no I/O: the
-entry holds the request's arrays as they are). A background thread turns each entry into one
-``prediction_requests`` row (window summaries by numpy, the payload JSON by orjson) and
-inserts them in batches every ``flush_interval`` seconds with the driver's ``executemany``;
-``close`` drains the queue, so a graceful shutdown loses no rows.
-If the database is unavailable, rows stay queued and the insert is retried.
+entry holds the request's arrays as they are). Each entry becomes one ``prediction_requests``
+row (window summaries by numpy, the payload JSON by orjson), and a background thread inserts
+the rows in batches every ``flush_interval`` seconds with the driver's ``executemany``;
+``close`` drains the queue, so a graceful shutdown loses no rows. If the database is
+unavailable, rows stay queued and the insert is retried.
 
-The interval is short (20 ms) on purpose: the thread shares the worker's GIL and cores with
-the event loop, and a flush every 250 ms was a ~20 ms burst that every request in flight
-waited through (batch 100 at 64 connections: p99 104-114 ms at 250 ms, 80-88 ms at 20 ms;
-5 ms cost more CPU in commits than it saved).
+Submitted on an event loop (the serving workers), an entry is encoded on that loop once it has
+sent the response, and the thread, at the lowest CPU priority, only binds and inserts rows.
+Encoding in the thread made it hold the GIL for ~1 ms a batch, and the event loop, which
+wants the GIL back at once, then waited for a thread the OS had to schedule next to the other
+worker and the clients: on 2 cores that was +0.35 ms of CPU a batch-100 request and
+batch-100 p99 at 8 connections 15-18 ms instead of 11-13 ms (``bench/RESULTS.md``).
+
+The interval is short (20 ms) on purpose: a flush every 250 ms was a ~20 ms burst that every
+request in flight waited through (batch 100 at 64 connections: p99 104-114 ms at 250 ms,
+80-88 ms at 20 ms; 5 ms cost more CPU in commits than it saved).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -86,11 +95,11 @@ def _epoch_seconds(ds: np.ndarray) -> np.ndarray:
     return ds.astype("datetime64[s]").astype(np.int64)
 
 
-def entry_row(entry: LogEntry, ts: Any) -> tuple[Any, ...]:
-    """The entry's ``prediction_requests`` row, values in ``COLUMNS`` order; ``ts`` is the
-    served-at value as the database driver takes it. The payload is JSON text."""
+def entry_row(entry: LogEntry) -> tuple[Any, ...]:
+    """The entry's ``prediction_requests`` row, values in ``COLUMNS`` order, with ``ts`` still
+    epoch seconds (``_Insert.params`` converts it for the driver). The payload is JSON text."""
     payload = orjson.dumps(entry_payload(entry), option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    return (entry.request_id, ts, entry.caller, entry.variant, entry.model_name,
+    return (entry.request_id, entry.ts, entry.caller, entry.variant, entry.model_name,
             entry.model_version, entry.yhat.shape[0], entry.yhat.shape[1], entry.exog_columns,
             payload)
 
@@ -110,8 +119,9 @@ class _Insert:
         ts_type = prediction_requests.c.ts.type.dialect_impl(dialect)
         self.ts = ts_type.bind_processor(dialect) or (lambda value: value)
 
-    def params(self, entries: list[LogEntry]) -> list[Any]:
-        rows = [entry_row(entry, self.ts(_served_at(entry.ts))) for entry in entries]
+    def params(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """``entry_row`` rows as the driver takes them."""
+        rows = [(row[0], self.ts(_served_at(row[1])), *row[2:]) for row in rows]
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows] if self.named else rows
 
 
@@ -120,7 +130,7 @@ def _served_at(ts: float) -> datetime:
 
 
 class PredictionLogWriter:
-    """Queue + background thread inserting batches into the ``predictions`` table."""
+    """Queue + background thread inserting batches into ``prediction_requests``."""
 
     def __init__(
         self, url: str, flush_interval: float = 0.02, batch_rows: int = 500,
@@ -130,7 +140,9 @@ class PredictionLogWriter:
         self.flush_interval = flush_interval
         self.batch_rows = batch_rows
         self.max_pending = max_pending
-        self._queue: collections.deque[LogEntry] = collections.deque()
+        self._entries: collections.deque[LogEntry] = collections.deque()  # not encoded yet
+        self._rows: collections.deque[tuple[Any, ...]] = collections.deque()  # entry_row rows
+        self._encode_scheduled = False
         self._wake = threading.Event()
         self._closing = False
         self._engine: Engine | None = None
@@ -139,59 +151,88 @@ class PredictionLogWriter:
         self._thread.start()
 
     def submit(self, entry: LogEntry) -> None:
-        """Queue an entry (never blocks, never raises on the request path)."""
-        self._queue.append(entry)
+        """Queue an entry (never blocks, never raises on the request path). On an event loop
+        its row is encoded there after the response has gone: one loop step later, since the
+        response's writes leave at the end of this one (``serving.coalesced_writes``)."""
+        self._entries.append(entry)
+        if self._encode_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: the writer thread encodes it
+            return
+        self._encode_scheduled = True
+        loop.call_soon(loop.call_soon, self._encode)
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        return len(self._entries) + len(self._rows)
 
-    def _take(self) -> list[LogEntry]:
-        taken: list[LogEntry] = []
-        while self._queue and len(taken) < self.batch_rows:
-            taken.append(self._queue.popleft())
+    def _encode(self) -> None:
+        """Turn every queued entry into its row (on whichever thread calls it; each entry is
+        taken off the queue once)."""
+        self._encode_scheduled = False
+        entries, rows = self._entries, self._rows
+        while entries:
+            try:
+                entry = entries.popleft()
+            except IndexError:  # the other thread took the last one
+                return
+            try:
+                rows.append(entry_row(entry))
+            except Exception:  # a row that cannot be encoded is dropped, and counted
+                log.exception("prediction log: could not encode request %s", entry.request_id)
+                metrics.ERRORS.labels(kind="log_encode", model="prediction_log").inc()
+
+    def _take(self) -> list[tuple[Any, ...]]:
+        taken: list[tuple[Any, ...]] = []
+        while self._rows and len(taken) < self.batch_rows:
+            taken.append(self._rows.popleft())
         return taken
 
-    def _write(self, entries: list[LogEntry]) -> bool:
-        rows: list[Any] = []
+    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
         try:
             if self._engine is None:
                 self._engine = engine_for(self.url)
                 self._insert = _Insert(self._engine)
-            rows = self._insert.params(entries)
             with self._engine.begin() as conn:
-                conn.exec_driver_sql(self._insert.sql, rows)
+                conn.exec_driver_sql(self._insert.sql, self._insert.params(rows))
         except Exception:
-            log.exception("prediction log: insert of %d entries failed; will retry",
-                          len(entries))
+            log.exception("prediction log: insert of %d rows failed; will retry", len(rows))
             metrics.ERRORS.labels(kind="log_write", model="prediction_log").inc()
-            self._queue.extendleft(reversed(entries))
+            self._rows.extendleft(reversed(rows))
             return False
         metrics.LOG_ROWS.inc(len(rows))
         return True
 
     def _drop_overflow(self) -> None:
         dropped = 0
-        while len(self._queue) > self.max_pending:
-            self._queue.popleft()
-            dropped += 1
+        while self.depth > self.max_pending:
+            queue = self._rows if self._rows else self._entries
+            with contextlib.suppress(IndexError):
+                queue.popleft()
+                dropped += 1
         if dropped:
             log.error("prediction log: queue over %d entries, dropped %d", self.max_pending,
                       dropped)
             metrics.ERRORS.labels(kind="log_dropped", model="prediction_log").inc(dropped)
 
     def _run(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not on every platform
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         backoff = self.flush_interval
         while True:
             self._wake.wait(backoff)
             self._wake.clear()
             closing = self._closing
+            if closing or not self._encode_scheduled:  # entries no event loop will encode
+                self._encode()
             self._drop_overflow()
             ok = True
-            while ok and self._queue:
+            while ok and self._rows:
                 ok = self._write(self._take())
-            metrics.LOG_QUEUE.set(len(self._queue))
-            if closing and (ok or not self._queue):
+            metrics.LOG_QUEUE.set(self.depth)
+            if closing and (ok or not self._rows):
                 return
             backoff = self.flush_interval if ok else min(backoff * 2, 5.0)
 
@@ -205,7 +246,7 @@ class PredictionLogWriter:
             self._wake.set()
         if self._engine is not None:
             self._engine.dispose()
-        return len(self._queue)
+        return self.depth
 
 
 _writers: dict[str, PredictionLogWriter] = {}

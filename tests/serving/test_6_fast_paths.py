@@ -3,6 +3,7 @@ observation, the XGBoost prediction call and prediction-log rows."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,3 +132,40 @@ def test_log_rows_read_back_through_the_schema(tmp_path: Path) -> None:
     points = forecast_points(writer._engine, datetime(2000, 1, 1))
     assert len(points) == 4 and list(points["step"]) == [1, 2, 1, 2]
     assert list(points["yhat"]) == [1.5, 2.5, 3.5, 4.5] and points["y"].isna().all()
+
+
+def _entry(request_id: str, window: int = 0) -> LogEntry:
+    """One window of 3 values and its forecast; its history at ``window`` (0: valid)."""
+    yhat = np.array([[1.0]])
+    return LogEntry(request_id, time.time(), None, "champion", "model", "1", ["s"],
+                    [(np.array([window]), np.ones((1, 3)), np.zeros((1, 3), "datetime64[ns]"))],
+                    0, np.zeros((1, 1), "datetime64[ns]"), yhat, yhat, yhat)
+
+
+async def _submit_on_a_loop(writer: PredictionLogWriter) -> tuple[int, int]:
+    """(entries not yet encoded right after ``submit``, the same two loop steps later)."""
+    writer.submit(_entry("on-loop"))
+    right_after = len(writer._entries)
+    await asyncio.sleep(0)  # the step that would send the response
+    await asyncio.sleep(0)  # the step that encodes the row
+    return right_after, len(writer._entries)
+
+
+def test_rows_are_encoded_on_the_loop_after_the_response(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.db'}", flush_interval=0.05)
+    right_after, later = asyncio.run(_submit_on_a_loop(writer))
+    assert (right_after, later) == (1, 0)  # submit only queued it; the loop encoded it
+    assert writer.close() == 0
+    with writer._engine.connect() as conn:
+        assert [r.request_id for r in conn.execute(select(prediction_requests))] == ["on-loop"]
+
+
+def test_an_entry_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.db'}", flush_interval=0.05)
+    writer.submit(_entry("good-1"))
+    writer.submit(_entry("bad", window=3))  # a history for a window the request lacks
+    writer.submit(_entry("good-2"))
+    assert writer.close() == 0
+    with writer._engine.connect() as conn:
+        ids = sorted(r.request_id for r in conn.execute(select(prediction_requests)))
+    assert ids == ["good-1", "good-2"]
