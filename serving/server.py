@@ -401,6 +401,12 @@ class TidemillModelServer(ModelServer):
         else:
             self._rest_server = rest
             self.servers.append(rest.start())
-        self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
+        # kserve's own start configures asyncio.get_event_loop() and then serves on a new
+        # loop from asyncio.run: the configured loop is never used or closed, and is collected
+        # at exit after its self-pipe ("Exception ignored ... Invalid file descriptor: -1").
+        # Here the loop that serves is the one configured, and it is closed.
+        with asyncio.Runner() as runner:
+            asyncio.set_event_loop(runner.get_loop())
+            self.setup_event_loop()
+            self.register_signal_handler()
+            runner.run(self._serve())
