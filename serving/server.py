@@ -406,7 +406,7 @@ class TidemillModelServer(ModelServer):
         # at exit after its self-pipe ("Exception ignored ... Invalid file descriptor: -1").
         # Here the loop that serves is the one configured, and it is closed.
         with asyncio.Runner() as runner:
-            asyncio.set_event_loop(runner.get_loop())
+            runner.get_loop()  # created and set as the current loop, for kserve to configure
             self.setup_event_loop()
             self.register_signal_handler()
             runner.run(self._serve())
