@@ -46,6 +46,8 @@ def _cases(h: dict[str, Any]) -> list[tuple[str, str, Any, int, list[str]]]:
          ["instances[0].values[0]"]),
         ("v1-not-numbers", p1, v1({"timestamps": ts, "values": ["x"] * n}), 400,
          ["instances[0].values", "numbers"]),
+        ("v1-number-beyond-float", p1, v1({"timestamps": ts, "values": [10**400, *vals[1:]]}),
+         400, ["instances[0].values", "numbers"]),
         ("v1-out-of-order", p1, v1({"timestamps": swapped, "values": vals}), 400,
          [f"instances[0].timestamps[{n - 1}]", "increasing"]),
         ("v1-duplicate-ts", p1, v1({"timestamps": [ts[0], *ts[:-1]], "values": vals}), 400,
