@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from serving.protocol import (
     ForecastRequest,
     ForecastResult,
     RequestError,
+    new_request_id,
     parse_v1,
     v1_response,
     v2_request,
@@ -67,7 +67,7 @@ class ForecastModel(kserve.Model):
                            status=404, kind="unknown_version")
 
     def serve(self, request: ForecastRequest, request_id: str | None = None) -> ForecastResult:
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         if request.model_version is not None:
             field = "model_version" if request.field_prefix != "inputs" else \
                 "parameters.model_version"
@@ -132,7 +132,7 @@ class ForecastModel(kserve.Model):
         response_headers: dict[str, str] | None = None,
     ) -> dict | InferResponse:
         headers = headers or {}
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or new_request_id()
         try:
             if isinstance(payload, InferRequest):
                 return self._predict_v2(payload, headers, request_id)

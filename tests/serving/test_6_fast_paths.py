@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from serving.metrics import VALUE_BUCKETS, observe_many
 from serving.prediction_log.reader import forecast_points, logged_windows
 from serving.prediction_log.schema import prediction_requests
 from serving.prediction_log.writer import LogEntry, PredictionLogWriter
-from serving.protocol import RequestError, parse_timestamps
+from serving.protocol import RequestError, new_request_id, parse_timestamps
 
 NS_SECONDS = (np.datetime64("1678-01-01", "s").astype(int),
               np.datetime64("2261-12-31T23:59:59", "s").astype(int))
@@ -169,3 +170,18 @@ def test_an_entry_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> Non
     with writer._engine.connect() as conn:
         ids = sorted(r.request_id for r in conn.execute(select(prediction_requests)))
     assert ids == ["good-1", "good-2"]
+
+
+def test_request_ids_are_uuid7_in_time_order() -> None:
+    """Generated request ids are RFC 9562 version-7 UUIDs: unique, and later ones sort after
+    earlier ones (the prediction log's primary key then grows at the end of its index)."""
+    before = time.time()
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    assert all(len(i) == 32 for i in ids)
+    millis = {u.int >> 80 for u in parsed}
+    assert before * 1000 - 1 <= min(millis) <= max(millis) <= time.time() * 1000 + 1
+    time.sleep(0.002)
+    assert new_request_id() > max(ids)
