@@ -77,9 +77,9 @@ class ForecastModel(kserve.Model):
         ds, yhat, lower, upper = served.forecast(request)
         result = ForecastResult(ds, yhat, lower, upper, served.name, served.version, variant,
                                 served.level, request_id, self.name)
-        labels = (self.name, served.version, variant)
-        metrics.REQUESTS.labels(*labels).inc()
-        metrics.observe_many(metrics.PREDICTION_VALUE.labels(*labels), yhat[:, 0])
+        requests, values, _ = metrics.served(self.name, served.version, variant)
+        requests.inc()
+        metrics.observe_many(values, yhat[:, 0])
         if self.log_url:
             writer_for(self.log_url).submit(LogEntry(
                 request_id, time.time(), request.caller, variant, served.name, served.version,

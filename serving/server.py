@@ -188,7 +188,7 @@ class ForecastRoutes:
         except Exception as exc:
             await (await generic_exception_handler(None, exc))(scope, receive, send)
             raise
-        metrics.LATENCY.labels(name, result.model_version, result.variant).observe(
+        metrics.served(name, result.model_version, result.variant)[2].observe(
             time.perf_counter() - started)
         await _respond(send, 200, content, [
             (b"x-tidemill-variant", result.variant.encode("latin-1")),
