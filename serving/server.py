@@ -43,6 +43,7 @@ from serving import metrics
 from serving.config import Limits, model_name
 from serving.connection_balancer import ConnectionBalancer, HandedConnections, listening_socket
 from serving.forecast_model import ForecastModel
+from serving.http_protocol import BodyBufferingProtocol
 from serving.prediction_log.writer import close_all
 from serving.protocol import (
     REQUEST_ID_HEADER,
@@ -278,6 +279,7 @@ class TidemillRESTServer(RESTServer):
         # second (500 connections: the rest waited in the accept queue past wrk's 2 s
         # timeout), at the same CPU per request.
         self.config.loop = "asyncio"
+        self.config.http = BodyBufferingProtocol  # batch-100 bodies read without a pause
         self.limits = limits
         self.default_model = default_model
         self._server = _FlushingServer(self.config)
