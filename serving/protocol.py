@@ -15,7 +15,9 @@ V2 ``POST /v2/models/{name}/infer`` (``model_name`` in the response is the endpo
 ``exog`` (``[n, L, k]``); ``parameters``: ``horizon``, ``user_id``, ``series_id``,
 ``model_version``. Outputs ``forecast``, ``lower``, ``upper`` (FP64 ``[n, h]``) and
 ``timestamps`` (BYTES ``[n, h]``); the response's ``model_version`` is the registered version
-and ``parameters`` carry ``variant`` and ``request_id``.
+and ``parameters`` carry ``variant`` and ``request_id``. Inputs may come as binary tensor data
+(the protocol's binary data extension: ``inference-header-content-length`` header, each input's
+``parameters.binary_data_size``; ``v2_binary_body``); outputs are always JSON.
 
 ``POST /predict``: ``{"data": [[timestamp, value, exog...], ...], "model_version": null,
 "forecast_horizon": N, "user_id": ...}`` -> ``predictions``, ``confidence_intervals``
@@ -38,6 +40,7 @@ from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serving.config import Limits
 
@@ -480,6 +483,77 @@ V2_OUTPUTS = [
 ]
 
 
+INFERENCE_HEADER_LENGTH = "inference-header-content-length"
+_V2_NUMERIC = {name: np.dtype(code) for name, code in (
+    ("FP64", "<f8"), ("FP32", "<f4"), ("FP16", "<f2"), ("INT64", "<i8"), ("INT32", "<i4"),
+    ("INT16", "<i2"), ("INT8", "i1"), ("UINT64", "<u8"), ("UINT32", "<u4"), ("UINT16", "<u2"),
+    ("UINT8", "u1"))}
+
+
+def v2_binary_body(raw: bytes, header_length: str) -> Any:
+    """A V2 request sent with the binary tensor data extension, as ``parse_v2`` takes it: the
+    first ``header_length`` bytes are the JSON request; each input whose
+    ``parameters.binary_data_size`` is set gets that many of the bytes that follow, in input
+    order: numbers as a numpy array (little-endian), BYTES as strings (each a 4-byte
+    little-endian length and its bytes). Timestamps sent as INT64 epoch seconds and values as
+    FP64 then need no parsing at all."""
+    field = INFERENCE_HEADER_LENGTH
+    if not header_length.isdigit() or not 0 < int(header_length) <= len(raw):
+        raise RequestError(field, f"must be the JSON part's length in bytes, 1 to {len(raw)}; "
+                                  f"got {header_length!r}")
+    start = int(header_length)
+    try:
+        body = orjson.loads(raw[:start])
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("body", f"the JSON part is not valid JSON ({exc})") from None
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    for i, inp in enumerate(inputs if isinstance(inputs, list) else []):
+        params = inp.get("parameters") if isinstance(inp, dict) else None
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is None:
+            continue
+        where = f"inputs[{i}].parameters.binary_data_size"
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RequestError(where, f"must be a byte count, got {size!r}")
+        if start + size > len(raw):
+            raise RequestError(where, f"{size} bytes from byte {start} run past the body's end "
+                                      f"at {len(raw)}")
+        if "data" in inp:
+            raise RequestError(f"inputs[{i}].data", "must be left out when binary_data_size "
+                                                    "is given")
+        inp["data"] = _binary_tensor(raw[start:start + size], inp.get("datatype"),
+                                     f"inputs[{i}]")
+        start += size
+    if start != len(raw):
+        raise RequestError("body", f"{len(raw) - start} bytes follow the last binary tensor")
+    return body
+
+
+def _binary_tensor(chunk: bytes, datatype: Any, where: str) -> Any:
+    if datatype == "BYTES":
+        items, at = [], 0
+        while at < len(chunk):
+            if at + 4 > len(chunk):
+                raise RequestError(f"{where}.data", "BYTES data ends inside a length prefix")
+            length = int.from_bytes(chunk[at:at + 4], "little")
+            at += 4
+            if at + length > len(chunk):
+                raise RequestError(f"{where}.data", "a BYTES element runs past its data")
+            try:
+                items.append(chunk[at:at + length].decode())
+            except UnicodeDecodeError:
+                raise RequestError(f"{where}.data", "BYTES elements must be UTF-8") from None
+            at += length
+        return items
+    dtype = _V2_NUMERIC.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise RequestError(f"{where}.datatype", f"{datatype!r} is not a V2 numeric type or BYTES")
+    if len(chunk) % dtype.itemsize:
+        raise RequestError(f"{where}.parameters.binary_data_size",
+                           f"{len(chunk)} bytes is not a whole number of {datatype} values")
+    return np.frombuffer(chunk, dtype).copy()  # a writable array of its own
+
+
 def _v2_tensor(inp: Any, i: int) -> tuple[str, list[int], Any]:
     if not isinstance(inp, dict):
         raise RequestError(f"inputs[{i}]", "must be a tensor object")
@@ -488,7 +562,7 @@ def _v2_tensor(inp: Any, i: int) -> tuple[str, list[int], Any]:
         raise RequestError(f"inputs[{i}].name", "is required")
     if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
         raise RequestError(f"inputs[{i}].shape", "must be a list of non-negative integers")
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # an array: sent as binary data
         raise RequestError(f"inputs[{i}].data", "must be a list")
     return name, shape, data
 

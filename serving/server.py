@@ -46,6 +46,7 @@ from serving.forecast_model import ForecastModel
 from serving.http_protocol import BodyBufferingProtocol
 from serving.prediction_log.writer import close_all
 from serving.protocol import (
+    INFERENCE_HEADER_LENGTH,
     REQUEST_ID_HEADER,
     ForecastRequest,
     RequestError,
@@ -55,6 +56,7 @@ from serving.protocol import (
     parse_v2,
     spec_response,
     v1_response,
+    v2_binary_body,
     v2_response,
 )
 
@@ -179,7 +181,9 @@ class ForecastRoutes:
             if body is None:
                 return
             model = _lookup(self.models, name)
-            parsed = parse(_loads(body), headers, self.limits)
+            binary = headers.get(INFERENCE_HEADER_LENGTH)  # V2 binary tensor data extension
+            payload = _loads(body) if binary is None else v2_binary_body(body, binary)
+            parsed = parse(payload, headers, self.limits)
             result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:

@@ -70,6 +70,37 @@ def test_v2_round_trip(stack: Stack, client: httpx.Client, history: dict[str, An
     assert body["parameters"]["registered_model"] == REGISTERED
 
 
+def test_v2_binary_tensors_from_a_kserve_client(stack: Stack, client: httpx.Client,
+                                                 history: dict[str, Any]) -> None:
+    """A request encoded by kserve's own client types with the binary tensor data extension
+    (FP64 values; timestamps as BYTES, then as INT64 epoch seconds) gets the forecasts the
+    same request gets in JSON."""
+    import numpy as np
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    n = len(history["values"])
+    url = f"{stack.router}/v2/models/{ENDPOINT}/infer"
+    params = {"horizon": 4, "user_id": "carol"}
+    as_json = client.post(url, json=v2_body(history, **params)).json()
+    expected = {o["name"]: o["data"] for o in as_json["outputs"]}
+    epochs = np.asarray(history["timestamps"], "datetime64[s]").astype(np.int64)
+    for datatype, stamps in (("BYTES", np.asarray([history["timestamps"]], dtype=object)),
+                             ("INT64", epochs[None, :])):
+        values = InferInput("values", [1, n], "FP64")
+        values.set_data_from_numpy(np.asarray([history["values"]]), binary_data=True)
+        times = InferInput("timestamps", [1, n], datatype)
+        times.set_data_from_numpy(stamps, binary_data=True)
+        body, json_length = InferRequest(ENDPOINT, [values, times], parameters=params).to_rest()
+        assert isinstance(body, bytes) and json_length is not None  # binary data sent
+        resp = client.post(url, content=body, headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(json_length)})
+        assert resp.status_code == 200, (datatype, resp.text)
+        got = {o["name"]: o["data"] for o in resp.json()["outputs"]}
+        assert got == expected, datatype
+        assert resp.json()["model_version"] == as_json["model_version"]
+
+
 def test_spec_predict(stack: Stack, client: httpx.Client, history: dict[str, Any]) -> None:
     data = [[t, v] for t, v in zip(history["timestamps"], history["values"], strict=True)]
     resp = client.post(f"{stack.router}/predict",

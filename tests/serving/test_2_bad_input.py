@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from typing import Any
 
 import httpx
@@ -129,3 +130,42 @@ def test_caller_key_header_or_field(stack: Stack, client: httpx.Client,
     variants = {client.post(f"{stack.router}/v1/models/{ENDPOINT}:predict", json=body,
                             headers=headers).json()["variant"] for _ in range(5)}
     assert len(variants) == 1
+
+
+def test_bad_binary_v2_bodies(stack: Stack, client: httpx.Client) -> None:
+    """The V2 binary tensor data extension: every inconsistency between the JSON part, the
+    declared sizes and the bytes that follow is a 400 naming the header or field."""
+    url = f"{stack.router}/v2/models/{ENDPOINT}/infer"
+    values = struct.pack("<3d", 1.0, 2.0, 3.0)
+    stamps = struct.pack("<3q", 0, 3600, 7200)
+
+    def post(inputs: list[dict[str, Any]], tail: bytes, length: str | None = None) -> Any:
+        head = json.dumps({"inputs": inputs}).encode()
+        return client.post(url, content=head + tail, headers={
+            "inference-header-content-length": length or str(len(head))})
+
+    def tensor(name: str, datatype: str, size: int) -> dict[str, Any]:
+        return {"name": name, "datatype": datatype, "shape": [1, 3],
+                "parameters": {"binary_data_size": size}}
+
+    good = [tensor("values", "FP64", 24), tensor("timestamps", "INT64", 24)]
+    cases = [
+        ("length past the body", post(good, values + stamps, "99999"),
+         ["inference-header-content-length", "99999"]),
+        ("size past the end", post(good, values + stamps[:8]),
+         ["inputs[1].parameters.binary_data_size", "run past"]),
+        ("bytes left over", post(good, values + stamps + b"xx"), ["body", "2 bytes"]),
+        ("partial values", post([tensor("values", "FP64", 20), tensor("timestamps", "INT64", 28)],
+                                values + stamps), ["inputs[0]", "whole number of FP64"]),
+        ("unknown datatype", post([tensor("values", "FP128", 24), good[1]], values + stamps),
+         ["inputs[0].datatype", "FP128"]),
+        ("broken BYTES", post([good[0], tensor("timestamps", "BYTES", 6)],
+                              values + b"\x10\x00\x00\x00ab"),
+         ["inputs[1].data", "BYTES"]),
+        ("not JSON", post(good, values + stamps, "3"), ["body", "not valid JSON"]),
+    ]
+    for label, resp, needles in cases:
+        assert resp.status_code == 400, (label, resp.status_code, resp.text)
+        assert all(n in resp.json()["error"] for n in needles), (label, resp.text)
+    ok = post(good, values + stamps)  # the same tensors, consistent: refused only for length
+    assert ok.status_code == 400 and "history has 3 values" in ok.json()["error"], ok.text
