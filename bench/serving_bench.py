@@ -10,7 +10,8 @@ Tidemill runs as ``python -m serving.stack`` at a 50/50 split with the predictio
 the baselines serve version 1. All three servers start first; each scenario then runs against
 them in turn. Scenarios: batch 1 and batch 100 at 64 connections, batch 1 at
 500 connections, batch 1 and batch 100 at 8 connections (latency); each after a 2 s warm-up
-whose abandoned in-flight requests the server has worked off. Server CPU per request is the
+whose abandoned in-flight requests the server has worked off; then, Tidemill alone, batch 100
+at 8 connections with the windows sent as V2 binary tensors. Server CPU per request is the
 CPU time of the server's process tree during the run divided by the requests served.
 ``--write-results`` replaces the "## Serving" section of ``bench/RESULTS.md``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -50,6 +52,9 @@ SCENARIOS = [  # (name, batch, connections)
     ("batch1-c8", 1, 8),
     ("batch100-c8", 100, 8),
 ]
+# Tidemill alone: the batch100-c8 windows as V2 binary tensors (FP64 values, INT64 epoch
+# timestamps), the Open Inference Protocol's binary data extension that KServe clients send.
+BINARY_SCENARIO = "batch100-c8-v2binary"
 PORTS = {"tidemill": 18180, "mlflow": 18181, "kserve": 18182}
 
 
@@ -114,6 +119,24 @@ def bodies(batch: int) -> dict[str, dict[str, Any]]:
         "kserve": {"instances": [{"unique_id": f"s{i}", "ds": ts, "y": ys}
                                  for i, (ts, ys) in enumerate(windows)]},
     }
+
+
+def v2_binary_body(batch: int) -> tuple[bytes, int]:
+    """The same windows as ``bodies(batch)`` encoded by kserve's client types with binary
+    tensor data: the body and the length of its JSON part."""
+    import numpy as np
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    windows = [history(start=3000 + 7 * i) for i in range(batch)]
+    values = np.asarray([ys for _, ys in windows], dtype=np.float64)
+    stamps = np.asarray([ts for ts, _ in windows], dtype="datetime64[s]").astype(np.int64)
+    inputs = []
+    for name, datatype, data in (("values", "FP64", values), ("timestamps", "INT64", stamps)):
+        tensor = InferInput(name, list(data.shape), datatype)
+        tensor.set_data_from_numpy(data, binary_data=True)
+        inputs.append(tensor)
+    body, json_length = InferRequest(ENDPOINT, inputs, parameters={"horizon": 1}).to_rest()
+    return body, json_length
 
 
 @dataclass
@@ -197,14 +220,22 @@ def check(server: Server, body: dict[str, Any], batch: int) -> None:
     assert len(preds) == batch, (server.name, len(preds))
 
 
-def drain(server: Server, body: dict[str, Any], limit_s: float = 120.0) -> None:
+def _post(url: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None,
+          timeout: float) -> httpx.Response:
+    if isinstance(body, bytes):
+        return httpx.post(url, content=body, headers=headers, timeout=timeout)
+    return httpx.post(url, json=body, timeout=timeout)
+
+
+def drain(server: Server, body: dict[str, Any] | bytes, limit_s: float = 120.0,
+          headers: dict[str, str] | None = None) -> None:
     """Wait until the server answers promptly again: an overloaded server may still be
     working through requests queued by the previous run."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         started = time.monotonic()
         try:
-            httpx.post(server.url, json=body, timeout=5).raise_for_status()
+            _post(server.url, body, headers, 5).raise_for_status()
             if time.monotonic() - started < 0.5:
                 return
         except httpx.HTTPError:
@@ -227,15 +258,23 @@ def settle(server: Server, limit_s: float = 120.0) -> None:
 
 
 def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
-            duration: int) -> dict[str, Any]:
+            duration: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """wrk against ``server.url`` posting ``body_path``: JSON, or raw bytes with ``headers``
+    (the Lua script takes the content type and the V2 JSON length from the environment)."""
     env = {**os.environ, "WRK_BODY": str(body_path)}
+    if headers:
+        env["WRK_CONTENT_TYPE"] = headers["content-type"]
+        env["WRK_V2_JSON_LENGTH"] = headers["inference-header-content-length"]
     cmd = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "2s",
            "-s", str(BENCH / "serving_wrk.lua"), server.url]
     warm = [*cmd[:3], "-d2s", *cmd[4:]]
     subprocess.run(warm, env=env, capture_output=True, check=True)
     # wrk drops the warm-up's in-flight requests (up to one per connection) when it stops; the
     # server still answers them, and they must not delay or bill the measured run.
-    drain(server, json.loads(body_path.read_text()))
+    if headers:
+        drain(server, body_path.read_bytes(), headers=headers)
+    else:
+        drain(server, json.loads(body_path.read_text()))
     load = os.getloadavg()[0]
     cpu0 = server.cpu_seconds()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
@@ -255,6 +294,26 @@ def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
         "cpu_ms_per_request": cpu * 1e3 / max(requests, 1),
         "load_1min": load,
     }
+
+
+def run_binary(wrk: str, tidemill: Server, work: Path, duration: int) -> dict[str, Any]:
+    """``BINARY_SCENARIO``: batch 100 at 8 connections as V2 binary tensors."""
+    body, json_length = v2_binary_body(100)
+    path = work / "tidemill-v2binary-100.bin"
+    path.write_bytes(body)
+    headers = {"content-type": "application/octet-stream",
+               "inference-header-content-length": str(json_length)}
+    v2 = dataclasses.replace(tidemill, url=tidemill.url.replace(
+        f"/v1/models/{ENDPOINT}:predict", f"/v2/models/{ENDPOINT}/infer"))
+    resp = _post(v2.url, body, headers, 30)
+    resp.raise_for_status()
+    assert resp.json()["outputs"][0]["shape"] == [100, 1], resp.text
+    r = run_wrk(wrk, v2, path, 8, duration, headers)
+    settle(v2)
+    print(f"tidemill  {BINARY_SCENARIO} {r['rps']:8.0f} rps  p50 {r['p50_ms']:7.2f}  "
+          f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  "
+          f"cpu/req {r['cpu_ms_per_request']:.2f} ms  load {r['load_1min']:.2f}", flush=True)
+    return r
 
 
 def render(results: dict[str, Any]) -> str:
@@ -295,6 +354,16 @@ def render(results: dict[str, Any]) -> str:
                 f"| {scenario} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
                 f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['timeouts']} | "
                 f"{r['cpu_ms_per_request']:.2f} | {r['load_1min']:.2f} |")
+    r = results["runs"].get("tidemill", {}).get(BINARY_SCENARIO)
+    if r is not None:
+        lines.append(
+            f"| {BINARY_SCENARIO} | tidemill | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['timeouts']} | "
+            f"{r['cpu_ms_per_request']:.2f} | {r['load_1min']:.2f} |")
+        lines += ["", f"{BINARY_SCENARIO}: the batch100-c8 windows sent to Tidemill's "
+                  "`/v2/models/{name}/infer` as binary tensors (Open Inference Protocol binary "
+                  "data extension, encoded by kserve's `InferRequest.to_rest`: FP64 values, "
+                  "INT64 epoch-second timestamps), which the baselines do not take."]
     lines += ["", "Throughput ratios (Tidemill rps / baseline rps):", "",
               "| scenario | vs mlflow models serve | vs stock KServe |", "|---|---:|---:|"]
     for scenario, ratios in results["ratios"].items():
@@ -344,6 +413,9 @@ def targets(runs: dict[str, Any]) -> list[tuple[str, bool, str]]:
          f"{t['batch1-c64']['rps'] / runs['kserve']['batch1-c64']['rps']:.2f}x"),
         ("aim: batch-100 p99 under 10 ms at 8 conn.", t["batch100-c8"]["p99_ms"] < 10,
          f"p99 {t['batch100-c8']['p99_ms']:.2f} ms"),
+        *([(f"aim, with V2 binary bodies ({BINARY_SCENARIO}): batch-100 p99 under 10 ms at "
+            "8 conn.", t[BINARY_SCENARIO]["p99_ms"] < 10,
+            f"p99 {t[BINARY_SCENARIO]['p99_ms']:.2f} ms")] if BINARY_SCENARIO in t else []),
         ("aim: 500 connections without a single error or timeout",
          t["batch1-c500"]["errors"] == 0 and t["batch1-c500"]["timeouts"] == 0,
          f"{t['batch1-c500']['errors']} errors, {t['batch1-c500']['timeouts']} timeouts"),
@@ -399,6 +471,9 @@ def main() -> int:
                       f"  timeouts {r['timeouts']}  cpu/req {r['cpu_ms_per_request']:.2f} ms"
                       f"  load {r['load_1min']:.2f}",
                       flush=True)
+        if "tidemill" in servers:
+            runs["tidemill"][BINARY_SCENARIO] = run_binary(wrk, servers["tidemill"], work,
+                                                           args.duration)
     finally:
         for server in servers.values():
             server.stop()
