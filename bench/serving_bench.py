@@ -363,7 +363,7 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", f"{BINARY_SCENARIO}: the batch100-c8 windows sent to Tidemill's "
                   "`/v2/models/{name}/infer` as binary tensors (Open Inference Protocol binary "
                   "data extension, encoded by kserve's `InferRequest.to_rest`: FP64 values, "
-                  "INT64 epoch-second timestamps), which the baselines do not take."]
+                  "INT64 epoch-second timestamps); the baselines run with their JSON bodies only."]
     lines += ["", "Throughput ratios (Tidemill rps / baseline rps):", "",
               "| scenario | vs mlflow models serve | vs stock KServe |", "|---|---:|---:|"]
     for scenario, ratios in results["ratios"].items():
