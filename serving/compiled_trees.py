@@ -12,17 +12,15 @@ predictor serves (``LeanBooster``) and the reason is logged.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
-import io
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,51 +84,39 @@ class CompiledTrees:
         return getattr(self.booster, name)
 
 
-@contextlib.contextmanager
-def _native_output_to(sink: io.StringIO) -> Iterator[None]:
-    """Python's and native code's stdout and stderr go to ``sink`` for the block (TL2cgen
-    prints its progress, and its bundled Treelite 4.1 warns on stderr that the model was
-    serialized by Treelite 4.8: harmless, as ``_agrees`` checks)."""
-    with tempfile.TemporaryFile() as capture:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                os.dup2(capture.fileno(), 1)
-                os.dup2(capture.fileno(), 2)
-                yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            capture.seek(0)
-            sink.write(capture.read().decode(errors="replace"))
-
-
 def _compile(raw: bytes, libpath: Path, toolchain: str) -> None:
-    """Compile the xgboost model ``raw`` (UBJSON) into ``libpath``; written under a temporary
-    name and renamed, so workers compiling the same model at once never load half a file."""
+    """Compile the xgboost model ``raw`` (UBJSON) into ``libpath`` in a child process (TL2cgen
+    prints its progress, and its bundled Treelite 4.1 warns that the model was serialized by
+    Treelite 4.8, harmless as ``_agrees`` checks: on the child's own stdout and stderr, while a
+    serving worker that loads a model next to live traffic keeps its own). Written under a
+    temporary name and renamed, so workers compiling the same model at once never load half a
+    file."""
+    libpath.parent.mkdir(parents=True, exist_ok=True)
+    partial = libpath.with_name(f".{libpath.name}.{os.getpid()}")
+    with tempfile.NamedTemporaryFile(dir=libpath.parent, suffix=".ubj") as model:
+        model.write(raw)
+        model.flush()
+        proc = subprocess.run(
+            [sys.executable, "-m", "serving.compiled_trees", model.name, str(partial), toolchain],
+            capture_output=True, text=True, timeout=600, check=False)
+    log.debug("tl2cgen output: %s%s", proc.stdout, proc.stderr)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"the compiler process exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-500:]}")
+    os.replace(partial, libpath)
+
+
+def _compile_here(model_path: str, libpath: str, toolchain: str) -> None:
+    """The child process of ``_compile``."""
     import tl2cgen
     import treelite
     import xgboost as xgb
 
     booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    model = treelite.frontend.from_xgboost(booster)
-    libpath.parent.mkdir(parents=True, exist_ok=True)
-    partial = libpath.with_name(f".{libpath.name}.{os.getpid()}")
-    output = io.StringIO()
-    try:
-        with _native_output_to(output), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tl2cgen.export_lib(model, toolchain=toolchain, libpath=partial,
-                               params={"parallel_comp": 1}, nthread=1)
-        os.replace(partial, libpath)
-    except Exception:
-        partial.unlink(missing_ok=True)
-        raise
-    finally:
-        log.debug("tl2cgen output: %s", output.getvalue())
+    booster.load_model(model_path)
+    tl2cgen.export_lib(treelite.frontend.from_xgboost(booster), toolchain=toolchain,
+                       libpath=libpath, params={"parallel_comp": 1}, nthread=1)
 
 
 def _agrees(compiled: CompiledTrees, booster: Any) -> bool:
@@ -166,3 +152,7 @@ def compile_booster(booster: Any) -> CompiledTrees | None:
         return None
     log.info("serving trees compiled to %s", libpath)
     return compiled
+
+
+if __name__ == "__main__":
+    _compile_here(*sys.argv[1:])

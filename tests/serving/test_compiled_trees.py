@@ -82,3 +82,15 @@ def test_the_forecaster_serves_the_same_forecasts_compiled() -> None:
     assert compiled is not None
     model.booster = compiled
     np.testing.assert_allclose(model.predict(histories), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_failing_compiler_leaves_xgboost_serving_and_no_files(
+        _cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcc = bin_dir / "gcc"  # a compiler that fails every build
+    gcc.write_text("#!/bin/sh\necho 'gcc: internal compiler error' >&2\nexit 1\n")
+    gcc.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert compile_booster(_booster(depth=2, rounds=5)) is None
+    assert [p.name for p in _cache.iterdir()] == []  # no library, no partial file
