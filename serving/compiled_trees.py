@@ -1,10 +1,11 @@
 """XGBoost tree ensembles compiled to native code for serving (TL2cgen, Treelite's C code
-generator): a batch-100 prediction of 100 trees of depth 6 takes ~55 us instead of ~150 us
-through xgboost's C API, a single row ~10 us instead of ~45 us (``bench/RESULTS.md``).
+generator): a batch-100 prediction of 100 trees of depth 6 takes ~49 us instead of ~152 us
+through xgboost's C API, a single row ~9 us instead of ~45 us (``bench/RESULTS.md``).
 
-Compiling needs a C compiler (``gcc`` or ``clang``) and takes about a second; the library is
-cached by the model's bytes under ``TIDEMILL_TREES_CACHE`` (default: a ``tidemill-compiled-trees``
-folder in the temp directory), so every worker and restart after the first loads it at once.
+Compiling needs a C compiler (``gcc`` or ``clang``) and takes 1-2 s in a child process; the
+library is cached by the model's bytes under ``TIDEMILL_TREES_CACHE`` (default: a
+``tidemill-compiled-trees`` folder in the temp directory), so every worker and restart after
+the first loads it at once.
 A compiled model serves only after it has predicted a sample of rows exactly as xgboost does;
 without a compiler, with ``TIDEMILL_COMPILE_TREES=0``, or on any failure, xgboost's own
 predictor serves (``LeanBooster``) and the reason is logged.
@@ -93,18 +94,20 @@ def _compile(raw: bytes, libpath: Path, toolchain: str) -> None:
     file."""
     libpath.parent.mkdir(parents=True, exist_ok=True)
     partial = libpath.with_name(f".{libpath.name}.{os.getpid()}")
-    with tempfile.NamedTemporaryFile(dir=libpath.parent, suffix=".ubj") as model:
-        model.write(raw)
-        model.flush()
-        proc = subprocess.run(
-            [sys.executable, "-m", "serving.compiled_trees", model.name, str(partial), toolchain],
-            capture_output=True, text=True, timeout=600, check=False)
-    log.debug("tl2cgen output: %s%s", proc.stdout, proc.stderr)
-    if proc.returncode != 0:
+    try:
+        with tempfile.NamedTemporaryFile(dir=libpath.parent, suffix=".ubj") as model:
+            model.write(raw)
+            model.flush()
+            proc = subprocess.run(
+                [sys.executable, "-m", "serving.compiled_trees", model.name, str(partial),
+                 toolchain], capture_output=True, text=True, timeout=600, check=False)
+        log.debug("tl2cgen output: %s%s", proc.stdout, proc.stderr)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the compiler process exited {proc.returncode}: "
+                               f"{proc.stderr.strip()[-500:]}")
+        os.replace(partial, libpath)
+    finally:  # a failed or timed-out build leaves no partial library behind
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"the compiler process exited {proc.returncode}: "
-                           f"{proc.stderr.strip()[-500:]}")
-    os.replace(partial, libpath)
 
 
 def _compile_here(model_path: str, libpath: str, toolchain: str) -> None:

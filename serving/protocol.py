@@ -521,16 +521,17 @@ def v2_binary_body(raw: bytes, header_length: str) -> Any:
         if "data" in inp:
             raise RequestError(f"inputs[{i}].data", "must be left out when binary_data_size "
                                                     "is given")
-        inp["data"] = _binary_tensor(raw[start:start + size], inp.get("datatype"),
-                                     f"inputs[{i}]")
+        inp["data"] = _binary_tensor(raw, start, size, inp.get("datatype"), f"inputs[{i}]")
         start += size
     if start != len(raw):
         raise RequestError("body", f"{len(raw) - start} bytes follow the last binary tensor")
     return body
 
 
-def _binary_tensor(chunk: bytes, datatype: Any, where: str) -> Any:
+def _binary_tensor(raw: bytes, start: int, size: int, datatype: Any, where: str) -> Any:
+    """The ``size`` bytes of ``raw`` from ``start`` as a tensor's data (copied once)."""
     if datatype == "BYTES":
+        chunk = raw[start:start + size]
         items, at = [], 0
         while at < len(chunk):
             if at + 4 > len(chunk):
@@ -548,10 +549,11 @@ def _binary_tensor(chunk: bytes, datatype: Any, where: str) -> Any:
     dtype = _V2_NUMERIC.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise RequestError(f"{where}.datatype", f"{datatype!r} is not a V2 numeric type or BYTES")
-    if len(chunk) % dtype.itemsize:
+    if size % dtype.itemsize:
         raise RequestError(f"{where}.parameters.binary_data_size",
-                           f"{len(chunk)} bytes is not a whole number of {datatype} values")
-    return np.frombuffer(chunk, dtype).copy()  # a writable array of its own
+                           f"{size} bytes is not a whole number of {datatype} values")
+    # a writable array of its own
+    return np.frombuffer(raw, dtype, size // dtype.itemsize, start).copy()
 
 
 def _v2_tensor(inp: Any, i: int) -> tuple[str, list[int], Any]:
