@@ -41,7 +41,11 @@ def _holders(stack: Stack, conns: list[http.client.HTTPConnection]) -> list[int]
     port = urlsplit(stack.router).port
     by_peer: dict[int, int] = {}
     for proc in psutil.Process(stack.proc.pid).children(recursive=True):
-        for held in proc.connections("tcp"):
+        try:  # a child may exit meanwhile: the killed worker, a short-lived tree compile
+            held_now = proc.connections("tcp")
+        except psutil.NoSuchProcess:  # ZombieProcess is a subclass
+            continue
+        for held in held_now:
             if held.laddr.port == port and held.status == psutil.CONN_ESTABLISHED:
                 by_peer[held.raddr.port] = proc.pid
     return [by_peer[conn.sock.getsockname()[1]] for conn in conns]
