@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -83,6 +85,20 @@ class Stack:
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def router_connections(self) -> dict[int, int]:
+        """Established router connections: the client's port -> the pid of the worker holding it."""
+        port = urlsplit(self.router).port
+        held_by: dict[int, int] = {}
+        for proc in psutil.Process(self.proc.pid).children(recursive=True):
+            try:  # a child may exit meanwhile: a killed worker (a zombie), a short-lived compile
+                conns = proc.connections("tcp")
+            except psutil.NoSuchProcess:  # ZombieProcess is a subclass
+                continue
+            for conn in conns:
+                if conn.laddr.port == port and conn.status == psutil.CONN_ESTABLISHED:
+                    held_by[conn.raddr.port] = proc.pid
+        return held_by
 
 
 def start_stack(home: Path, challenger_percent: int, log: Path) -> Stack:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 
 from tests.serving.conftest import ENDPOINT, Stack, start_stack, v1
 
@@ -38,17 +37,8 @@ def _call(stack: Stack, history: dict[str, Any], count: int
 
 def _holders(stack: Stack, conns: list[http.client.HTTPConnection]) -> list[int]:
     """The pid of the worker process holding each connection."""
-    port = urlsplit(stack.router).port
-    by_peer: dict[int, int] = {}
-    for proc in psutil.Process(stack.proc.pid).children(recursive=True):
-        try:  # a child may exit meanwhile: the killed worker, a short-lived tree compile
-            held_now = proc.connections("tcp")
-        except psutil.NoSuchProcess:  # ZombieProcess is a subclass
-            continue
-        for held in held_now:
-            if held.laddr.port == port and held.status == psutil.CONN_ESTABLISHED:
-                by_peer[held.raddr.port] = proc.pid
-    return [by_peer[conn.sock.getsockname()[1]] for conn in conns]
+    held_by = stack.router_connections()
+    return [held_by[conn.sock.getsockname()[1]] for conn in conns]
 
 
 def test_a_killed_worker_is_replaced_without_failed_requests(
