@@ -366,17 +366,29 @@ def _groups(
 def _group(index: np.ndarray, values_lists: Sequence[Any], ts_lists: Sequence[Any],
            where: Where) -> WindowGroup:
     """The windows at ``index`` (all of one length); ``where`` names row ``r`` of the group."""
-    first = where(0)
     values = _window_values(values_lists)
     if values is None:
-        values = _values(values_lists, f"{first}.values")
-    if values.ndim != 2:
-        raise RequestError(f"{first}.values", "must be a flat list of numbers")
-    ds = parse_timestamps(ts_lists, f"{first}.timestamps")
-    if ds.ndim != 2:
-        raise RequestError(f"{first}.timestamps", "must be a flat list of timestamps")
+        values = _by_window(_values, values_lists, where, "values", "numbers")
+    try:
+        ds = parse_timestamps(ts_lists, f"{where(0)}.timestamps")
+    except RequestError:
+        ds = None
+    if ds is None or ds.ndim != 2:
+        ds = _by_window(parse_timestamps, ts_lists, where, "timestamps", "timestamps")
     _check_window_block(values, ds, where)
     return WindowGroup(index, values, ds)
+
+
+def _by_window(parse: Callable[[Any, str], np.ndarray], lists: Sequence[Any], where: Where,
+               field_name: str, items: str) -> np.ndarray:
+    """Windows of one length parsed one by one (slower), to name the first at fault."""
+    rows = []
+    for r, raw in enumerate(lists):
+        row = parse(raw, f"{where(r)}.{field_name}")
+        if row.ndim != 1:
+            raise RequestError(f"{where(r)}.{field_name}", f"must be a flat list of {items}")
+        rows.append(row)
+    return np.stack(rows)
 
 
 def _exog(raw: Any, length: int, field_name: str) -> int:

@@ -63,6 +63,19 @@ def _cases(h: dict[str, Any]) -> list[tuple[str, str, Any, int, list[str]]]:
          ["parameters.horizon", "at least 1"]),
         ("v1-horizon-not-int", p1, v1(h, parameters={"horizon": "soon"}), 400,
          ["parameters.horizon", "integer"]),
+        # in a batch, the error names the window at fault
+        ("v1-large-out-of-order", p1, {"instances": [dict(h)] * 59 + [
+            {"timestamps": swapped, "values": vals}]}, 400,
+         [f"instances[59].timestamps[{n - 1}]", "increasing"]),
+        ("v1-large-values-nested", p1, {"instances": [dict(h)] * 59 + [
+            {"timestamps": ts, "values": [[], vals[:2], *vals[2:]]}]}, 400,
+         ["instances[59].values", "numbers"]),
+        ("v1-large-bad-timestamp", p1, {"instances": [dict(h)] * 59 + [
+            {"timestamps": [*ts[:-1], "soon"], "values": vals}]}, 400,
+         ["instances[59].timestamps", "ISO-8601"]),
+        ("v1-large-length-mismatch", p1, {"instances": [dict(h)] * 59 + [
+            {"timestamps": ts, "values": [*vals, 1.0]}]}, 400,
+         ["instances[59].timestamps", f"{n} timestamps for {n + 1} values"]),
         ("v1-too-many-windows", p1, {"instances": [{"timestamps": ts[:1], "values": [1]}] * 1001},
          413,
          ["instances", "1001 windows", "limit of 1000"]),
