@@ -151,20 +151,71 @@ def _batch_size(n: int, field_name: str, limits: Limits) -> None:
 
 # ``YYYY-MM-DDTHH:MM:SS`` (or a space for the ``T``), the form nearly every client sends:
 # parsed as one byte buffer instead of string by string (numpy's parser costs ~0.3 us each).
-_ISO_LEN = 19
 _ISO_FAST_MIN = 200  # below this many strings numpy's parser is the cheaper one
-_ISO_ROW = _ISO_LEN + 1  # each string and its newline
-# Per byte of a row: the character subtracted (digits "0", separators themselves) and the
-# largest allowed difference (9 for a digit, 0 for a separator).
-_ISO_BASE = np.frombuffer(b"0000-00-00T00:00:00\n", np.uint8)
-_ISO_SPAN = np.array([9 if c == "0" else 0 for c in "0000-00-00T00:00:00\n"], np.uint8)
-# Two-digit fields (ten times a digit plus the next) start at these bytes; each must lie in
-# [low, low + span] (every other byte: anything). Month and day then count from 0.
-_PAIR_LOW = np.zeros(_ISO_ROW, np.uint8)
-_PAIR_SPAN = np.full(_ISO_ROW, 255, np.uint8)
-for _at, _low, _high in ((5, 1, 12), (8, 1, 31), (11, 0, 23), (14, 0, 59), (17, 0, 59)):
-    _PAIR_LOW[_at], _PAIR_SPAN[_at] = _low, _high - _low
-_TILES = tuple(np.tile(row, 1024) for row in (_ISO_BASE, _ISO_SPAN, _PAIR_LOW, _PAIR_SPAN))
+
+
+class _IsoRows:
+    """Rows of one layout around a ``YYYY-MM-DDTHH:MM:SS`` string (``0`` marks a digit, ``?``
+    any byte, other characters themselves), checked and read in whole-buffer passes."""
+
+    def __init__(self, layout: str) -> None:
+        self.size, self.at = len(layout), layout.index("0")
+        # Per byte: the character subtracted (digits "0", others themselves) and the largest
+        # allowed difference (9 for a digit, 0 for a fixed character, 255 for any byte).
+        base = np.frombuffer(layout.replace("?", "\0").encode(), np.uint8)
+        span = np.array([9 if c == "0" else 255 if c == "?" else 0 for c in layout], np.uint8)
+        # Two-digit fields (ten times a digit plus the next) start at these bytes; each must
+        # lie in [low, low + span] (every other byte: anything). Month and day count from 0.
+        low, pair_span = np.zeros(self.size, np.uint8), np.full(self.size, 255, np.uint8)
+        for at, lowest, highest in ((5, 1, 12), (8, 1, 31), (11, 0, 23), (14, 0, 59),
+                                    (17, 0, 59)):
+            low[self.at + at], pair_span[self.at + at] = lowest, highest - lowest
+        self.rows = (base, span, low, pair_span)
+        self.tiles = tuple(np.tile(row, 1024) for row in self.rows)
+
+    def tiled(self, size: int) -> tuple[np.ndarray, ...]:
+        """The per-byte rows repeated over ``size`` bytes, to compare in contiguous passes
+        (a broadcast row of 20 bytes runs numpy's inner loop 20 bytes at a time)."""
+        if self.tiles[0].size < size:
+            reps = 1 << (size // self.size - 1).bit_length()
+            self.tiles = tuple(np.tile(row, reps) for row in self.rows)
+        return tuple(tile[:size] for tile in self.tiles)
+
+    def nanoseconds(self, raw: bytes, count: int) -> np.ndarray | None:
+        """Epoch nanoseconds of ``count`` rows, or None when any row has another form or an
+        out-of-range field (spaces must already be ``T``)."""
+        size = len(raw)
+        if count == 0 or size != count * self.size:
+            return None
+        base, span, low, pair_span = self.tiled(size)
+        digits = np.frombuffer(raw, np.uint8) - base  # uint8: below the base wraps high
+        if not (digits <= span).all():
+            return None
+        pairs = np.empty(size, np.uint8)  # ten times each digit plus the next one
+        np.multiply(digits[:-1], 10, out=pairs[:-1])
+        np.add(pairs[:-1], digits[1:], out=pairs[:-1])
+        pairs[-1] = 0
+        pairs -= low
+        if not (pairs <= pair_span).all():
+            return None
+        fields = pairs.reshape(count, self.size)[:, self.at :]
+        year = fields[:, 0].astype(np.intp) * 100
+        year += fields[:, 2]
+        month = _YEAR_MONTH[year] + fields[:, 5]
+        ns = fields[:, 8].astype(np.int64)  # day of the month, from 0
+        if not (ns < _MONTH_LEN[month]).all():
+            return None
+        ns *= 24  # then hours, minutes, seconds, nanoseconds since the month began: in
+        ns += fields[:, 11]  # place arithmetic, a third of the time of a table lookup each
+        ns *= 60
+        ns += fields[:, 14]
+        ns *= 60
+        ns += fields[:, 17]
+        ns *= 10**9
+        ns += _MONTH_START_NS[month]
+        return ns
+
+
 # datetime64[ns] covers 1677-09-21 .. 2262-04-11: the fast path takes the whole years inside,
 # with each month's first day and length from numpy's own calendar. Months count from
 # 1678-01; a year outside maps to 12 months of no days, past the end, that no day fits.
@@ -177,17 +228,9 @@ _MONTH_LEN = np.append(np.diff(_MONTH_DAYS), np.zeros(12, np.int64))
 _YEAR_MONTH = np.full(10_000, _YEARS * 12, np.intp)
 _YEAR_MONTH[_FIRST_YEAR : _FIRST_YEAR + _YEARS] = np.arange(_YEARS) * 12
 _NS_RANGE = (np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-10", "us"))
-
-
-def _tiled(size: int) -> tuple[np.ndarray, ...]:
-    """The per-byte rows above repeated over ``size`` bytes, to compare in contiguous passes
-    (a broadcast row of 20 bytes runs numpy's inner loop 20 bytes at a time)."""
-    global _TILES
-    tiles = _TILES
-    if tiles[0].size < size:
-        reps = 1 << (size // _ISO_ROW - 1).bit_length()
-        tiles = _TILES = tuple(np.tile(row[:_ISO_ROW], reps) for row in tiles)
-    return tuple(tile[:size] for tile in tiles)
+_LINES = _IsoRows("0000-00-00T00:00:00\n")  # strings joined by newlines
+_IN_JSON = _IsoRows('"0000-00-00T00:00:00"?')  # items of a minified JSON array, with "," or "]"
+_OPEN = ord("[")
 
 
 def _iso_nanoseconds(text: str, count: int) -> np.ndarray | None:
@@ -200,39 +243,30 @@ def _iso_nanoseconds(text: str, count: int) -> np.ndarray | None:
     the ``T`` becomes a ``T``; a space anywhere else becomes a ``T`` no other byte accepts.
     """
     try:
-        raw = (text + "\n").encode("ascii").replace(b" ", b"T")
+        raw = (text + "\n").encode("ascii")
     except UnicodeEncodeError:
         return None
-    size = len(raw)
-    if count == 0 or size != count * _ISO_ROW:
+    return _LINES.nanoseconds(raw.replace(b" ", b"T"), count)
+
+
+def iso_json_arrays(raw: bytes, rows: int, width: int) -> np.ndarray | None:
+    """``rows`` minified JSON arrays (simdjson's ``mini``) of ``width`` ``YYYY-MM-DDTHH:MM:SS``
+    strings each, one after the other (``["…","…"]["…","…"]``), as ``datetime64[ns]`` of shape
+    ``(rows, width)``; None for anything else.
+
+    Past each array's ``[``, every item takes 22 bytes: the string in quotes, then ``,`` (or
+    ``]`` after the last). With the 19 characters between two quotes free of quotes and
+    backslashes, in valid JSON each such row can only be one string item of the array.
+    """
+    size = width * _IN_JSON.size + 1
+    if len(raw) != rows * size:
         return None
-    base, span, low, pair_span = _tiled(size)
-    digits = np.frombuffer(raw, np.uint8) - base  # uint8: anything below the base wraps high
-    if not (digits <= span).all():
+    arrays = np.frombuffer(raw, np.uint8).reshape(rows, size)
+    if not (arrays[:, 0] == _OPEN).all():
         return None
-    pairs = np.empty(size, np.uint8)  # ten times each digit plus the next one
-    np.multiply(digits[:-1], 10, out=pairs[:-1])
-    np.add(pairs[:-1], digits[1:], out=pairs[:-1])
-    pairs[-1] = 0
-    pairs -= low
-    if not (pairs <= pair_span).all():
-        return None
-    fields = pairs.reshape(count, _ISO_ROW)
-    year = fields[:, 0].astype(np.intp) * 100
-    year += fields[:, 2]
-    month = _YEAR_MONTH[year] + fields[:, 5]
-    ns = fields[:, 8].astype(np.int64)  # day of the month, from 0
-    if not (ns < _MONTH_LEN[month]).all():
-        return None
-    ns *= 24  # then hours, minutes, seconds, nanoseconds since the month began: in place
-    ns += fields[:, 11]  # arithmetic, a third of the time of a table lookup per field
-    ns *= 60
-    ns += fields[:, 14]
-    ns *= 60
-    ns += fields[:, 17]
-    ns *= 10**9
-    ns += _MONTH_START_NS[month]
-    return ns
+    items = arrays[:, 1:].tobytes()
+    ns = _IN_JSON.nanoseconds(items.replace(b" ", b"T"), rows * width)
+    return None if ns is None else ns.view("datetime64[ns]").reshape(rows, width)
 
 
 def _fast_timestamps(raw: Any) -> np.ndarray | None:

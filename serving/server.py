@@ -59,6 +59,7 @@ from serving.protocol import (
     v2_binary_body,
     v2_response,
 )
+from serving.v1_body import parse_v1_large
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,10 @@ def _error(exc: RequestError, model: str) -> Response:
 
 
 Parser = Callable[[Any, Any, Limits], ForecastRequest]
+RawParser = Callable[[bytes, Any, Limits], ForecastRequest | None]
+# Parsers of raw bodies that skip ``orjson.loads`` for the common large ones, returning None
+# for any other body.
+_RAW_PARSERS: dict[Parser, RawParser] = {parse_v1: parse_v1_large}
 Formatter = Callable[[Any, ForecastRequest, float], dict[str, Any]]
 _JSON_HEADER = (b"content-type", JSON.encode())
 
@@ -130,10 +135,11 @@ async def _respond(send: Send, status: int, content: bytes,
 class ForecastRoutes:
     """ASGI app in front of KServe's FastAPI app that answers the forecast POSTs itself:
     ``/v1/models/{model_name}:predict``, ``/v2/models/{model_name}/infer`` and ``/predict``,
-    matched as Starlette matches ``routes``. It reads the body from ``receive``, parses with
-    orjson, calls ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and
-    there is one worker process per core) and sends the response, skipping the middleware
-    stack and the scan of KServe's routes. A refused request is its 4xx JSON; any other
+    matched as Starlette matches ``routes``. It reads the body from ``receive``, decodes it
+    (large V1 bodies with simdjson, see ``serving/v1_body.py``; the rest with orjson),
+    calls ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and there is
+    one worker process per core) and sends the response, skipping the middleware stack and
+    the scan of KServe's routes. A refused request is its 4xx JSON; any other
     exception gets KServe's JSON 500 and is re-raised for uvicorn to log, as KServe's app
     does. Every other request goes to the wrapped app unchanged, where ``routes`` are
     registered too: its 405s and trailing-slash redirects for these paths stay as they were.
@@ -182,8 +188,11 @@ class ForecastRoutes:
                 return
             model = _lookup(self.models, name)
             binary = headers.get(INFERENCE_HEADER_LENGTH)  # V2 binary tensor data extension
-            payload = _loads(body) if binary is None else v2_binary_body(body, binary)
-            parsed = parse(payload, headers, self.limits)
+            raw_parse = _RAW_PARSERS.get(parse) if binary is None else None
+            parsed = raw_parse(body, headers, self.limits) if raw_parse else None
+            if parsed is None:
+                payload = _loads(body) if binary is None else v2_binary_body(body, binary)
+                parsed = parse(payload, headers, self.limits)
             result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:

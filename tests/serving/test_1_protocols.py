@@ -3,6 +3,7 @@ Kubernetes predictor (``python -m serving.predictor``) on a model directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.v1_body import MIN_BYTES
 from tests.serving.conftest import ENDPOINT, REGISTERED, Stack, free_port, v1
 
 
@@ -41,6 +43,27 @@ def test_v1_batch_keeps_order(stack: Stack, client: httpx.Client, history: dict[
     first, second = preds["predictions"]
     assert (first["series_id"], second["series_id"]) == ("a", "b")
     assert second["mean"][0] > first["mean"][0]
+
+
+def test_v1_large_batch_answers_as_small_ones(stack: Stack, client: httpx.Client,
+                                              history: dict[str, Any]) -> None:
+    """A batch large enough for the simdjson decoder (``serving/v1_body.py``) is answered
+    exactly as the same windows in batches small enough for orjson's path."""
+    windows = [dict(history, values=[v + i for v in history["values"]], series_id=f"s{i}")
+               for i in range(60)]
+    url = f"{stack.router}/v1/models/{ENDPOINT}:predict"
+
+    def post(part: list[dict[str, Any]], fast: bool) -> list[dict[str, Any]]:
+        raw = json.dumps({"instances": part, "parameters": {"horizon": 3}, "user_id": "dora"},
+                         separators=(",", ":")).encode()
+        assert (len(raw) >= MIN_BYTES) is fast
+        resp = client.post(url, content=raw, headers={"content-type": "application/json"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["predictions"]
+
+    small = [p for i in range(0, 60, 4) for p in post(windows[i:i + 4], fast=False)]
+    assert post(windows, fast=True) == small
+    assert [p["series_id"] for p in small] == [f"s{i}" for i in range(60)]
 
 
 def v2_body(history: dict[str, Any], **params: Any) -> dict[str, Any]:

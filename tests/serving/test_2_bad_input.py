@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.v1_body import MIN_BYTES
 from tests.serving.conftest import ENDPOINT, Stack, predictions_rows, v1
 
 
@@ -63,7 +64,7 @@ def _cases(h: dict[str, Any]) -> list[tuple[str, str, Any, int, list[str]]]:
          ["parameters.horizon", "at least 1"]),
         ("v1-horizon-not-int", p1, v1(h, parameters={"horizon": "soon"}), 400,
          ["parameters.horizon", "integer"]),
-        # in a batch, the error names the window at fault
+        # batches large enough for the simdjson decoder: the error names the same window
         ("v1-large-out-of-order", p1, {"instances": [dict(h)] * 59 + [
             {"timestamps": swapped, "values": vals}]}, 400,
          [f"instances[59].timestamps[{n - 1}]", "increasing"]),
@@ -112,6 +113,7 @@ def _cases(h: dict[str, Any]) -> list[tuple[str, str, Any, int, list[str]]]:
 def test_bad_inputs(stack: Stack, client: httpx.Client, history: dict[str, Any]) -> None:
     cases = _cases(history)
     assert len({c[0] for c in cases}) == len(cases)
+    assert all(len(json.dumps(c[2])) > MIN_BYTES for c in cases if "-large-" in c[0])
     for case_id, path, body, status, needles in cases:
         resp = _post(client, stack.router + path, body)
         assert resp.status_code == status, f"{case_id}: {resp.status_code} {resp.text[:300]}"

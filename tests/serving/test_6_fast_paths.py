@@ -1,24 +1,36 @@
-"""The serving fast paths give exactly what the slow ones give: timestamp parsing, histogram
-observation, the XGBoost prediction call and prediction-log rows."""
+"""The serving fast paths give exactly what the slow ones give: timestamp parsing, large V1
+bodies, histogram observation, the XGBoost prediction call and prediction-log rows."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from sqlalchemy import select
 
+from serving.config import Limits
 from serving.metrics import VALUE_BUCKETS, observe_many
 from serving.prediction_log.reader import forecast_points, logged_windows
 from serving.prediction_log.schema import prediction_requests
 from serving.prediction_log.writer import LogEntry, PredictionLogWriter
-from serving.protocol import RequestError, new_request_id, parse_timestamps
+from serving.protocol import (
+    ForecastRequest,
+    RequestError,
+    iso_json_arrays,
+    new_request_id,
+    parse_timestamps,
+    parse_v1,
+)
+from serving.v1_body import parse_v1_large
 
 NS_SECONDS = (np.datetime64("1678-01-01", "s").astype(int),
               np.datetime64("2261-12-31T23:59:59", "s").astype(int))
@@ -185,3 +197,127 @@ def test_request_ids_are_uuid7_in_time_order() -> None:
     assert before * 1000 - 1 <= min(millis) <= max(millis) <= time.time() * 1000 + 1
     time.sleep(0.002)
     assert new_request_id() > max(ids)
+
+
+def _windows(rows: int = 100, width: int = 24, seed: int = 1) -> list[dict[str, Any]]:
+    """``rows`` windows of hourly ISO timestamps and values (ints and floats mixed)."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(*NS_SECONDS, rows) // 3600 * 3600
+    values = rng.normal(10, 5, (rows, width)).round(rng.integers(0, 17))
+    return [{"timestamps": _iso(start + 3600 * np.arange(width)),
+             "values": [int(v) if i % 5 == 0 else float(v) for i, v in enumerate(row)],
+             "series_id": f"s{i}"} for i, (start, row) in enumerate(zip(starts, values,
+                                                                          strict=True))]
+
+
+def _both(body: Any) -> tuple[Any, Any]:
+    """What ``parse_v1_large`` and ``parse_v1(orjson.loads(...))`` make of ``body``."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    headers = {"x-user-id": "header-caller"}
+    try:
+        slow: Any = parse_v1(orjson.loads(raw), headers, Limits())
+    except RequestError as exc:
+        slow = exc
+    return parse_v1_large(raw, headers, Limits()), slow
+
+
+def _same(fast: ForecastRequest, slow: ForecastRequest) -> None:
+    assert isinstance(slow, ForecastRequest)
+    (f,), (s,) = fast.groups, slow.groups
+    assert (f.index == s.index).all()
+    for a, b in ((f.values, s.values), (f.ds, s.ds)):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.flags.writeable
+        assert (a == b).all()
+    assert ({k: v for k, v in vars(fast).items() if k != "groups"}
+            == {k: v for k, v in vars(slow).items() if k != "groups"})
+
+
+@pytest.mark.parametrize("extra", [
+    {}, {"parameters": {"horizon": 3}}, {"horizon": 2.0, "user_id": "u7", "model_version": "2"},
+    {"parameters": None, "user_id": None},
+])
+def test_large_v1_bodies_parse_as_orjson_does(extra: dict[str, Any]) -> None:
+    body = {"instances": _windows(), **extra}
+    fast, slow = _both(body)
+    assert fast is not None
+    _same(fast, slow)
+    spaced = {"instances": [dict(w, timestamps=[t.replace("T", " ") for t in w["timestamps"]])
+                            for w in body["instances"]]}
+    unnamed = {"instances": [{"values": w["values"], "timestamps": w["timestamps"]}
+                             for w in body["instances"]]}
+    for other in (spaced, unnamed):
+        fast, slow = _both(other)
+        assert fast is not None
+        _same(fast, slow)
+    indented = json.dumps(body, indent=2).encode()  # whitespace between tokens
+    fast, slow = _both(indented)
+    assert fast is not None
+    _same(fast, slow)
+
+
+def _changed(change: Any) -> dict[str, Any]:
+    body = {"instances": _windows()}
+    change(body)
+    return body
+
+
+@pytest.mark.parametrize(("case", "body"), [
+    ("small body", {"instances": _windows(rows=2)}),
+    ("nested values", _changed(lambda b: b["instances"][3].update(
+        values=[[], [1.0, 2.0], *b["instances"][3]["values"][2:]]))),
+    ("windows of two lengths", _changed(lambda b: (
+        b["instances"][0].update(values=b["instances"][0]["values"][:-1],
+                                 timestamps=b["instances"][0]["timestamps"][:-1]),
+        b["instances"][1]["values"].append(1.0),
+        b["instances"][1]["timestamps"].append("2262-01-01T00:00:00")))),
+    ("values of two lengths", _changed(lambda b: (
+        b["instances"][1]["values"].append(1.0), b["instances"][2]["values"].pop()))),
+    ("unknown name", _changed(lambda b: b.update(note="hi"))),
+    ("unknown name in a window", _changed(lambda b: b["instances"][4].update(note="hi"))),
+    ("exogenous values", _changed(lambda b: b["instances"][0].update(exog=[[1.0]] * 24))),
+    ("a string value", _changed(lambda b: b["instances"][5]["values"].__setitem__(3, "4"))),
+    ("a boolean value", _changed(lambda b: b["instances"][5]["values"].__setitem__(3, True))),
+    ("a null value", _changed(lambda b: b["instances"][5]["values"].__setitem__(3, None))),
+    ("another timestamp form", _changed(
+        lambda b: b["instances"][9]["timestamps"].__setitem__(0, "1990-01-01T00:00:00Z"))),
+    ("timestamps out of order", _changed(lambda b: b["instances"][9]["timestamps"].reverse())),
+    ("a numeric series id", _changed(lambda b: b["instances"][2].update(series_id=7))),
+    ("parameters not an object", _changed(lambda b: b.update(parameters=[]))),
+    ("a bad horizon", _changed(lambda b: b.update(parameters={"horizon": 0}))),
+    ("too many windows", {"instances": _windows(rows=1001, width=2)}),
+    ("a root that is a list", [_windows()]),
+])
+def test_other_large_v1_bodies_go_the_long_way(case: str, body: Any) -> None:
+    """Every body outside the canonical form, and every body with an error, gives None: the
+    server then parses it with orjson as before (and names any error)."""
+    assert parse_v1_large(orjson.dumps(body), {}, Limits()) is None, case
+
+
+def test_large_v1_bodies_that_are_not_plain_json_go_the_long_way() -> None:
+    raw = orjson.dumps({"instances": _windows(), "user_id": "a"})
+    repeated = raw[:-1] + b',"user_id":"b"}'  # a name twice: orjson keeps the last one
+    repeated_id = raw.replace(b'"series_id":"s0"', b'"series_id":"s0","series_id":"t"')
+    assert parse_v1_large(raw, {}, Limits()) is not None
+    for other in (raw[:-1], raw.replace(b"10", b"1e400", 1), repeated, repeated_id,
+                  b"\xff" + raw):
+        assert parse_v1_large(other, {}, Limits()) is None
+
+
+def test_iso_json_arrays_match_numpy_and_refuse_other_layouts() -> None:
+    seconds = np.random.default_rng(2).integers(*NS_SECONDS, 600)
+    stamps = _iso(seconds)
+    arrays = [orjson.dumps(stamps[i:i + 30]) for i in range(0, 600, 30)]
+    parsed = iso_json_arrays(b"".join(arrays), 20, 30)
+    assert parsed is not None and parsed.shape == (20, 30)
+    assert (parsed.ravel() == seconds.astype("datetime64[s]")).all()
+    one = orjson.dumps(["2020-01-01T00:00:00", "2020-01-01 01:00:00"])
+    assert (iso_json_arrays(one, 1, 2) == np.asarray(
+        ["2020-01-01T00:00", "2020-01-01T01:00"], "datetime64[ns]")).all()
+    for other, rows, width in [
+        (b'{"2020-01-01T00:00:00":"2020-01-01T00:00:00"}', 1, 2),  # an object, not an array
+        (b'["2020-01-01T00:00:0\\u0030"]', 1, 1),  # an escape
+        (b'["2020-01-01T00:00:00"]["2020-01-01T00:00:00","2020-01-01T01:00:00"]', 1, 3),
+        (b'["2020-01-01T00:00:00","2020-02-30T00:00:00"]', 1, 2),  # no such day
+        (b'["2020-01-01T00:00:00",20200101000000000000]', 1, 2),  # not a string
+    ]:
+        assert iso_json_arrays(other, rows, width) is None, other
