@@ -32,19 +32,20 @@ def test_kserve_logger_cloudevents_sink(stack: Stack, client: httpx.Client,
 def test_rows_complete_after_graceful_shutdown(stack: Stack, history: dict[str, Any]) -> None:
     url = f"{stack.router}/v1/models/{ENDPOINT}:predict"
 
-    def call(i: int) -> str:
+    def call(i: int) -> tuple[str, tuple[str, str]]:
         body = v1(dict(history, series_id="ETTh1"), user_id=f"log-{i}",
                   parameters={"horizon": 3})
-        return httpx.post(url, json=body).json()["request_id"]
+        answer = httpx.post(url, json=body).json()
+        return answer["request_id"], (answer["variant"], answer["model_version"])
 
     with ThreadPoolExecutor(8) as pool:
-        sent = set(pool.map(call, range(300)))
+        sent = dict(pool.map(call, range(300)))
     assert stack.stop() == 0  # SIGTERM straight after the last answer
     rows = {r["request_id"]: r for r in predictions_rows(stack.home)}
-    assert sent <= set(rows), f"{len(sent - set(rows))} of {len(sent)} rows missing"
-    for rid in sent:
+    assert set(sent) <= set(rows), f"{len(set(sent) - set(rows))} of {len(sent)} rows missing"
+    for rid, served in sent.items():
         row = rows[rid]
-        assert row["variant"] == "champion" and row["model_version"] == "1"
+        assert (row["variant"], row["model_version"]) == served
         assert row["caller"].startswith("log-") and row["series_id"] == "ETTh1"
         assert row["history_len"] == len(history["values"])
         assert row["history_last_ds"] == history["timestamps"][-1][:19]
