@@ -10,10 +10,10 @@ between them, the order reversed every round, and each round's runs are compared
 
 Each build runs ``python -m serving.stack --workers 2`` from its checkout (``PYTHONPATH``)
 with this environment's packages, on the registered model of ``serving_bench.py`` (trained
-into ``--home`` if missing), with its own prediction log. ``LABEL=PATH,VAR=VALUE`` also sets
-environment variables for that build. Printed per run: rps, p50/p99, server CPU and wrk CPU
-per request; at the end the medians and, for every build against the first, the median of the
-paired CPU ratios and p99 differences.
+into ``--home`` if missing), with its own prediction log (removed after the run).
+``LABEL=PATH,VAR=VALUE`` also sets environment variables for that build. Printed per run:
+rps, p50/p99, server CPU and wrk CPU per request; at the end the medians and, for every build
+against the first, the median of the paired CPU ratios and p99 differences.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
+            for log in (work / server.name).glob("prediction_log.db*"):  # gigabytes a run
+                log.unlink()
     for label, ms in runs.items():
         print(f"{label:12s} medians: " + "  ".join(
             f"{key} {statistics.median(m[key] for m in ms):.3f}"
