@@ -547,21 +547,29 @@ def _wait_serving(home: TidemillHome, state: dict[str, Any], deadline: float) ->
     return stack
 
 
-def _unpause_dags(airflow_url: str, password: str) -> list[str]:
-    """Unpause every DAG still paused (DAGs parsed later are created unpaused)."""
+def _unpause_dags(airflow_url: str, password: str, attempts: int = 5,
+                  pause_s: float = 2.0) -> list[str]:
+    """Unpause every DAG still paused (DAGs parsed later are created unpaused). On SQLite,
+    Airflow's API answers 500 when the scheduler or DAG processor holds the write lock past
+    its 5 s busy timeout ("database is locked", seen just after start on a busy machine):
+    such answers are retried ``attempts`` times in all, ``pause_s`` more apart each time."""
     with httpx.Client(base_url=airflow_url, timeout=30.0) as client:
         token = (
             client.post("/auth/token", json={"username": AIRFLOW_USER, "password": password})
             .raise_for_status()
             .json()["access_token"]
         )
-        resp = client.patch(
-            "/api/v2/dags",
-            params={"dag_id_pattern": "%", "paused": "true"},
-            json={"is_paused": False},
-            headers={"Authorization": f"Bearer {token}"},
-        ).raise_for_status()
-    return sorted(d["dag_id"] for d in resp.json()["dags"])
+        for attempt in range(1, attempts + 1):
+            resp = client.patch(
+                "/api/v2/dags",
+                params={"dag_id_pattern": "%", "paused": "true"},
+                json={"is_paused": False},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if resp.status_code < 500 or attempt == attempts:
+                break
+            time.sleep(pause_s * attempt)
+    return sorted(d["dag_id"] for d in resp.raise_for_status().json()["dags"])
 
 
 # --- state and summary -------------------------------------------------------------------------
