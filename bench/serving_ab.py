@@ -25,7 +25,6 @@ import re
 import resource
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,8 @@ def start(label: str, checkout: Path, extra: dict[str, str], port: int, home: Pa
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("prediction_log.db*"):
         old.unlink()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
-    env.update({"PATH": f"{sb.SERVING_PY.parent}:{env.get('PATH', '')}",
-                "PYTHONPATH": str(checkout.resolve()),
-                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-                "TF_CPP_MIN_LOG_LEVEL": "2", "TIDEMILL_CONTROL_TOKEN": "bench",
-                "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
-                "TIDEMILL_PREDICTION_LOG_URL": f"sqlite:///{log_dir / 'prediction_log.db'}",
-                **extra})
+    env = {**sb.server_env(home), "PYTHONPATH": str(checkout.resolve()),
+           "TIDEMILL_PREDICTION_LOG_URL": f"sqlite:///{log_dir / 'prediction_log.db'}", **extra}
     cmd = [str(sb.SERVING_PY), "-m", "serving.stack", "--home", str(home), "--port", str(port),
            "--control-port", str(port + 10), "--workers", "2", "--challenger-percent", "50"]
     with open(log_dir / "server.log", "wb") as out:
@@ -58,17 +51,7 @@ def start(label: str, checkout: Path, extra: dict[str, str], port: int, home: Pa
     base = f"http://127.0.0.1:{port}"
     server = sb.Server(label, proc, f"{base}/v1/models/{sb.ENDPOINT}:predict",
                        f"{base}/v2/health/ready")
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(server.ready_url, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise SystemExit(f"{label} did not start; see {log_dir / 'server.log'}")
-        time.sleep(0.5)
+    sb.wait_ready(server, log_dir / "server.log")
     httpx.post(server.url, json=body, timeout=30).raise_for_status()
     return server
 

@@ -173,12 +173,7 @@ class Server:
 
 def start(name: str, home: Path, model: str, log_dir: Path) -> Server:
     port = PORTS[name]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
-    env.update({"PATH": f"{SERVING_PY.parent}:{env.get('PATH', '')}",
-                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-                "TF_CPP_MIN_LOG_LEVEL": "2", "TIDEMILL_CONTROL_TOKEN": "bench",
-                # same for all three: no OpenMP oversubscription of 2 workers on 2 cores
-                "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+    env = server_env(home)
     base = f"http://127.0.0.1:{port}"
     if name == "tidemill":
         cmd = [str(SERVING_PY), "-m", "serving.stack", "--home", str(home), "--port", str(port),
@@ -198,18 +193,34 @@ def start(name: str, home: Path, model: str, log_dir: Path) -> Server:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home,
                                 start_new_session=True)
     server = Server(name, proc, url, ready)
-    deadline = time.monotonic() + 300
+    wait_ready(server, log_dir / f"{name}.log")
+    return server
+
+
+def server_env(home: Path) -> dict[str, str]:
+    """The environment every benchmarked server starts with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
+    env.update({"PATH": f"{SERVING_PY.parent}:{env.get('PATH', '')}",
+                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+                "TF_CPP_MIN_LOG_LEVEL": "2", "TIDEMILL_CONTROL_TOKEN": "bench",
+                # same for all three: no OpenMP oversubscription of 2 workers on 2 cores
+                "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+    return env
+
+
+def wait_ready(server: Server, log: Path, limit_s: float = 300.0) -> None:
+    """Return once ``server.ready_url`` answers 200; stop it and raise if it dies or times out."""
+    deadline = time.monotonic() + limit_s
     while True:
         try:
-            if httpx.get(ready, timeout=2).status_code == 200:
-                break
+            if httpx.get(server.ready_url, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if server.proc.poll() is not None or time.monotonic() > deadline:
             server.stop()
-            raise RuntimeError(f"{name} did not start; see {log_dir / f'{name}.log'}")
+            raise RuntimeError(f"{server.name} did not start; see {log}")
         time.sleep(0.5)
-    return server
 
 
 def check(server: Server, body: dict[str, Any], batch: int) -> None:
