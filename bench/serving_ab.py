@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import resource
 import statistics
 import subprocess
 from pathlib import Path
@@ -56,22 +54,12 @@ def start(label: str, checkout: Path, extra: dict[str, str], port: int, home: Pa
     return server
 
 
-def run(wrk: str, server: sb.Server, body_path: Path, body: dict[str, Any], connections: int,
+def run(wrk: str, server: sb.Server, body_path: Path, connections: int,
         duration: int) -> dict[str, float]:
-    """A 2 s warm-up, then one measured wrk run."""
-    env = {**os.environ, "WRK_BODY": str(body_path)}
-    cmd = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "2s",
-           "-s", str(sb.BENCH / "serving_wrk.lua"), server.url]
-    subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], env=env, capture_output=True, check=True)
-    sb.drain(server, body)
-    cpu0, wrk0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    cpu, wrk1 = server.cpu_seconds() - cpu0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats = json.loads(re.search(r"BENCH_JSON (\{.*\})", out).group(1))
-    n = stats["requests"]
-    wrk_cpu = wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime
-    return {"rps": n / (stats["duration_us"] / 1e6), "p50": stats["p50_us"] / 1e3,
-            "p99": stats["p99_us"] / 1e3, "cpu": cpu * 1e3 / n, "wrk": wrk_cpu * 1e3 / n}
+    """One measured wrk run (``serving_bench.run_wrk``: a 2 s warm-up first)."""
+    m = sb.run_wrk(wrk, server, body_path, connections, duration)
+    return {"rps": m["rps"], "p50": m["p50_ms"], "p99": m["p99_ms"],
+            "cpu": m["cpu_ms_per_request"], "wrk": m["wrk_cpu_ms_per_request"]}
 
 
 def main() -> int:
@@ -102,7 +90,7 @@ def main() -> int:
             runs[label] = []
         for r in range(args.rounds):
             for server in servers if r % 2 == 0 else servers[::-1]:
-                m = run(wrk, server, body_path, body, args.connections, args.duration)
+                m = run(wrk, server, body_path, args.connections, args.duration)
                 runs[server.name].append(m)
                 print(f"round {r} {server.name:12s} {m['rps']:6.0f} rps  p50 {m['p50']:5.2f}  "
                       f"p99 {m['p99']:6.2f} ms  cpu/req {m['cpu']:.3f} ms  "

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -212,11 +213,9 @@ def wait_ready(server: Server, log: Path, limit_s: float = 300.0) -> None:
     """Return once ``server.ready_url`` answers 200; stop it and raise if it dies or times out."""
     deadline = time.monotonic() + limit_s
     while True:
-        try:
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
             if httpx.get(server.ready_url, timeout=2).status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
         if server.proc.poll() is not None or time.monotonic() > deadline:
             server.stop()
             raise RuntimeError(f"{server.name} did not start; see {log}")
@@ -287,9 +286,10 @@ def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
     else:
         drain(server, json.loads(body_path.read_text()))
     load = os.getloadavg()[0]
-    cpu0 = server.cpu_seconds()
+    cpu0, wrk0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    cpu = server.cpu_seconds() - cpu0
+    cpu, wrk1 = server.cpu_seconds() - cpu0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime
     stats = json.loads(re.search(r"BENCH_JSON (\{.*\})", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     requests = stats["requests"]
@@ -303,6 +303,7 @@ def run_wrk(wrk: str, server: Server, body_path: Path, connections: int,
         + (int(non2xx.group(1)) if non2xx else 0),
         "timeouts": stats["timeout"],
         "cpu_ms_per_request": cpu * 1e3 / max(requests, 1),
+        "wrk_cpu_ms_per_request": wrk_cpu * 1e3 / max(requests, 1),
         "load_1min": load,
     }
 

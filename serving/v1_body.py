@@ -19,6 +19,7 @@ import simdjson
 
 from serving.config import Limits
 from serving.protocol import (
+    _OPEN,
     ForecastRequest,
     RequestError,
     WindowGroup,
@@ -32,7 +33,6 @@ from serving.protocol import (
 MIN_BYTES = 16 * 1024  # smaller bodies: orjson's path costs as little
 _ROOT_KEYS = ("instances", "parameters", "horizon", "user_id", "model_version")
 _MISSING = object()
-_OPEN = ord("[")
 _parser = simdjson.Parser()
 
 
