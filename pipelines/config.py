@@ -141,6 +141,7 @@ class MlflowConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str
+    task: Literal["forecast"] = Field("forecast", description="tabular tasks: pipelines.tabular")
     data: DataConfig
     split: SplitConfig
     preprocess: PreprocessConfig = PreprocessConfig()

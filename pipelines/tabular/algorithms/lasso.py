@@ -1,0 +1,11 @@
+"""Lasso regression (scikit-learn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(task: str, params: dict[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import Lasso
+
+    return Lasso(**{"random_state": seed, **params})
