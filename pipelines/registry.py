@@ -104,9 +104,16 @@ def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horiz
 
 
 def register_version(
-    name: str, model_uri: str, run_id: str, tags: dict[str, str], client: MlflowClient
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    client: MlflowClient,
+    description: str | None = None,
 ) -> tuple[ModelVersion, list[str]]:
     """Register a new version and move aliases: always ``challenger``; ``champion`` if none.
+
+    ``description`` (Markdown, e.g. a model card) is the version's description.
 
     All or nothing: if any alias or tag cannot be set, the new version is deleted again.
     """
@@ -116,7 +123,9 @@ def register_version(
         client.create_registered_model(
             name, description="Tidemill forecaster; aliases champion/challenger."
         )
-    mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    mv = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=tags, description=description
+    )
     try:
         _wait_ready(client, name, mv.version)
         aliases = [CHALLENGER]

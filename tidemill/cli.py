@@ -1,6 +1,7 @@
 """The ``tidemill`` command.
 
-tidemill train --config configs/etth1.yaml   the training pipeline in this process
+tidemill train --config configs/etth1.yaml   the training pipeline in this process (any task:
+                                              forecast, classification, regression, anomaly)
 tidemill demo [--drift]                       train (real forecast_training DAG runs), serve,
                                               predict from both variants, promote; --drift
                                               replays shifted data through drift_monitor
@@ -82,10 +83,15 @@ def print_summary(home: TidemillHome, tracking_uri: str, registered_name: str) -
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
+    from pipelines.experiment import task_of
     from pipelines.registry import tracking_uri
     from pipelines.workflow import run_pipeline
 
     home = TidemillHome.resolve(args.home)
+    if task_of(args.config) != "forecast":
+        from tidemill.tabular_summary import train_tabular
+
+        return train_tabular(args.config, home, args.algorithms, args.trials)
     result = run_pipeline(
         args.config, home, algorithms=args.algorithms, n_trials=args.trials, horizon=args.horizon
     )

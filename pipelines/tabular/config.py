@@ -218,6 +218,16 @@ class TabularConfig(_Strict):
                 )
             if self.anomaly.companion:
                 raise ValueError("anomaly.companion needs data.target_column (labels)")
+        if self.tuning.method == "grid":
+            from pipelines.tabular.tuning import grid_of
+
+            for name, algo in self.algorithms.items():
+                try:
+                    grid_of(algo.search_space)
+                except ConfigError as exc:
+                    raise ValueError(f"algorithms.{name}.{exc}") from None
+        if self.feature_selection.method != "none" and not self.labelled:
+            raise ValueError("feature_selection needs data.target_column (labels)")
         if self.cv.method == "timeseries" and not self.data.time_column:
             raise ValueError("cv.method timeseries needs data.time_column")
         return self

@@ -1,0 +1,141 @@
+"""Tabular training end to end: ``tidemill train`` on an AI4I 2020 slice with a real MLflow
+store registers a classifier with its model card; the champion predicts probabilities in a
+fresh process; bad data stops the run before anything is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipelines.data.validate import DataValidationError
+from pipelines.home import TidemillHome
+from pipelines.tabular.workflow import run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NAME = "it-ai4i"
+
+
+def small_config(tmp_path: Path, csv: Path | None = None) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "ai4i_classification.yaml").read_text())
+    data["data"]["source"]["path"] = str(csv or REPO / "data" / "ai4i2020.csv")
+    data["data"]["rows"] = {"start": 0, "stop": 4000}  # 4,000 rows, 128 failures
+    data["algorithms"] = {
+        "lightgbm": {
+            "params": {"n_estimators": 200},
+            "search_space": {"num_leaves": {"type": "int", "low": 8, "high": 32}},
+        },
+        "logistic_regression": {"params": {"C": 1.0}},
+    }
+    data["tuning"] |= {"n_trials": 2}
+    data["cv"] = {"method": "stratified", "folds": 2}
+    data["mlflow"] = {"experiment": "it-ai4i", "registered_model_name": NAME}
+    path = tmp_path / "ai4i-small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tabular")
+    home = TidemillHome.resolve(tmp / "home")
+    proc = subprocess.run(
+        [str(BIN / "tidemill"), "train", "--config", str(small_config(tmp)), "--home",
+         str(home.root)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return home, proc.stdout
+
+
+def test_registers_the_best_classifier_with_a_model_card(trained):
+    home, out = trained
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
+    mv = client.get_model_version(NAME, "1")
+    assert sorted(mv.aliases) == ["challenger", "champion"]
+    assert mv.current_stage == "Production"
+    assert mv.tags["tidemill.task"] == "classification"
+    sha = mv.tags["tidemill.snapshot_sha256"]
+    for section in ("## Intended use", "## Training data", "## Metrics on the test split",
+                    "## Limitations", "## Ethical considerations", "| f1 |", sha):  # fmt: skip
+        assert section in mv.description
+    assert "TWF: leakage column" in mv.description.replace("`", "")
+    assert f"register: {NAME} version 1" in out
+    assert "[tune lightgbm] trial 2/2" in out  # per-trial progress
+
+
+def test_every_candidate_logs_metrics_plots_and_importance(trained):
+    home, _ = trained
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
+    exp = client.get_experiment_by_name("it-ai4i")
+    runs = {r.data.tags["tidemill.algorithm"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"lightgbm", "logistic_regression"}
+    for algo, run in runs.items():
+        m = run.data.metrics
+        for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
+                    "pr_auc", "log_loss"):  # fmt: skip
+            assert 0 <= m[f"test_{key}"] <= (1 if key != "log_loss" else 10), (algo, key)
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        for name in ("confusion_matrix", "roc_curve", "pr_curve", "calibration"):
+            assert f"plots/{name}.png" in plots
+        importance = {a.path for a in client.list_artifacts(run.info.run_id, "importance")}
+        assert "importance/permutation_importance.png" in importance
+    lgbm = runs["lightgbm"]
+    assert "plots/loss_curves.png" in {
+        a.path for a in client.list_artifacts(lgbm.info.run_id, "plots")
+    }
+    assert "importance/shap_summary.png" in {
+        a.path for a in client.list_artifacts(lgbm.info.run_id, "importance")
+    }
+    curve = client.get_metric_history(lgbm.info.run_id, "loss_valid_binary_logloss")
+    assert len(curve) > 1
+    # the registered version is the best by validation PR-AUC
+    best = max(runs.values(), key=lambda r: r.data.metrics["val_pr_auc"])
+    assert client.get_model_version(NAME, "1").run_id == best.info.run_id
+
+
+def test_champion_predicts_probabilities_in_a_fresh_process(trained):
+    home, _ = trained
+    code = textwrap.dedent(f"""
+        import json, mlflow, pandas as pd
+        mlflow.set_tracking_uri({home.mlflow_uri!r})
+        model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+        raw = pd.read_csv({str(REPO / "data" / "ai4i2020.csv")!r}, encoding="utf-8-sig")
+        rows = raw.iloc[9000:9400]
+        features = rows[["Type", "Air temperature", "Process temperature", "Rotational speed",
+                         "Torque", "Tool wear"]]
+        out = model.predict(features)
+        from sklearn.metrics import roc_auc_score
+        print(json.dumps({{"cols": list(out.columns), "rows": len(out),
+                          "labels": sorted(out["prediction"].unique().tolist()),
+                          "auc": roc_auc_score(rows["Machine failure"], out["prediction_proba"]),
+                          "inputs": [c.name for c in model.metadata.get_input_schema().inputs]}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["cols"] == ["prediction", "prediction_proba", "proba_0", "proba_1"]
+    assert result["rows"] == 400 and set(result["labels"]) <= {0, 1}
+    assert result["auc"] > 0.8  # rows the model never saw
+    assert "Machine failure" not in result["inputs"] and "TWF" not in result["inputs"]
+
+
+def test_bad_data_stops_before_anything_is_written(tmp_path):
+    frame = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig", nrows=500)
+    frame["Torque"] = frame["Torque"].astype(object)
+    frame.loc[41, "Torque"] = "n/a?"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    home = TidemillHome.resolve(tmp_path / "home")
+    with pytest.raises(DataValidationError, match=r"'Torque'.*row 42 \('n/a\?'\)"):
+        run_pipeline(small_config(tmp_path, bad), home, run_key="bad")
+    assert not (home.runs_dir / "bad").exists()
+    assert not (home.root / "mlflow.db").exists()
