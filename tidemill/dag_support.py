@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent  # the checkout (editable install)
 DEFAULT_CONFIG = os.environ.get("TIDEMILL_CONFIG", str(REPO / "configs" / "etth1.yaml"))
 MODEL_ASSET = Asset(name="tidemill_registered_model", uri="tidemill://mlflow/registered-model")
+# Tabular registrations (classification, regression, anomaly) get their own Asset: the
+# forecasting promotion listens on MODEL_ASSET and cannot evaluate them.
+TABULAR_CONFIG = os.environ.get(
+    "TIDEMILL_TABULAR_CONFIG", str(REPO / "configs" / "ai4i_classification.yaml")
+)
+TABULAR_MODEL_ASSET = Asset(
+    name="tidemill_registered_tabular_model", uri="tidemill://mlflow/registered-tabular-model"
+)
 
 
 def home() -> TidemillHome:

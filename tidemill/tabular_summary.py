@@ -22,14 +22,18 @@ def train_tabular(
     registered = result["registered"]
     columns = COLUMNS[registered["task"]]
     metric = result["candidates"][0]["metric"]
-    header = f"{'algorithm':<22}{'val ' + metric:>12}" + "".join(
-        f"{'test ' + c:>19}" for c in columns
+    widths = [len(f"test {c}") + 2 for c in columns]
+    header = f"{'algorithm':<22}{'val ' + metric:>14}" + "".join(
+        f"{'test ' + c:>{w}}" for c, w in zip(columns, widths, strict=True)
     )
     print("\nCandidates (val = selection, test = held out):")
     print(header + "\n" + "-" * len(header))
     for c in result["candidates"]:
-        cells = "".join(f"{c['test'].get(k, float('nan')):>19.4f}" for k in columns)
-        print(f"{c['algorithm']:<22}{c['val_metric']:>12.4f}{cells}")
+        cells = "".join(
+            f"{c['test'].get(k, float('nan')):>{w}.4f}"
+            for k, w in zip(columns, widths, strict=True)
+        )
+        print(f"{c['algorithm']:<22}{c['val_metric']:>14.4f}{cells}")
     print(
         f"\nRegistered: {registered['name']} version {registered['version']} "
         f"({registered['algorithm']}), aliases: {', '.join(registered['aliases'])}; "

@@ -29,7 +29,8 @@ def render(cfg: TabularConfig, candidate: dict[str, Any], data: dict[str, Any]) 
 {card.description or "(not given in the config)"}
 
 - Algorithm: `{candidate["algorithm"]}` ({params})
-{threshold_line}- Selected by validation {cfg.metric} among {", ".join(data["algorithms"])}
+{threshold_line}- Candidates of this run, compared on validation {cfg.metric}: \
+{", ".join(data["algorithms"])}
 - Experiment: `{cfg.name}`, pipeline run `{data["pipeline_run"]}`
 
 ## Intended use

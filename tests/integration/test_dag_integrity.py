@@ -54,7 +54,12 @@ def _parse_in_fresh_process() -> dict:
 def test_dags_parse_fast_without_heavy_imports():
     result = _parse_in_fresh_process()
     assert result["errors"] == {}
-    assert result["dags"] == ["drift_monitor", "forecast_training", "promote_challenger"]
+    assert result["dags"] == [
+        "drift_monitor",
+        "forecast_training",
+        "promote_challenger",
+        "tabular_training",
+    ]
     assert result["heavy"] == [], f"parsing imported {result['heavy']}"
     print(f"DAG folder parse time: {result['seconds']:.3f}s")
     assert result["seconds"] < 5.0
@@ -91,3 +96,19 @@ def test_monitoring_and_promotion_wiring():
         "tidemill_registered_model"
     ]
     assert set(promote.task_ids) == {"evaluate", "apply"}
+
+
+def test_tabular_training_shape():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["tabular_training"]
+    assert dag.doc_md and "tabular_training" in dag.doc_md
+    assert {"tidemill", "training", "tabular"} <= set(dag.tags)
+    assert {"config", "algorithms", "n_trials", "reason"} <= set(dag.params.keys())
+    assert {"ingest", "prepare", "tune", "train", "select", "register"} <= set(dag.task_ids)
+    assert dag.get_task("tune").__class__.__name__.endswith("MappedOperator")
+    assert dag.get_task("train").__class__.__name__.endswith("MappedOperator")
+    assert all(t.retries >= 1 for t in dag.tasks)
+    # its own Asset: forecasting's promotion (on tidemill_registered_model) must not fire
+    outlets = dag.get_task("register").outlets
+    assert [o.name for o in outlets] == ["tidemill_registered_tabular_model"]

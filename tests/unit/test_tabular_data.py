@@ -133,3 +133,30 @@ def test_resampling_balances_training_rows_only(tmp_path, method):
     positives = int(y.sum())
     expected = 2 * positives if method == "undersample" else 2 * int((y == 0).sum())
     assert fitted.train_rows == expected
+
+
+@pytest.mark.parametrize("kind", ["parquet", "excel", "sql"])
+def test_parquet_excel_and_sql_sources_read_like_csv(tmp_path, kind):
+    frame = pd.read_csv(AI4I, encoding="utf-8-sig", nrows=300)
+    if kind == "parquet":
+        frame.to_parquet(tmp_path / "ai4i.parquet")
+        source = {"kind": "parquet", "path": str(tmp_path / "ai4i.parquet")}
+    elif kind == "excel":
+        frame.to_excel(tmp_path / "ai4i.xlsx", sheet_name="records", index=False)
+        source = {"kind": "excel", "path": str(tmp_path / "ai4i.xlsx"), "sheet": "records"}
+    else:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "ai4i.db") as conn:
+            frame.to_sql("records", conn, index=False)
+        source = {
+            "kind": "sql",
+            "url": f"sqlite:///{tmp_path / 'ai4i.db'}",
+            "query": 'SELECT * FROM records ORDER BY "UDI"',
+        }
+    csv_cfg = _cfg(tmp_path, AI4I, data={"rows": {"start": 0, "stop": 300}})
+    expected = validate_table(read_table(csv_cfg.data), csv_cfg).frame
+    data = csv_cfg.model_dump(mode="json")["data"] | {"source": source}
+    cfg = type(csv_cfg).model_validate(csv_cfg.model_dump(mode="json") | {"data": data})
+    got = validate_table(read_table(cfg.data), cfg).frame
+    pd.testing.assert_frame_equal(got, expected)
