@@ -139,3 +139,65 @@ def test_bad_data_stops_before_anything_is_written(tmp_path):
         run_pipeline(small_config(tmp_path, bad), home, run_key="bad")
     assert not (home.runs_dir / "bad").exists()
     assert not (home.root / "mlflow.db").exists()
+
+
+def _variant(tmp_path: Path, name: str, changes: dict) -> Path:
+    data = yaml.safe_load((REPO / "configs" / name).read_text())
+    if data["data"]["source"]["kind"] == "csv":
+        data["data"]["source"]["path"] = str(REPO / "data" / "ai4i2020.csv")
+    data |= changes
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_anomaly_detector_with_supervised_companion(tmp_path):
+    home = TidemillHome.resolve(tmp_path / "home")
+    cfg = _variant(
+        tmp_path,
+        "ai4i_anomaly.yaml",
+        {
+            "tuning": {"method": "random", "n_trials": 2, "metric": "pr_auc"},
+            "cv": {"method": "stratified", "folds": 2},
+            "mlflow": {"experiment": "it-anomaly", "registered_model_name": "it-anomaly"},
+        },
+    )
+    result = run_pipeline(cfg, home, run_key="anomaly")
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
+    mv = client.get_model_version("it-anomaly", "1")
+    assert mv.tags["tidemill.task"] == "anomaly"
+    m = client.get_run(mv.run_id).data.metrics
+    assert 0.6 < m["test_roc_auc"] <= 1 and 0 < m["test_anomaly_rate"] < 0.2
+    # the supervised companion, trained on the labels, ranks failures far better
+    assert m["companion_test_pr_auc"] > m["test_pr_auc"]
+    plots = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
+    assert {"plots/score_histogram.png", "plots/pr_curve.png"} <= plots
+    assert result["candidates"][0]["test"]["f1"] > 0  # flags at the best-F1 threshold
+    import mlflow
+
+    mlflow.set_tracking_uri(home.mlflow_uri)
+    model = mlflow.pyfunc.load_model("models:/it-anomaly@champion")
+    raw = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig", nrows=50)
+    out = model.predict(raw[["Type", "Air temperature", "Process temperature",
+                             "Rotational speed", "Torque", "Tool wear"]])  # fmt: skip
+    assert list(out.columns) == ["prediction", "score"]
+    assert set(out["prediction"]) <= {0, 1}
+
+
+def test_regression_on_sklearn_diabetes(tmp_path):
+    home = TidemillHome.resolve(tmp_path / "home")
+    cfg = _variant(
+        tmp_path,
+        "diabetes_regression.yaml",
+        {"mlflow": {"experiment": "it-diabetes", "registered_model_name": "it-diabetes"}},
+    )
+    result = run_pipeline(cfg, home, run_key="reg", algorithms=["ridge", "lightgbm"], n_trials=2)
+    assert result["registered"]["algorithm"] in {"ridge", "lightgbm"}
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
+    mv = client.get_model_version("it-diabetes", "1")
+    m = client.get_run(mv.run_id).data.metrics
+    assert 0.2 < m["test_r2"] < 1 and 30 < m["test_rmse"] < 80
+    for key in ("test_mae", "test_mape", "test_explained_variance"):
+        assert key in m
+    plots = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
+    assert {"plots/residuals.png", "plots/pred.png"} <= plots

@@ -78,3 +78,12 @@ def test_overrides_pick_algorithms_and_trials():
     assert list(small.algorithms) == ["lightgbm"] and small.tuning.n_trials == 2
     with pytest.raises(ConfigError, match="not configured"):
         cfg.with_overrides(["svm"])
+
+
+def test_grid_search_needs_steps_for_floats(tmp_path):
+    data = _ai4i()
+    data["tuning"]["method"] = "grid"
+    with pytest.raises(
+        ConfigError, match=r"algorithms\.lightgbm\.search_space\.learning_rate: grid"
+    ):
+        load_experiment(_write(tmp_path, data))
