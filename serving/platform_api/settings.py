@@ -1,0 +1,51 @@
+"""Configuration of the platform API, from the environment (defaults: the Tidemill home)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipelines.home import TidemillHome
+
+DB_ENV = "TIDEMILL_PLATFORM_DB_URL"
+STORE_ENV = "TIDEMILL_ARTIFACT_STORE_URL"
+MAX_UPLOAD_ENV = "TIDEMILL_MAX_UPLOAD_MB"
+AIRFLOW_URL_ENV = "TIDEMILL_AIRFLOW_URL"
+AIRFLOW_USER_ENV = "TIDEMILL_AIRFLOW_USER"
+AIRFLOW_PASSWORD_ENV = "TIDEMILL_AIRFLOW_PASSWORD"
+AIRFLOW_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """``token``: bearer token of every write (``TIDEMILL_CONTROL_TOKEN``, the control API's);
+    ``db_url``: SQLAlchemy URL of datasets and jobs (SQLite in the home, PostgreSQL on
+    Kubernetes); ``store_url``: artifact store root where dataset files go;
+    ``airflow_url`` and its user: where training jobs run (password from the environment or
+    the home's Airflow simple-auth password file)."""
+
+    home: TidemillHome
+    token: str | None
+    db_url: str
+    store_url: str
+    max_upload_bytes: int
+    airflow_url: str
+    airflow_user: str
+    airflow_password: str | None
+    tracking_uri: str
+
+    @classmethod
+    def from_env(cls, home: TidemillHome | None = None) -> PlatformSettings:
+        home = home or TidemillHome.resolve()
+        env = os.environ.get
+        return cls(
+            home=home,
+            token=env("TIDEMILL_CONTROL_TOKEN") or None,
+            db_url=env(DB_ENV) or f"sqlite:///{home.root / 'platform.db'}",
+            store_url=env(STORE_ENV) or str(home.root),
+            max_upload_bytes=int(float(env(MAX_UPLOAD_ENV) or 100) * 1024 * 1024),
+            airflow_url=(env(AIRFLOW_URL_ENV) or "http://127.0.0.1:8280").rstrip("/"),
+            airflow_user=env(AIRFLOW_USER_ENV) or "admin",
+            airflow_password=env(AIRFLOW_PASSWORD_ENV) or None,
+            tracking_uri=env("MLFLOW_TRACKING_URI") or home.mlflow_uri,
+        )
