@@ -120,7 +120,8 @@ class ForecastResult:
 def _horizon(raw: Any, field_name: str, limits: Limits) -> int | None:
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != int(raw):
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (
+            isinstance(raw, float) and not raw.is_integer()):  # NaN and infinities too
         raise RequestError(field_name, f"must be a positive integer, got {raw!r}")
     horizon = int(raw)
     if horizon < 1:
@@ -228,6 +229,7 @@ _MONTH_LEN = np.append(np.diff(_MONTH_DAYS), np.zeros(12, np.int64))
 _YEAR_MONTH = np.full(10_000, _YEARS * 12, np.intp)
 _YEAR_MONTH[_FIRST_YEAR : _FIRST_YEAR + _YEARS] = np.arange(_YEARS) * 12
 _NS_RANGE = (np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-10", "us"))
+_EPOCH_RANGE = tuple(int(t.astype("datetime64[s]").astype(np.int64)) for t in _NS_RANGE)
 _LINES = _IsoRows("0000-00-00T00:00:00\n")  # strings joined by newlines
 _IN_JSON = _IsoRows('"0000-00-00T00:00:00"?')  # items of a minified JSON array, with "," or "]"
 _OPEN = ord("[")
@@ -300,17 +302,21 @@ def parse_timestamps(raw: Any, field_name: str) -> np.ndarray:
         return fast
     try:
         arr = np.asarray(raw)
-        if arr.dtype.kind in "iu":
-            return arr.astype("datetime64[s]").astype("datetime64[ns]")
-        if arr.dtype.kind == "S":
-            arr = arr.astype(str)
-        if arr.dtype.kind != "U":
-            raise ValueError
-        parsed = arr.astype("datetime64[us]")
+        if arr.dtype.kind not in "iu":  # epoch seconds: range-checked below
+            if arr.dtype.kind == "S":
+                arr = arr.astype(str)
+            if arr.dtype.kind != "U":
+                raise ValueError
+            parsed = arr.astype("datetime64[us]")
     except (ValueError, TypeError, OverflowError):
         raise RequestError(
             field_name, "must be ISO-8601 timestamp strings or integer epoch seconds"
         ) from None
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < _EPOCH_RANGE[0] or arr.max() > _EPOCH_RANGE[1]):
+            raise RequestError(field_name, f"epoch seconds must lie between {_EPOCH_RANGE[0]} "
+                                           f"and {_EPOCH_RANGE[1]} (1677-09-22 .. 2262-04-10)")
+        return arr.astype("datetime64[s]").astype("datetime64[ns]")
     if parsed.size and ((parsed < _NS_RANGE[0]).any() or (parsed > _NS_RANGE[1]).any()):
         raise RequestError(field_name, "timestamps must lie between 1677-09-22 and 2262-04-10")
     return parsed.astype("datetime64[ns]")
@@ -608,7 +614,7 @@ def _v2_tensor(inp: Any, i: int) -> tuple[str, list[int], Any]:
     name, shape, data = inp.get("name"), inp.get("shape"), inp.get("data")
     if not isinstance(name, str):
         raise RequestError(f"inputs[{i}].name", "is required")
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+    if not (isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)):
         raise RequestError(f"inputs[{i}].shape", "must be a list of non-negative integers")
     if not isinstance(data, list | np.ndarray):  # an array: sent as binary data
         raise RequestError(f"inputs[{i}].data", "must be a list")

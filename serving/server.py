@@ -7,7 +7,8 @@ host and ``access_log=False``; the timing middleware is left out; and uvicorn se
 ``ForecastRoutes``, an ASGI app in front of KServe's that answers the V1, V2 and ``/predict``
 POSTs itself (orjson, straight to ``ForecastModel.serve``, one latency histogram) and passes
 everything else on. Model metadata, examples and ``/metrics`` are plain Starlette routes; every
-other KServe route (health, readiness, model lists, load/unload, /docs) is the stock one.
+other KServe route (health, readiness, model lists, /docs) is the stock one, except the
+repository load/unload routes, which are off (the control API changes what is served).
 Queued prediction-log rows are flushed when uvicorn shuts down (SIGTERM/SIGINT), in each worker.
 
 With several workers the supervisor accepts the connections and hands each to the worker with
@@ -76,6 +77,9 @@ def _loads(body: bytes) -> Any:
             return json.loads(body)
         except ValueError as exc:
             raise RequestError("body", f"is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise RequestError("body", "is nested too deeply (arrays or objects within "
+                                       "each other)") from None
 
 
 async def _receive_body(receive: Receive, declared: str | None, limit: int) -> bytes | None:
@@ -96,6 +100,21 @@ async def _receive_body(receive: Receive, declared: str | None, limit: int) -> b
         if not message.get("more_body", False):
             return b"".join((*chunks, chunk)) if chunks else chunk
         chunks.append(chunk)
+
+
+def _check_content(content_type: str | None, encoding: str | None, binary: bool) -> None:
+    """A 415 for a body that is not JSON (V2 binary tensor data: also octet-stream) or that
+    claims a content coding: bodies are read as they come, never decompressed."""
+    if content_type is not None and content_type != JSON:
+        media = content_type.partition(";")[0].strip().lower()
+        if not (media == JSON or media.endswith("+json")
+                or (binary and media == "application/octet-stream")):
+            raise RequestError("content-type", f"{content_type!r} is not accepted; send "
+                               f"{JSON}" + (" or application/octet-stream" if binary else ""),
+                               415, "unsupported_media_type")
+    if encoding is not None and encoding.strip().lower() != "identity":
+        raise RequestError("content-encoding", f"{encoding!r} is not accepted; send the body "
+                           "uncompressed", 415, "unsupported_media_type")
 
 
 def _lookup(models: Any, name: str) -> ForecastModel:
@@ -121,6 +140,11 @@ RawParser = Callable[[bytes, Any, Limits], ForecastRequest | None]
 _RAW_PARSERS: dict[Parser, RawParser] = {parse_v1: parse_v1_large}
 Formatter = Callable[[Any, ForecastRequest, float], dict[str, Any]]
 _JSON_HEADER = (b"content-type", JSON.encode())
+# KServe's repository load/unload: off. They load or unload in one worker process of several,
+# need no credentials and leave readiness saying ready; the control API changes what is served.
+_REPOSITORY = "/v2/repository/"
+_REPOSITORY_OFF = orjson.dumps({"error": "path: repository load/unload is off; the control "
+                                "API changes what is served", "field": "path"})
 
 
 async def _respond(send: Send, status: int, content: bytes,
@@ -135,14 +159,15 @@ async def _respond(send: Send, status: int, content: bytes,
 class ForecastRoutes:
     """ASGI app in front of KServe's FastAPI app that answers the forecast POSTs itself:
     ``/v1/models/{model_name}:predict``, ``/v2/models/{model_name}/infer`` and ``/predict``,
-    matched as Starlette matches ``routes``. It reads the body from ``receive``, decodes it
+    matched as Starlette matches ``routes`` (and answers KServe's repository load/unload
+    POSTs with a 404: off). It reads the body from ``receive``, decodes it
     (large V1 bodies with simdjson, see ``serving/v1_body.py``; the rest with orjson),
     calls ``ForecastModel.serve`` (in the event loop: the forecast is CPU-bound and there is
     one worker process per core) and sends the response, skipping the middleware stack and
-    the scan of KServe's routes. A refused request is its 4xx JSON; any other
-    exception gets KServe's JSON 500 and is re-raised for uvicorn to log, as KServe's app
-    does. Every other request goes to the wrapped app unchanged, where ``routes`` are
-    registered too: its 405s and trailing-slash redirects for these paths stay as they were.
+    the scan of KServe's routes. A refused request is its 4xx JSON; any other exception is
+    logged and gets KServe's JSON 500, on a connection that stays usable. Every other request
+    goes to the wrapped app unchanged, where ``routes`` are registered too: its 405s and
+    trailing-slash redirects for these paths stay as they were.
     """
 
     _PATHS: tuple[tuple[str, Parser, Formatter], ...] = (
@@ -172,6 +197,9 @@ class ForecastRoutes:
                     name = match.groupdict().get("model_name", self.default_model)
                     await self.forecast(scope, receive, send, name, parse, fmt)
                     return
+            if path.startswith(_REPOSITORY):
+                await _respond(send, 404, _REPOSITORY_OFF, [])
+                return
         await self.app(scope, receive, send)
 
     async def forecast(self, scope: Scope, receive: Receive, send: Send, name: str,
@@ -186,8 +214,10 @@ class ForecastRoutes:
                                        self.limits.max_body_bytes)
             if body is None:
                 return
-            model = _lookup(self.models, name)
             binary = headers.get(INFERENCE_HEADER_LENGTH)  # V2 binary tensor data extension
+            _check_content(headers.get("content-type"), headers.get("content-encoding"),
+                           binary is not None)
+            model = _lookup(self.models, name)
             raw_parse = _RAW_PARSERS.get(parse) if binary is None else None
             parsed = raw_parse(body, headers, self.limits) if raw_parse else None
             if parsed is None:
@@ -199,9 +229,10 @@ class ForecastRoutes:
             metrics.ERRORS.labels(kind=exc.kind, model=name).inc()
             await _respond(send, exc.status, orjson.dumps(exc.body()), [])
             return
-        except Exception as exc:
+        except Exception as exc:  # logged here: re-raised, uvicorn would drop the connection
+            log.exception("forecast request to %s failed", name)
             await (await generic_exception_handler(None, exc))(scope, receive, send)
-            raise
+            return
         metrics.served(name, result.model_version, result.variant)[2].observe(
             time.perf_counter() - started)
         await _respond(send, 200, content, [

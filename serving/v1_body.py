@@ -54,8 +54,8 @@ def parse_v1_large(raw: bytes, headers: Mapping[str, str], limits: Limits
             _parser = simdjson.Parser()
             doc = _parser.parse(raw)
         return _request(raw, doc, headers, limits)
-    except (RequestError, TypeError, ValueError, KeyError, AttributeError):
-        return None
+    except (RequestError, TypeError, ValueError, KeyError, AttributeError, RuntimeError):
+        return None  # RuntimeError: simdjson's DEPTH_ERROR among others
 
 
 def _request(raw: bytes, doc: Any, headers: Mapping[str, str],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import struct
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -184,3 +186,99 @@ def test_bad_binary_v2_bodies(stack: Stack, client: httpx.Client) -> None:
         assert all(n in resp.json()["error"] for n in needles), (label, resp.text)
     ok = post(good, values + stamps)  # the same tensors, consistent: refused only for length
     assert ok.status_code == 400 and "history has 3 values" in ok.json()["error"], ok.text
+
+
+def _hostile_cases(h: dict[str, Any]) -> list[tuple[str, str, bytes, dict[str, str], int,
+                                                      list[str]]]:
+    """(id, path, raw body, headers, status, substrings of the error): bodies that once got a
+    500 (or a 200 with forecasts stamped 1970), as outside clients and fuzzers send them."""
+    ts, vals = h["timestamps"], h["values"]
+    n = len(vals)
+    p1, p2 = f"/v1/models/{ENDPOINT}:predict", f"/v2/models/{ENDPOINT}/infer"
+    good = json.dumps(v1(h))
+    epochs = [2**62 + 3600 * i for i in range(n)]
+    deep_large = b'{"instances": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    assert len(deep_large) >= MIN_BYTES
+
+    def binary(first: int) -> tuple[bytes, dict[str, str]]:
+        head = json.dumps({"inputs": [
+            {"name": "values", "datatype": "FP64", "shape": [1, n],
+             "parameters": {"binary_data_size": 8 * n}},
+            {"name": "timestamps", "datatype": "INT64", "shape": [1, n],
+             "parameters": {"binary_data_size": 8 * n}}]}).encode()
+        tail = struct.pack(f"<{n}d", *vals) + struct.pack(f"<{n}q", *(first + 3600 * i
+                                                                      for i in range(n)))
+        return head + tail, {"inference-header-content-length": str(len(head)),
+                             "content-type": "application/octet-stream"}
+
+    def v2_shape(shape: list[Any]) -> bytes:
+        return json.dumps({"inputs": [
+            {"name": "values", "datatype": "FP64", "shape": shape, "data": vals},
+            {"name": "timestamps", "datatype": "BYTES", "shape": shape, "data": ts}]}).encode()
+
+    json_type = {"content-type": "application/json"}
+    cases = [
+        ("v1-horizon-nan", p1, good[:-1].encode() + b', "parameters": {"horizon": NaN}}',
+         json_type, 400, ["parameters.horizon", "nan"]),
+        ("spec-horizon-infinity", "/predict", json.dumps(
+            {"data": [[t, v] for t, v in zip(ts, vals, strict=True)]})[:-1].encode()
+         + b', "forecast_horizon": Infinity}', json_type, 400, ["forecast_horizon", "inf"]),
+        ("deep-5000", p1, b"[" * 5000 + b"]" * 5000, json_type, 400, ["body", "nested"]),
+        ("v1-deep-large", p1, deep_large, json_type, 400, ["body", "nested"]),
+        ("v2-shape-bool", p2, v2_shape([True, n]), json_type, 400, ["inputs[0].shape"]),
+        ("v1-epoch-2**62", p1, json.dumps(v1({"timestamps": epochs, "values": vals})).encode(),
+         json_type, 400, ["instances[0].timestamps", "epoch seconds must lie between"]),
+        ("v2-binary-epoch-2**62", p2, *binary(2**62), 400,
+         ["inputs.timestamps.data", "epoch seconds must lie between", "2262-04-10"]),
+        ("v2-binary-epoch--10**13", p2, *binary(-10**13), 400,
+         ["inputs.timestamps.data", "epoch seconds must lie between", "1677-09-22"]),
+        ("v1-text-plain", p1, good.encode(), {"content-type": "text/plain"}, 415,
+         ["content-type", "text/plain"]),
+        ("v1-form", p1, good.encode(), {"content-type": "application/x-www-form-urlencoded"},
+         415, ["content-type"]),
+        ("v1-false-gzip", p1, good.encode(), {**json_type, "content-encoding": "gzip"}, 415,
+         ["content-encoding", "gzip"]),
+    ]
+    return cases
+
+
+def test_hostile_inputs_get_4xx_and_the_connection_stays_usable(
+        stack: Stack, history: dict[str, Any]) -> None:
+    """Each refused on one kept-alive connection, and a valid request follows on it."""
+    address = urlsplit(stack.router)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    good = json.dumps(v1(history))
+    try:
+        for case_id, path, body, headers, status, needles in _hostile_cases(history):
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode()
+            assert resp.status == status, f"{case_id}: {resp.status} {text[:300]}"
+            message = json.loads(text)["error"]
+            for needle in needles:
+                assert needle.lower() in message.lower(), f"{case_id}: {needle!r}: {message!r}"
+            assert resp.getheader("connection") != "close", case_id
+            sock = conn.sock
+            conn.request("POST", f"/v1/models/{ENDPOINT}:predict", body=good,
+                         headers={"content-type": "application/json"})
+            after = conn.getresponse()
+            assert after.status == 200, f"after {case_id}: {after.status}"
+            after.read()
+            assert conn.sock is sock, f"{case_id}: the connection was not kept alive"
+    finally:
+        conn.close()
+
+
+def test_repository_load_and_unload_are_off(stack: Stack, client: httpx.Client,
+                                            history: dict[str, Any]) -> None:
+    """KServe's repository routes would unload the model in one worker, with no token, while
+    readiness still said ready: they are not served; every worker keeps answering."""
+    for action in ("unload", "load"):
+        for _ in range(4):  # new connections: both worker processes
+            resp = httpx.post(f"{stack.router}/v2/repository/models/{ENDPOINT}/{action}")
+            assert resp.status_code == 404, (action, resp.status_code, resp.text)
+    for _ in range(6):
+        assert httpx.get(f"{stack.router}/v2/health/ready").status_code == 200
+        assert httpx.get(f"{stack.router}/v2/models/{ENDPOINT}/ready").status_code == 200
+        ok = httpx.post(f"{stack.router}/v1/models/{ENDPOINT}:predict", json=v1(history))
+        assert ok.status_code == 200, ok.text
