@@ -184,3 +184,14 @@ def load_registered_bundle(uri: str, name: str, version: str) -> Any:
     use_store(uri)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
     return ForecastBundle.load(local / "artifacts" / "bundle")
+
+
+def filter_literal(value: str, what: str = "value") -> str:
+    """``value`` as a quoted string of an MLflow search filter. MLflow's filter grammar has
+    no escape for a quote inside a string, so a value holding a quote, a backslash or a
+    control character is refused (ValueError naming ``what``) instead of changing the
+    filter's meaning."""
+    if not isinstance(value, str) or any(c in "'\"\\`" or not c.isprintable() for c in value):
+        raise ValueError(f"{what} {value!r} may not contain quotes, backslashes or control "
+                         "characters")
+    return f"'{value}'"

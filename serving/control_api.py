@@ -26,11 +26,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.home import TidemillHome
 from serving import metrics
@@ -66,6 +70,33 @@ class ControlSettings:
             or home.prediction_log_uri,
             home=home,
         )
+
+# Writes need ``Authorization: Bearer $TIDEMILL_CONTROL_TOKEN`` (declared in the OpenAPI).
+Credentials = Annotated[HTTPAuthorizationCredentials | None,
+                        Depends(HTTPBearer(auto_error=False, description="TIDEMILL_CONTROL_TOKEN"))]
+
+
+class ErrorBody(BaseModel):
+    detail: Any = Field(description="what was refused and why")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+_ERROR_TEXT = {
+    400: "malformed request (field named)",
+    401: "missing or wrong bearer token",
+    404: "no such model, version or A/B test",
+    409: "the change conflicts with the current aliases or split",
+    415: "body not JSON, or compressed",
+    422: "request body fails validation",
+    502: "the split could not be applied; aliases were put back",
+    503: "the registry or the prediction log is unavailable, or the new version failed its "
+         "load and test prediction",
+}
+READ_ERRORS = _errors(400, 404, 409, 503)
+WRITE_ERRORS = _errors(400, 401, 404, 409, 415, 502, 503)
 
 # ----- request bodies --------------------------------------------------------------------------
 class DeployBody(BaseModel):
@@ -121,24 +152,19 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         name = model_name or only_registered_model(client())
         key = f"control:{name}"
         if key not in state:
-            state[key] = SplitControl(client(), name, backend_from_env(settings.home))
+            ctl = SplitControl(client(), name, backend_from_env(settings.home))  # 400: bad name
+            ctl.alias_versions()  # 404: not registered (kept only for registered models)
+            state[key] = ctl
         return state[key]
 
-    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+    def authorized(credentials: Credentials = None) -> None:
         if settings.token is None:
             raise HTTPException(401, "writes are disabled: no TIDEMILL_CONTROL_TOKEN configured",
                                 headers={"WWW-Authenticate": "Bearer"})
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
-                                                                 settings.token.encode()):
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
-
-    def split_call(fn: Any, *args: Any) -> dict[str, Any]:
-        try:
-            return fn(*args)
-        except SplitError as exc:
-            raise HTTPException(exc.status, str(exc)) from exc
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -152,11 +178,42 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     pairer = LoggerEventPairer()
     write = [Depends(authorized)]
 
+    @app.middleware("http")
+    async def json_bodies_only(request: Request, call_next: Any) -> Response:
+        """A 415 for a body that is not JSON or claims a content coding (never decoded)."""
+        if request.method in ("POST", "PUT", "PATCH"):
+            ctype = request.headers.get("content-type")
+            media = (ctype or "").partition(";")[0].strip().lower()
+            if ctype is not None and media != "application/json" and not media.endswith("+json"):
+                return JSONResponse({"detail": f"content-type: {ctype!r} is not accepted; "
+                                               "send application/json"}, 415)
+            encoding = request.headers.get("content-encoding")
+            if encoding is not None and encoding.strip().lower() != "identity":
+                return JSONResponse({"detail": f"content-encoding: {encoding!r} is not "
+                                               "accepted; send the body uncompressed"}, 415)
+        return await call_next(request)
+
+    @app.exception_handler(SplitError)
+    async def split_error(_request: Request, exc: SplitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, exc.status)
+
+    @app.exception_handler(MlflowException)
+    async def registry_error(_request: Request, exc: MlflowException) -> JSONResponse:
+        """The registry refused (404/400) or could not be reached (503, bounded retries)."""
+        status = {"RESOURCE_DOES_NOT_EXIST": 404, "INVALID_PARAMETER_VALUE": 400}.get(
+            exc.error_code, 503)
+        return JSONResponse({"detail": f"registry: {exc.message}"}, status)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def log_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        return JSONResponse({"detail": f"prediction log unavailable: {exc}"}, 503)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"],
+              responses=_errors(503))
     def readyz() -> dict[str, str]:
         try:
             client().search_registered_models(max_results=1)
@@ -175,33 +232,37 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         content, media_type = metrics.render()
         return Response(content + generate_latest(job_metrics), media_type=media_type)
 
-    @app.get("/models", tags=["models"])
+    @app.get("/models", tags=["models"],
+              responses=READ_ERRORS)
     def models(model_name: str | None = None) -> dict[str, Any]:
         """Registered versions, their aliases, and what is live at which weight."""
-        return split_call(lambda: control(model_name).status())
+        return control(model_name).status()
 
-    @app.post("/models/deploy", tags=["models"], dependencies=write)
+    @app.post("/models/deploy", tags=["models"], dependencies=write,
+              responses=WRITE_ERRORS)
     def deploy(body: DeployBody) -> dict[str, Any]:
         """Make a version the challenger at ``canary_percent`` percent of traffic."""
-        return split_call(lambda: control(body.model_name).deploy(body.version,
-                                                                  body.canary_percent))
+        return control(body.model_name).deploy(body.version, body.canary_percent)
 
-    @app.post("/models/promote", tags=["models"], dependencies=write)
+    @app.post("/models/promote", tags=["models"], dependencies=write,
+              responses=WRITE_ERRORS)
     def promote(body: PromoteBody | None = None) -> dict[str, Any]:
         """The challenger becomes champion and takes all traffic."""
-        return split_call(lambda: control(body.model_name if body else None).promote())
+        return control(body.model_name if body else None).promote()
 
-    @app.post("/models/rollback", tags=["models"], dependencies=write)
+    @app.post("/models/rollback", tags=["models"], dependencies=write,
+              responses=WRITE_ERRORS)
     def rollback(body: RollbackBody | None = None) -> dict[str, Any]:
         """Back to the previous champion, or to a named version; the challenger is removed."""
         body = body or RollbackBody()
-        return split_call(lambda: control(body.model_name).rollback(body.version))
+        return control(body.model_name).rollback(body.version)
 
-    @app.post("/ab-tests", tags=["ab-tests"], dependencies=write, status_code=201)
+    @app.post("/ab-tests", tags=["ab-tests"], dependencies=write, status_code=201,
+              responses=WRITE_ERRORS)
     def start_ab_test(body: AbTestBody) -> dict[str, Any]:
         """Deploy the challenger at ``split`` percent and record the experiment."""
         ctl = control(body.model_name)
-        status = split_call(lambda: ctl.deploy(body.challenger_version, body.split))
+        status = ctl.deploy(body.challenger_version, body.split)
         started = utcnow()
         row = {
             "id": uuid.uuid4().hex[:12], "model_name": ctl.model_name,
@@ -214,7 +275,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
             conn.execute(insert(ab_tests), [row])
         return _ab_view(row, {}, {})
 
-    @app.get("/ab-tests/{test_id}", tags=["ab-tests"])
+    @app.get("/ab-tests/{test_id}", tags=["ab-tests"],
+              responses=READ_ERRORS)
     def get_ab_test(test_id: str) -> dict[str, Any]:
         """Per-variant request counts and, once actuals arrived, live error metrics."""
         with engine().connect() as conn:
@@ -227,7 +289,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         errors = joined_errors(engine(), row["started_at"], until, row["model_name"])
         return _ab_view(row, counts, errors)
 
-    @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201)
+    @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201,
+              responses=WRITE_ERRORS)
     def feedback(body: FeedbackBody) -> dict[str, Any]:
         """Actual values for earlier predictions, by request id or by series and timestamp."""
         try:
@@ -237,7 +300,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         points = [(body.series_id, ds, a.y) for ds, a in zip(stamps, body.actuals, strict=True)]
         return {"stored": record_actuals(engine(), points, body.request_id)}
 
-    @app.post("/prediction-log", tags=["prediction-log"], status_code=202)
+    @app.post("/prediction-log", tags=["prediction-log"], status_code=202,
+              responses=_errors(400, 415, 503))
     async def prediction_log(request: Request) -> dict[str, Any]:
         """Sink for KServe ``logger`` CloudEvents (binary mode)."""
         try:

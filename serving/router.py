@@ -111,12 +111,20 @@ class TidemillRouter(ForecastModel):
         return Routes(champion, challenger, split.challenger_percent if challenger else 0, split)
 
     def load(self) -> bool:
-        """Load both variants of the current split; ready once both answered a test forecast."""
+        """Load both variants of the current split; ready once both answered a test forecast
+        (or the champion alone, when the challenger cannot: it never keeps the champion down)."""
         self._seen_mtime = self._split_mtime()
         split = self.backend.get()
         if split is None:
             raise RuntimeError(f"no split state at {self.backend.path}; run serving.stack")
-        self.routes = self._build(split)
+        try:
+            self.routes = self._build(split)
+        except Exception:
+            if split.challenger_uri is None:
+                raise
+            log.exception("challenger %s failed to load; serving the champion alone",
+                          split.challenger_uri)
+            self.routes = self._build(Split(split.champion_uri))
         self.ready = True
         self._log_routes()
         return self.ready

@@ -224,6 +224,16 @@ def load_from_registry(tracking_uri: str, name: str, ref: str) -> ServedModel:
     return load_from_dir(local, name, str(mv.version), registry_uri(name, mv.version))
 
 
+def check_registered(tracking_uri: str, name: str, version: str) -> None:
+    """Load ``name`` version ``version`` as the router would and forecast a synthetic history:
+    raises (naming the version and the failure) when it cannot serve."""
+    try:
+        load_from_registry(tracking_uri, name, version).self_test()
+    except Exception as exc:
+        raise RuntimeError(f"{name} version {version} failed its load and test prediction: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
 def load_uri(tracking_uri: str | None, uri: str) -> ServedModel:
     """A split URI: ``models:/<name>/<version>`` from the registry, else a local directory."""
     if uri.startswith("models:/"):

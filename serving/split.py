@@ -11,9 +11,15 @@ A split is (champion URI, challenger URI or none, challenger percent), the meani
   the versions' artifact locations (what ``storageUri`` mounts).
 
 ``SplitControl`` moves the registry aliases (``champion``, ``challenger``,
-``previous_champion``) and the split together: if the split cannot be applied, the aliases are
-put back. The control API and the Airflow promotion DAG call only this module; it imports
-neither airflow nor kserve.
+``previous_champion``) and the split together, after the version going live passed a load
+and a test prediction. Before anything moves it records its intent (the aliases and split
+as they were) next to the split state; if a step fails, it puts everything back, and if that
+fails too (the registry is down) the intent stays and is undone by the next call or at
+start-up (``recover``): until then the answer is a 503 that says so. Calls to an MLflow
+tracking server are bounded (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2,
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` 1, ``MLFLOW_HTTP_REQUEST_TIMEOUT`` 10 s unless set):
+MLflow's own defaults kept a promotion waiting ~245 s on a dead server. The control API and
+the Airflow promotion DAG call only this module; it imports neither airflow nor kserve.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,9 +41,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipelines.home import TidemillHome
-from pipelines.registry import CHALLENGER, CHAMPION, set_alias
+from pipelines.registry import CHALLENGER, CHAMPION, filter_literal, set_alias
 
 log = logging.getLogger(__name__)
+
+for _key, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                     ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")):
+    os.environ.setdefault(_key, _value)
 
 BACKEND_ENV = "TIDEMILL_SPLIT_BACKEND"
 PREVIOUS_CHAMPION = "previous_champion"
@@ -81,6 +92,8 @@ class SplitBackend(Protocol):
 
     def locked(self) -> contextlib.AbstractContextManager[None]: ...
 
+    intent_path: Path
+
 
 class LocalSplitBackend:
     """The split as a JSON file, replaced atomically; readers notice the new mtime."""
@@ -90,6 +103,7 @@ class LocalSplitBackend:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.intent_path = self.path.with_name(f"{self.path.stem}.intent.json")
 
     @classmethod
     def for_home(cls, home: TidemillHome) -> LocalSplitBackend:
@@ -134,10 +148,13 @@ class KubernetesBackend:
 
     kind = "kubernetes"
 
-    def __init__(self, namespace: str, name: str, mode: str, api: Any | None = None) -> None:
+    def __init__(self, namespace: str, name: str, mode: str, api: Any | None = None,
+                 intent_path: Path | None = None) -> None:
         from serving.split_kubernetes import KubernetesSplitBackend
 
         self.k8s = KubernetesSplitBackend(namespace, name, mode, api=api)
+        self.intent_path = intent_path or TidemillHome.resolve().root / "serving" / \
+            f"{name}.intent.json"
 
     def get(self) -> Split | None:
         state = self.k8s.get()
@@ -161,10 +178,11 @@ def backend_from_env(home: TidemillHome | None = None) -> SplitBackend:
     """``TIDEMILL_SPLIT_BACKEND``: ``local`` (state file in the home) or ``kubernetes``."""
     kind = os.environ.get(BACKEND_ENV, "local")
     if kind == "kubernetes":
+        name = os.environ.get("TIDEMILL_ISVC_NAME", "tidemill-forecaster")
         return KubernetesBackend(
-            os.environ.get("TIDEMILL_K8S_NAMESPACE", "default"),
-            os.environ.get("TIDEMILL_ISVC_NAME", "tidemill-forecaster"),
+            os.environ.get("TIDEMILL_K8S_NAMESPACE", "default"), name,
             os.environ.get("TIDEMILL_DEPLOYMENT_MODE", "serverless"),
+            intent_path=(home or TidemillHome.resolve()).root / "serving" / f"{name}.intent.json",
         )
     if kind != "local":
         raise ValueError(f"{BACKEND_ENV} must be 'local' or 'kubernetes', got {kind!r}")
@@ -174,11 +192,21 @@ def backend_from_env(home: TidemillHome | None = None) -> SplitBackend:
 class SplitControl:
     """Registry aliases and the serving split of one registered model, changed together."""
 
-    def __init__(self, client: MlflowClient, model_name: str, backend: SplitBackend) -> None:
+    def __init__(self, client: MlflowClient, model_name: str, backend: SplitBackend,
+                 check: Callable[[str, str, str], None] | None = None) -> None:
+        """``check(tracking_uri, model_name, version)`` raises when a version cannot serve
+        (default: ``serving.served_model.check_registered``, a load and a test prediction)."""
+        try:
+            self.name_literal = filter_literal(model_name, "model_name")
+        except ValueError as exc:
+            raise SplitError(str(exc), 400) from None
         self.client = client
         self.model_name = model_name
         self.backend = backend
+        self.check = check
         self._lock = threading.Lock()
+        self._recovered = False
+        self.left_out: str | None = None  # why sync left the challenger out, if it did
 
     # ----- reading --------------------------------------------------------------------------
     def alias_versions(self) -> dict[str, str | None]:
@@ -193,7 +221,7 @@ class SplitControl:
         return found
 
     def _versions(self) -> list[Any]:
-        versions = self.client.search_model_versions(f"name='{self.model_name}'")
+        versions = self.client.search_model_versions(f"name={self.name_literal}")
         return sorted(versions, key=lambda v: int(v.version))
 
     def _require_version(self, version: str) -> str:
@@ -209,6 +237,8 @@ class SplitControl:
 
     def status(self) -> dict[str, Any]:
         """Registered versions with aliases, and what is live at which weight."""
+        if self.backend.intent_path.exists():
+            self.recover()
         versions = self._versions()
         by_uri = {self._uri(v.version): str(v.version) for v in versions}
         split = self.backend.get()
@@ -239,8 +269,11 @@ class SplitControl:
     # ----- changing -------------------------------------------------------------------------
     def _set_alias(self, alias: str, version: str | None) -> None:
         if version is None:
-            with contextlib.suppress(MlflowException):
+            try:
                 self.client.delete_registered_model_alias(self.model_name, alias)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
         elif alias in (CHAMPION, CHALLENGER):
             set_alias(self.client, self.model_name, alias, version)
         else:
@@ -255,35 +288,84 @@ class SplitControl:
                     self.client.transition_model_version_stage(
                         self.model_name, version, "Archived")
 
+    def _verify(self, version: str) -> None:
+        """A 422 naming the failure when ``version`` cannot load and forecast."""
+        if self.check is None:
+            from serving.served_model import check_registered
+
+            self.check = check_registered
+        try:
+            self.check(self.client.tracking_uri, self.model_name, version)
+        except MlflowException:
+            raise  # the registry itself failed: 503 (control API), not the version
+        except Exception as exc:
+            raise SplitError(str(exc), 422) from exc
+
     def _commit(self, aliases: dict[str, str | None], split: Split) -> dict[str, Any]:
-        """Move ``aliases`` and apply ``split``, all or nothing."""
+        """Move ``aliases`` and apply ``split``, all or nothing (see the module's docstring)."""
         before = self.alias_versions()
+        live = self.backend.get()
+        _write_json(self.backend.intent_path, {
+            "model_name": self.model_name, "aliases": {a: before[a] for a in aliases},
+            "split": asdict(live) if live else None, "recorded_at": time.time()})
         try:
             for alias, version in aliases.items():
                 self._set_alias(alias, version)
             self.backend.apply(split)
         except Exception as exc:
             log.exception("split change failed; restoring aliases %s", before)
-            for alias in aliases:
-                try:
-                    self._set_alias(alias, before[alias])
-                except Exception:
-                    log.exception("could not restore alias %s -> %s", alias, before[alias])
-            raise SplitError(f"split change failed and was rolled back: {exc}", 502) from exc
+            try:
+                self._undo()
+            except Exception as undo_exc:
+                log.exception("could not undo the split change yet")
+                raise SplitError(
+                    f"split change failed ({_short(exc)}) and could not be undone yet "
+                    f"({_short(undo_exc)}); nothing is committed: the change recorded in "
+                    f"{self.backend.intent_path.name} is undone by the next call or at "
+                    "start-up", 503) from exc
+            raise SplitError(f"split change failed and was rolled back: {_short(exc)}",
+                             502) from exc
+        self.backend.intent_path.unlink(missing_ok=True)
         after = {**before, **aliases}
         serving = {CHAMPION, CHALLENGER}
         demoted = {before[a] for a in serving if before[a]} - {after[a] for a in serving}
         try:
             self._archive_unaliased(demoted)
+            return self.status()
         except MlflowException:
-            log.warning("could not mirror archived stage for %s", demoted, exc_info=True)
-        return self.status()
+            log.warning("change applied; could not mirror archived stage for %s or read the "
+                        "status back", demoted, exc_info=True)
+            return {"model_name": self.model_name, "backend": self.backend.kind,
+                    "aliases": after, "live": asdict(split),
+                    "note": "applied; the registry did not answer the status read"}
 
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        stack = contextlib.ExitStack()
-        stack.enter_context(self._lock)
-        stack.enter_context(self.backend.locked())
-        return stack
+    def _undo(self) -> None:
+        """Put back the aliases and split an interrupted change recorded; forget the intent."""
+        intent = json.loads(self.backend.intent_path.read_text())
+        for alias, version in intent["aliases"].items():
+            self._set_alias(alias, version)
+        if intent["split"] is not None:
+            split = Split(**intent["split"])
+            if self.backend.get() != split:
+                self.backend.apply(split)
+        self.backend.intent_path.unlink(missing_ok=True)
+        log.warning("undid an interrupted split change of %s: aliases %s, split %s",
+                    self.model_name, intent["aliases"], intent["split"])
+
+    def recover(self) -> bool:
+        """Undo an interrupted change, if one is recorded (raises while the registry is
+        still down); True when there was one."""
+        with self._transaction():
+            return self._recovered
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Both locks held; an interrupted earlier change undone first."""
+        with self._lock, self.backend.locked():
+            self._recovered = self.backend.intent_path.exists()
+            if self._recovered:
+                self._undo()
+            yield
 
     def deploy(self, version: str, challenger_percent: int) -> dict[str, Any]:
         """Make ``version`` the challenger at ``challenger_percent`` percent of traffic."""
@@ -296,6 +378,7 @@ class SplitControl:
             if version == champion:
                 raise SplitError(f"version {version} is already the champion", 409)
             split = Split(self._uri(champion), self._uri(version), challenger_percent)
+            self._verify(version)
             return self._commit({CHALLENGER: version}, split)
 
     def promote(self) -> dict[str, Any]:
@@ -306,6 +389,7 @@ class SplitControl:
             challenger, champion = current[CHALLENGER], current[CHAMPION]
             if challenger is None or challenger == champion:
                 raise SplitError("there is no challenger to promote", 409)
+            self._verify(challenger)
             return self._commit(
                 {CHAMPION: challenger, CHALLENGER: None, PREVIOUS_CHAMPION: champion},
                 Split(self._uri(challenger)),
@@ -330,13 +414,16 @@ class SplitControl:
                 raise SplitError("no previous champion to roll back to; name a version", 409)
             if target == current[CHAMPION]:
                 raise SplitError(f"version {target} is already the champion", 409)
+            self._verify(target)
             return self._commit(
                 {CHAMPION: target, CHALLENGER: None, PREVIOUS_CHAMPION: current[CHAMPION]},
                 Split(self._uri(target)),
             )
 
     def sync(self, default_percent: int) -> Split:
-        """Align the split with the registry aliases (keeps the percent when unchanged)."""
+        """Align the split with the registry aliases (keeps the percent when unchanged). A
+        challenger that fails its load and test prediction is left out of the split (logged):
+        it never keeps the champion from serving."""
         with self._transaction():
             current = self.alias_versions()
             champion, challenger = current[CHAMPION], current[CHALLENGER]
@@ -344,6 +431,13 @@ class SplitControl:
                 raise SplitError(f"{self.model_name} has no champion version", 409)
             if challenger == champion:
                 challenger = None
+            if challenger is not None:
+                try:
+                    self._verify(challenger)
+                except SplitError as exc:
+                    self.left_out = f"challenger left out of serving: {exc}"
+                    log.error(self.left_out)
+                    challenger = None
             live = self.backend.get()
             champion_uri = self._uri(champion)
             challenger_uri = self._uri(challenger) if challenger else None
@@ -352,6 +446,21 @@ class SplitControl:
             split = Split(champion_uri, challenger_uri, default_percent if challenger else 0)
             self.backend.apply(split)
             return split
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` in ``path``, replaced atomically and on disk before this returns."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else f"{text[:297]}..."
 
 
 def control_from_env(

@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     registered = args.model or only_registered_model(client)
     backend = LocalSplitBackend.for_home(home)
-    split = SplitControl(client, registered, backend).sync(args.challenger_percent)
+    control = SplitControl(client, registered, backend)
+    split = control.sync(args.challenger_percent)
+    if control.left_out:
+        print(f"[stack] {control.left_out}", file=sys.stderr, flush=True)
 
     serving_dir = home.root / "serving"
     prom_dir = serving_dir / "prometheus"

@@ -30,13 +30,15 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
     """Per-algorithm metrics of the pipeline run behind the newest registered version."""
     from mlflow import MlflowClient
 
+    from pipelines.registry import filter_literal
+
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    versions = client.search_model_versions(f"name='{registered_name}'")
+    versions = client.search_model_versions(f"name={filter_literal(registered_name, 'model')}")
     latest = max(versions, key=lambda v: int(v.version))
     pipeline_run = latest.tags["tidemill.pipeline_run"]
     runs = client.search_runs(
         [client.get_run(latest.run_id).info.experiment_id],
-        filter_string=f"tags.`tidemill.pipeline_run` = '{pipeline_run}'",
+        filter_string=f"tags.`tidemill.pipeline_run` = {filter_literal(pipeline_run, 'run')}",
     )
     header = (
         f"{'algorithm':<15}{'val MAE':>9}{'test MAE':>10}{'test RMSE':>10}"

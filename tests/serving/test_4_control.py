@@ -3,14 +3,19 @@ registry/split atomicity. Tests run in file order (they change the live split)."
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from pipelines.registry import use_store
 from serving.split import LocalSplitBackend, Split, SplitControl, SplitError
-from tests.serving.conftest import ENDPOINT, REGISTERED, Stack, v1, wait_for
+from tests.serving.conftest import ENDPOINT, REGISTERED, Stack, start_stack, v1, wait_for
 
 KEYS = [f"ctl-{i}" for i in range(20)]
 
@@ -52,6 +57,43 @@ def test_writes_need_the_token(stack: Stack, client: httpx.Client,
     ):
         resp = client.post(f"{stack.control}{path}", json=body, headers=headers)
         assert resp.status_code == 401, (path, resp.text)
+    assert client.get(f"{stack.control}/models").json() == before
+
+
+def test_model_name_is_validated_before_any_filter(stack: Stack, client: httpx.Client) -> None:
+    """A name goes into MLflow filter strings only when it cannot change their meaning."""
+    for name in ("x'", "x' OR name LIKE '%", 'x"', "x\\"):
+        resp = client.get(f"{stack.control}/models", params={"model_name": name})
+        assert resp.status_code == 400, (name, resp.status_code, resp.text)
+        assert "model_name" in resp.json()["detail"] and "quotes" in resp.json()["detail"]
+    resp = client.get(f"{stack.control}/models", params={"model_name": "no-such-model"})
+    assert resp.status_code == 404 and "no-such-model" in resp.json()["detail"], resp.text
+
+
+def test_openapi_declares_the_token_and_the_refusals(stack: Stack, client: httpx.Client) -> None:
+    spec = client.get(f"{stack.control}/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert [s for s in schemes.values() if s["type"] == "http" and s["scheme"] == "bearer"]
+    for path in ("/models/deploy", "/models/promote", "/models/rollback", "/ab-tests",
+                 "/feedback"):
+        operation = spec["paths"][path]["post"]
+        assert operation.get("security"), path
+        assert {"400", "401", "404", "409", "415", "503"} <= set(operation["responses"]), path
+    assert {"400", "404", "409", "503"} <= set(spec["paths"]["/models"]["get"]["responses"])
+
+
+def test_bodies_must_be_uncompressed_json(stack: Stack, client: httpx.Client) -> None:
+    before = client.get(f"{stack.control}/models").json()
+    body = json.dumps({"version": "2", "canary_percent": 90})
+    for headers, field in (({"content-type": "text/plain"}, "content-type"),
+                           ({"content-type": "application/x-www-form-urlencoded"},
+                            "content-type"),
+                           ({"content-type": "application/json", "content-encoding": "gzip"},
+                            "content-encoding")):
+        resp = client.post(f"{stack.control}/models/deploy", content=body,
+                           headers={**stack.auth(), **headers})
+        assert resp.status_code == 415, (headers, resp.status_code, resp.text)
+        assert field in resp.json()["detail"]
     assert client.get(f"{stack.control}/models").json() == before
 
 
@@ -153,3 +195,53 @@ def test_registry_and_split_change_together(stack: Stack, client: httpx.Client) 
     assert err.value.status == 502
     assert _aliases(client, stack) == before
     assert path.read_text() == before_split
+
+
+def test_a_version_that_cannot_load_never_goes_live(stack: Stack, client: httpx.Client,
+                                                    tmp_path: Path) -> None:
+    """Version 3 is version 1 with its weights file cut in half. Deploying it (or rolling
+    back to it) is refused with a 422 naming the failure, and nothing moves. Registered as
+    the challenger behind the API's back, it stays out of the split of a stack started on
+    that registry: the champion serves alone."""
+    uri = f"sqlite:///{stack.home / 'mlflow.db'}"
+    registry = MlflowClient(uri, registry_uri=uri)
+    use_store(uri)
+    copy = Path(mlflow.artifacts.download_artifacts(f"models:/{REGISTERED}/1",
+                                                    dst_path=str(tmp_path / "v3")))
+    weights = copy / "artifacts" / "bundle" / "forecaster" / "nlinear.npz"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    bad = str(registry.create_model_version(REGISTERED, source=str(copy)).version)
+    split_file = stack.home / "serving" / "split.json"
+    before, before_split = client.get(f"{stack.control}/models").json(), split_file.read_text()
+    try:
+        for path, body in (("/models/deploy", {"version": bad, "canary_percent": 50}),
+                           ("/models/rollback", {"version": bad})):
+            resp = client.post(f"{stack.control}{path}", json=body, headers=stack.auth())
+            assert resp.status_code == 422, (path, resp.status_code, resp.text)
+            detail = resp.json()["detail"]
+            assert f"version {bad} failed its load and test prediction" in detail, detail
+        after = client.get(f"{stack.control}/models").json()
+        assert after["aliases"] == before["aliases"] and after["live"] == before["live"]
+        assert {v["version"]: v["stage"] for v in after["versions"]}[bad] == "None"
+        assert split_file.read_text() == before_split
+
+        home = tmp_path / "home"
+        home.mkdir()
+        shutil.copy(stack.home / "mlflow.db", home / "mlflow.db")
+        copied_uri = f"sqlite:///{home / 'mlflow.db'}"
+        copied = MlflowClient(copied_uri, registry_uri=copied_uri)
+        copied.set_registered_model_alias(REGISTERED, "challenger", bad)
+        second = start_stack(home, 30, tmp_path / "stack.log")
+        try:
+            live = httpx.get(f"{second.control}/models").json()["live"]
+            assert [e["variant"] for e in live] == ["champion"], live
+            history = httpx.get(f"{second.router}/v1/models/{ENDPOINT}/example").json()
+            for key in ("a", "b", "c", "d"):
+                resp = httpx.post(f"{second.router}/v1/models/{ENDPOINT}:predict",
+                                  json=v1(history["instances"][0], user_id=key))
+                assert resp.status_code == 200 and resp.json()["variant"] == "champion"
+        finally:
+            assert second.stop() == 0
+        assert "challenger left out of serving" in (tmp_path / "stack.log").read_text()
+    finally:
+        registry.delete_model_version(REGISTERED, bad)
