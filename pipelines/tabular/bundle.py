@@ -90,7 +90,7 @@ class TabularBundle:
                 )
             out[col] = parsed
         for col, categories in self.meta["categories"].items():
-            values = frame[col].astype("object").map(lambda v: v if pd.isna(v) else str(v))
+            values = frame[col].astype("object").map(lambda v: np.nan if pd.isna(v) else str(v))
             unseen = (values.notna() & ~values.isin(categories)).to_numpy()
             if unseen.any():
                 raise TabularInputError(

@@ -146,7 +146,7 @@ def validate_table(raw: pd.DataFrame, cfg: TabularConfig) -> Validated:
             typed[col] = (
                 values.mask(missing_mask)
                 .astype("object")
-                .map(lambda v: v if pd.isna(v) else str(v))
+                .map(lambda v: np.nan if pd.isna(v) else str(v))
             )
             continue
         numeric.append(col)

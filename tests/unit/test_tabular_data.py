@@ -160,3 +160,41 @@ def test_parquet_excel_and_sql_sources_read_like_csv(tmp_path, kind):
     cfg = type(csv_cfg).model_validate(csv_cfg.model_dump(mode="json") | {"data": data})
     got = validate_table(read_table(cfg.data), cfg).frame
     pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("scaler", "expected"),
+    [
+        ("standard", [-1.2247449, 0.0, 1.2247449]),  # (x - 2) / sqrt(2/3)
+        ("minmax", [0.0, 0.5, 1.0]),
+        ("robust", [-1.0, 0.0, 1.0]),  # (x - median 2) / IQR (2.5 - 1.5)
+        ("none", [1.0, 2.0, 3.0]),
+    ],
+)
+def test_scalers_by_hand(tmp_path, scaler, expected):
+    from pipelines.tabular.preprocess import build_columns
+
+    cfg = _cfg(tmp_path, AI4I, preprocess={"scaler": scaler})
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "c": ["x", "y", "x"]})
+    out = build_columns(["a"], ["c"], cfg).fit_transform(X)
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-6)
+
+
+def test_mean_imputation_and_encodings(tmp_path):
+    from pipelines.tabular.preprocess import build_columns
+
+    X = pd.DataFrame({"a": [1.0, np.nan, 5.0], "c": ["x", "y", np.nan]})
+    cfg = _cfg(
+        tmp_path,
+        AI4I,
+        preprocess={"scaler": "none", "numeric_imputation": "mean", "encoding": "onehot"},
+    )
+    columns = build_columns(["a"], ["c"], cfg).fit(X)
+    out = columns.transform(pd.DataFrame({"a": [np.nan], "c": ["z"]}))
+    assert out.tolist() == [[3.0, 0.0, 0.0]]  # mean 3; unseen category: all zeros
+    assert list(columns.get_feature_names_out()) == ["a", "c_x", "c_y"]
+    cfg = _cfg(tmp_path, AI4I, preprocess={"scaler": "none", "encoding": "ordinal"})
+    columns = build_columns(["a"], ["c"], cfg).fit(X)
+    # median 3; the missing category takes the most frequent ('x', first of the ties)
+    assert columns.transform(X).tolist() == [[1.0, 0.0], [3.0, 1.0], [5.0, 0.0]]
+    assert columns.transform(pd.DataFrame({"a": [1.0], "c": ["z"]})).tolist() == [[1.0, -1.0]]

@@ -77,12 +77,14 @@ def test_grid_of_search_space():
 
 def _bundle():
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
     X = pd.DataFrame({"t": [1.0, 2.0, 3.0, 4.0], "kind": ["L", "M", "L", "M"]})
-    pre = ColumnTransformer([("n", "passthrough", ["t"]), ("c", OneHotEncoder(), ["kind"])])
+    encode = make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder())
+    pre = ColumnTransformer([("n", "passthrough", ["t"]), ("c", encode, ["kind"])])
     pipe = Pipeline([("preprocess", pre), ("model", LogisticRegression())]).fit(X, [0, 0, 1, 1])
     meta = {
         "task": "classification",
@@ -100,6 +102,10 @@ def test_bundle_predicts_with_probabilities(tmp_path):
     out = bundle.predict(pd.DataFrame({"t": [1.0, 4.0], "kind": ["L", "M"]}))
     assert list(out.columns) == ["prediction", "prediction_proba", "proba_0", "proba_1"]
     assert out["prediction"].tolist() == [0, 1]
+    # a missing category (None from JSON) is missing, not a category of its own
+    same = bundle.predict(pd.DataFrame({"t": [1.0], "kind": [None]}))
+    nan = bundle.predict(pd.DataFrame({"t": [1.0], "kind": [np.nan]}))
+    assert same["proba_1"].tolist() == nan["proba_1"].tolist()
     np.testing.assert_allclose(out["proba_0"] + out["proba_1"], 1.0)
 
 
