@@ -10,7 +10,8 @@ calibrate intervals, evaluate on validation and test, log an MLflow run per cand
 `champion` when there is none; emits the model Asset).
 
 Every task is a thin call into `pipelines.workflow`; the same pipeline runs without Airflow as
-`tidemill train --config X`. Tasks pass paths and small dicts through XCom, never dataframes.
+`tidemill train --config X`. Tasks pass artifact-store URLs and small dicts through XCom, never
+dataframes or local paths, so each task may run in its own pod (KubernetesExecutor).
 
 **Trigger form:** `config` (experiment YAML), `algorithms` (subset of the configured ones;
 empty = all), `n_trials` and `horizon` (empty = as configured).
@@ -19,7 +20,6 @@ empty = all), `n_trials` and `horizon` (empty = as configured).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -28,9 +28,12 @@ from tidemill.dag_support import DEFAULT_CONFIG, MODEL_ASSET
 from tidemill.dag_support import home as _home
 
 
-def _run_dir(run_id: str) -> Path:
+def _run_dir(run_id: str) -> str:
+    """The run's URL in the artifact store (``pipelines.settings``), named after the run id."""
+    from pipelines.settings import Settings
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return _home().runs_dir / safe
+    return Settings.resolve(_home()).store.url("runs", safe)
 
 
 @dag(

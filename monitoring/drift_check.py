@@ -7,6 +7,7 @@ the current window and the prediction log (see :mod:`monitoring.lineage` for the
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,9 @@ from monitoring.drift_reports import (
     save_reports,
     workspace_dir,
 )
+from pipelines import artifact_store
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 
 
 @dataclass
@@ -31,7 +34,7 @@ class DriftCheckOutcome:
     """A finished check: the result and where everything went."""
 
     result: DriftResult
-    report_dir: Path
+    report_dir: str  # URL in the artifact store
     mlflow_run_id: str
     workspace_runs: dict[str, str]
     metrics_file: Path
@@ -39,7 +42,7 @@ class DriftCheckOutcome:
     def summary(self) -> dict[str, Any]:
         """JSON-ready (XCom): the decision, scores and locations."""
         return self.result.summary() | {
-            "report_dir": str(self.report_dir),
+            "report_dir": self.report_dir,
             "mlflow_run_id": self.mlflow_run_id,
             "workspace_runs": dict(self.workspace_runs),
             "metrics_file": str(self.metrics_file),
@@ -63,9 +66,9 @@ def run_drift_check(
 ) -> DriftCheckOutcome:
     """Check ``model`` (champion ``version``) and publish the outcome.
 
-    Reports go to ``<home>/reports/<model>/<UTC time>/``, MLflow to ``tracking_uri`` (default
-    the home's store, artifacts in the home's artifact store), snapshots to the project
-    ``model`` of the home's Evidently workspace, gauges to ``<home>/metrics``.
+    Reports go to ``<store>/reports/<model>/<UTC time>/`` in the artifact store (the home by
+    default), MLflow to ``tracking_uri`` (default: the settings' tracking URI), snapshots to
+    the project ``model`` of the home's Evidently workspace, gauges to ``<home>/metrics``.
     """
     now = now or datetime.now(UTC)
     result = check_drift(
@@ -78,23 +81,26 @@ def run_drift_check(
         timestamp=now.replace(tzinfo=None),
     )
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    report_dir = home.reports_dir / _safe(model) / stamp
-    save_reports(result, report_dir)
-    uri = tracking_uri or home.mlflow_uri
-    run_id = log_to_mlflow(
-        result,
-        report_dir,
-        uri,
-        experiment=experiment,
-        artifact_location=home.artifacts_dir.as_uri() if uri == home.mlflow_uri else None,
-        tags={"tidemill.model": model, "tidemill.model_version": version, **(tags or {})},
-        run_name=f"drift-{_safe(model)}-v{version}-{stamp}",
-    )
+    settings = Settings.resolve(home)
+    report_url = settings.store.url("reports", _safe(model), stamp)
+    uri = tracking_uri or settings.mlflow_tracking_uri
+    with tempfile.TemporaryDirectory(prefix="tidemill-reports-") as scratch:
+        save_reports(result, Path(scratch))
+        run_id = log_to_mlflow(
+            result,
+            Path(scratch),
+            uri,
+            experiment=experiment,
+            artifact_location=home.artifacts_dir.as_uri() if uri == home.mlflow_uri else None,
+            tags={"tidemill.model": model, "tidemill.model_version": version, **(tags or {})},
+            run_name=f"drift-{_safe(model)}-v{version}-{stamp}",
+        )
+        artifact_store.put_dir(scratch, report_url)
     workspace_runs = add_to_workspace(result, workspace_dir(home), model)
     metrics_path = write_drift_metrics(
         result, metrics_dir(home), model=model, version=version, timestamp=now.timestamp()
     )
-    return DriftCheckOutcome(result, report_dir, run_id, workspace_runs, metrics_path)
+    return DriftCheckOutcome(result, report_url, run_id, workspace_runs, metrics_path)
 
 
 def _safe(name: str) -> str:

@@ -24,6 +24,7 @@ from pipelines.data.ingest import load_raw
 from pipelines.data.validate import validate
 from pipelines.home import TidemillHome
 from pipelines.registry import tracking_uri
+from pipelines.settings import Settings
 from serving.prediction_log.reader import forecast_points
 from serving.prediction_log.schema import engine_for
 
@@ -63,7 +64,8 @@ def drift_monitor(
         return {"detected": False, "reason": reason}
     current = current_window(config_path, window_rows, current_path)
     since = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=since_hours)
-    points = forecast_points(engine_for(home.prediction_log_uri), since, model_name=model)
+    log_url = Settings.resolve(home, cfg).prediction_log_url
+    points = forecast_points(engine_for(log_url), since, model_name=model)
     predictions = (
         None
         if points.empty

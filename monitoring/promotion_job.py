@@ -21,6 +21,7 @@ from pipelines.config import load_config
 from pipelines.home import TidemillHome
 from pipelines.promotion import PromotionPolicy, compare_backtest, decide, live_evidence
 from pipelines.registry import CHALLENGER, CHAMPION, load_registered_bundle, tracking_uri
+from pipelines.settings import Settings
 from serving.prediction_log.reader import forecast_points, joined_errors
 from serving.prediction_log.schema import engine_for
 from serving.split import SplitControl, backend_from_env
@@ -71,7 +72,8 @@ def evaluate_challenger(
     series = current_window(config_path, rows, current_path)
     backtest, mae = compare_backtest(champ, chall, series, policy)
     since = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=since_hours)
-    points = forecast_points(engine_for(home.prediction_log_uri), since, model_name=name)
+    log_url = Settings.resolve(home).prediction_log_url
+    points = forecast_points(engine_for(log_url), since, model_name=name)
     points = points[points["model_version"].isin({champion, challenger})].dropna(subset=["y"])
     evidence = decide(backtest, live_evidence(points, policy), mae)
     verdict = "promote" if evidence.promote else "keep champion"
@@ -130,7 +132,8 @@ def rollback_watch(
     if promoted_at is None or time.time() - int(promoted_at) > watch_hours * 3600:
         return {"action": "none", "reason": f"champion v{champion} is not in a watch window"}
     since = datetime.fromtimestamp(int(promoted_at), UTC).replace(tzinfo=None)
-    live = joined_errors(engine_for(home.prediction_log_uri), since, model_name=name)
+    log_url = Settings.resolve(home).prediction_log_url
+    live = joined_errors(engine_for(log_url), since, model_name=name)
     stats = live.get(CHAMPION)
     val_mae = client.get_run(mv.run_id).data.metrics.get("val_mae")
     if stats is None or stats["points"] < min_points or val_mae is None:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.config import ExperimentConfig
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -32,7 +33,7 @@ STAGE_OF_ALIAS = {CHAMPION: "Production", CHALLENGER: "Staging"}
 
 def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
     """The config's URI, else ``$MLFLOW_TRACKING_URI`` (Kubernetes), else the home's SQLite."""
-    return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
+    return Settings.resolve(home, cfg).mlflow_tracking_uri
 
 
 def use_store(uri: str) -> None:

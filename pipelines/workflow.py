@@ -1,14 +1,17 @@
-"""The training pipeline as stage functions: paths and small dicts in, paths and dicts out.
+"""The training pipeline as stage functions: URLs and small dicts in, URLs and dicts out.
 
 Airflow tasks (``dags/forecast_training.py``) and ``tidemill train`` call the same functions,
-so the pipeline runs with or without Airflow. Every stage writes under its run folder
-``<home>/runs/<run_key>/`` and returns JSON-serialisable values (XCom-friendly).
+so the pipeline runs with or without Airflow. Every stage writes under its run's URL in the
+artifact store (``<store>/runs/<run_key>/``; the store is the home by default, see
+``pipelines.settings``) and returns JSON-serialisable values (XCom-friendly) that name what it
+wrote by URL, so each stage may run in its own process or pod with its own filesystem.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipelines import evaluation, registry, tuning
-from pipelines.config import ExperimentConfig, load_config
+from pipelines import artifact_store, evaluation, registry, tuning
+from pipelines.config import ExperimentConfig, load_config, parse_config
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
 from pipelines.data.split import min_rows_required, split_rows
@@ -26,6 +29,7 @@ from pipelines.data.validate import DataValidationError, validate
 from pipelines.home import TidemillHome
 from pipelines.models.registry import build_model
 from pipelines.preprocess import Preprocessor
+from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,11 @@ def _step(msg: str) -> None:
 def season_of(cfg: ExperimentConfig) -> int:
     """Seasonal period used for MASE (and the seasonal-naive default)."""
     return SEASON_OF_FREQ.get(cfg.data.freq, 1)
+
+
+def run_config(url: str) -> ExperimentConfig:
+    """The effective config that a run's ingest wrote to the artifact store."""
+    return parse_config(yaml.safe_load(artifact_store.read_text(url)), origin=url)
 
 
 def min_history(cfg: ExperimentConfig) -> int:
@@ -77,14 +86,16 @@ def ingest(
         raise DataValidationError(
             f"column unique_id: training takes one series, found {df['unique_id'].nunique()}"
         )
-    run_dir = Path(run_dir)
-    snap = write_snapshot(df, run_dir / "ingest")
-    effective = run_dir / "config.yaml"
-    effective.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    _step(f"ingest: {snap.rows} rows validated, snapshot {snap.path.name} (sha256 {snap.sha256})")
+    run_url = str(run_dir)
+    snap = write_snapshot(df, artifact_store.join(run_url, "ingest"))
+    effective = artifact_store.write_text(
+        artifact_store.join(run_url, "config.yaml"),
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+    )
+    _step(f"ingest: {snap.rows} rows validated, snapshot {snap.url} (sha256 {snap.sha256})")
     return {
-        "config": str(effective),
-        "snapshot": str(snap.path),
+        "config": effective,
+        "snapshot": snap.url,
         "sha256": snap.sha256,
         "rows": snap.rows,
     }
@@ -93,8 +104,8 @@ def ingest(
 # ----- stage 2: preprocess ----------------------------------------------------------------------
 def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Split, fit the preprocessor on training rows only, write the prepared series."""
-    cfg = load_config(ingested["config"])
-    df = read_snapshot(Path(ingested["snapshot"]), ingested["sha256"])
+    cfg = run_config(ingested["config"])
+    df = read_snapshot(ingested["snapshot"], ingested["sha256"])
     split = split_rows(len(df), cfg.split, horizon=cfg.horizon)
     pre = Preprocessor(cfg.preprocess).fit(df.iloc[split.train])
     out = pre.transform(df)
@@ -108,12 +119,13 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     prepared["split"] = "unused"
     for name in ("train", "val", "test"):
         prepared.iloc[getattr(split, name), prepared.columns.get_loc("split")] = name
-    stage_dir = Path(run_dir) / "preprocess"
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    prepared_path = stage_dir / "prepared.parquet"
-    prepared.to_parquet(prepared_path, index=False)
-    pre_path = stage_dir / "preprocessor.json"
-    pre.save(pre_path)
+    stage = artifact_store.join(str(run_dir), "preprocess")
+    prepared_url = artifact_store.write_parquet(
+        prepared, artifact_store.join(stage, "prepared.parquet")
+    )
+    pre_url = artifact_store.write_text(
+        artifact_store.join(stage, "preprocessor.json"), json.dumps(pre.to_dict(), indent=2)
+    )
     counts = prepared["split"].value_counts().to_dict()
     _step(
         f"preprocess: train {counts.get('train', 0)}, val {counts.get('val', 0)}, "
@@ -121,8 +133,8 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     )
     return {
         **ingested,
-        "prepared": str(prepared_path),
-        "preprocessor": str(pre_path),
+        "prepared": prepared_url,
+        "preprocessor": pre_url,
         "algorithms": sorted(cfg.algorithms),
     }
 
@@ -130,8 +142,8 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
 class _Prepared:
     """The prepared series with its split as index ranges."""
 
-    def __init__(self, path: str | Path) -> None:
-        df = pd.read_parquet(path)
+    def __init__(self, url: str) -> None:
+        df = artifact_store.read_parquet(url)
         self.ds = df["ds"].to_numpy("datetime64[ns]")
         self.y_raw = df["y"].to_numpy(float)
         self.y = df["y_scaled"].to_numpy(float)
@@ -148,7 +160,7 @@ class _Prepared:
 # ----- stage 3: tune ---------------------------------------------------------------------------
 def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[str, Any]:
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
-    cfg = load_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     data = _Prepared(prepared["prepared"])
     y_train = data.y[data.train]
     ds_train = data.ds[data.train]
@@ -162,7 +174,7 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
         ds_train,
         cfg.horizon,
         cfg.tuning,
-        storage=cfg.tuning.storage or home.optuna_uri,
+        storage=Settings.resolve(home, cfg).optuna_storage_url,
         study_name=f"{cfg.name}-{algorithm}-h{cfg.horizon}",
         mase_denominator=evaluation.mase_scale(y_train, season_of(cfg)),
         min_train=need + cfg.horizon,
@@ -185,10 +197,10 @@ def train(
     and log everything (params, metrics, plots, model) as one MLflow run."""
     import mlflow
 
-    cfg = load_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     algorithm = tuned["algorithm"]
     data = _Prepared(prepared["prepared"])
-    pre = Preprocessor.load(Path(prepared["preprocessor"]))
+    pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
     train_start, train_end = data.train[0], data.train[-1] + 1
     started = time.perf_counter()
     _step(f"train {algorithm}: fitting on {len(data.train)} rows with {tuned['best_params']}")
@@ -232,7 +244,8 @@ def train(
 
     from pipelines.bundle import ForecastBundle
 
-    cand_dir = Path(run_dir) / "candidates" / algorithm
+    scratch = tempfile.TemporaryDirectory(prefix=f"tidemill-{algorithm}-")
+    cand_dir = Path(scratch.name)
     bundle_dir = cand_dir / "bundle"
     meta = {
         "series_id": cfg.data.series_id,
@@ -309,8 +322,13 @@ def train(
             }
         )
         model_uri = registry.log_bundle_model(bundle_dir, algorithm, example, cfg.horizon)
+    with scratch:  # bundle, plots and evaluation also kept in the store, beside the run's data
+        stored = artifact_store.put_dir(
+            cand_dir, artifact_store.join(str(run_dir), "candidates", algorithm)
+        )
     return {
         "algorithm": algorithm,
+        "candidate": stored,
         "run_id": run.info.run_id,
         "model_uri": model_uri,
         "val_metric": results["val"].overall[cfg.tuning.metric],
@@ -340,7 +358,7 @@ def register(
     """Register the selected candidate; aliases challenger (+ champion if there is none)."""
     from mlflow import MlflowClient
 
-    cfg = load_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     registry.configure(cfg, home)
     uri = registry.tracking_uri(cfg, home)
     client = MlflowClient(uri, registry_uri=uri)
@@ -364,7 +382,7 @@ def register(
 def _lineage_tags(prepared: dict[str, Any], pipeline_run: str) -> dict[str, str]:
     return {
         "tidemill.pipeline_run": pipeline_run,
-        "tidemill.snapshot_path": prepared["snapshot"],
+        "tidemill.snapshot_url": prepared["snapshot"],
         "tidemill.snapshot_sha256": prepared["sha256"],
         "tidemill.config": prepared["config"],
     }
@@ -381,7 +399,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """ingest → preprocess → tune and train each algorithm → select → register."""
     run_key = run_key or time.strftime("cli-%Y%m%dT%H%M%S")
-    run_dir = home.runs_dir / run_key
+    run_dir = Settings.resolve(home).store.url("runs", run_key)
     ingested = ingest(config_path, run_dir, algorithms, n_trials, horizon)
     prepared = preprocess(ingested, run_dir)
     candidates = []

@@ -37,6 +37,7 @@ from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 from serving import metrics
 from serving.prediction_log.cloudevents import LoggerEventPairer
 from serving.prediction_log.reader import (
@@ -62,13 +63,12 @@ class ControlSettings:
 
     @classmethod
     def from_env(cls) -> ControlSettings:
-        home = TidemillHome.resolve()
+        shared = Settings.resolve()
         return cls(
             token=os.environ.get("TIDEMILL_CONTROL_TOKEN") or None,
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri,
-            prediction_log_url=os.environ.get("TIDEMILL_PREDICTION_LOG_URL")
-            or home.prediction_log_uri,
-            home=home,
+            tracking_uri=shared.mlflow_tracking_uri,
+            prediction_log_url=shared.prediction_log_url,
+            home=shared.home,
         )
 
 # Writes need ``Authorization: Bearer $TIDEMILL_CONTROL_TOKEN`` (declared in the OpenAPI).

@@ -26,6 +26,7 @@ from typing import Any
 
 from pipelines.home import TidemillHome
 from pipelines.registry import CHALLENGER, CHAMPION
+from pipelines.settings import Settings
 from serving.config import Limits, model_name
 from serving.forecast_model import ForecastModel
 from serving.protocol import ForecastRequest
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     from serving.server import TidemillModelServer
 
     home = TidemillHome.resolve(args.home)
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
+    tracking_uri = Settings.resolve(home).mlflow_tracking_uri
     router = TidemillRouter(args.model_name, str(LocalSplitBackend.for_home(home).path),
                             tracking_uri)
     router.load()

@@ -42,6 +42,7 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.home import TidemillHome
 from pipelines.registry import CHALLENGER, CHAMPION, filter_literal, set_alias
+from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class LocalSplitBackend:
 
     @classmethod
     def for_home(cls, home: TidemillHome) -> LocalSplitBackend:
-        return cls(home.root / "serving" / "split.json")
+        """The split file the settings name (``TIDEMILL_SPLIT_STATE_URL``, default in the home)."""
+        return cls(Settings.resolve(home).split_state_url)
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -468,7 +470,7 @@ def control_from_env(
 ) -> SplitControl:
     """A SplitControl on ``MLFLOW_TRACKING_URI`` (default: the home's registry)."""
     home = home or TidemillHome.resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
+    uri = Settings.resolve(home).mlflow_tracking_uri
     client = MlflowClient(uri, registry_uri=uri)
     return SplitControl(client, model_name or only_registered_model(client), backend_from_env(home))
 

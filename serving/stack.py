@@ -29,6 +29,7 @@ import httpx
 from mlflow import MlflowClient
 
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 from serving.config import DEFAULT_MODEL_NAME
 from serving.split import LocalSplitBackend, SplitControl, only_registered_model
 
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = TidemillHome.resolve(args.home)
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or home.mlflow_uri
+    shared = Settings.resolve(home)
+    tracking_uri = shared.mlflow_tracking_uri
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     registered = args.model or only_registered_model(client)
     backend = LocalSplitBackend.for_home(home)
@@ -112,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "TIDEMILL_HOME": str(home.root),
         "MLFLOW_TRACKING_URI": tracking_uri,
-        "TIDEMILL_PREDICTION_LOG_URL": os.environ.get("TIDEMILL_PREDICTION_LOG_URL")
-        or home.prediction_log_uri,
+        "TIDEMILL_PREDICTION_LOG_URL": shared.prediction_log_url,
         "TIDEMILL_CONTROL_TOKEN": control_token(home),
         "TIDEMILL_REGISTERED_MODEL": registered,
         "TIDEMILL_MODEL_NAME": args.endpoint,

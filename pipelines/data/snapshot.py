@@ -2,25 +2,26 @@
 
 The hash covers the data (column names, dtypes and every value), not the Parquet bytes, so it
 is the same across runs and pandas/pyarrow versions that write different file metadata.
+Snapshots live in the artifact store (``pipelines.artifact_store``) and are named by URL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
+
+from pipelines import artifact_store
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A written snapshot: its file, content hash and row count."""
+    """A written snapshot: its URL in the artifact store, content hash and row count."""
 
-    path: Path
+    url: str
     sha256: str
     rows: int
 
@@ -36,37 +37,34 @@ def content_hash(df: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def write_snapshot(df: pd.DataFrame, out_dir: Path) -> Snapshot:
-    """Write ``df`` to ``out_dir/snapshot-<sha256[:12]>.parquet`` once; same data, same file.
+def write_snapshot(df: pd.DataFrame, out_url: str) -> Snapshot:
+    """Write ``df`` to ``out_url/snapshot-<sha256[:12]>.parquet`` once; same data, same object.
 
-    The file is written to a temporary name, checked to read back to the same hash, and renamed
-    atomically, so readers never see a partial snapshot.
+    The bytes are checked to read back to the same hash before the one atomic write, so
+    readers never see a partial snapshot.
     """
     sha256 = content_hash(df)
-    out_dir = Path(out_dir)
-    path = out_dir / f"snapshot-{sha256[:12]}.parquet"
-    if not path.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".snapshot-", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            df.to_parquet(tmp, index=False)
-            read_snapshot(tmp, expected_sha256=sha256)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return Snapshot(path=path, sha256=sha256, rows=len(df))
+    url = artifact_store.join(str(out_url), f"snapshot-{sha256[:12]}.parquet")
+    if not artifact_store.exists(url):
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, index=False)
+        _checked(pd.read_parquet(io.BytesIO(buffer.getvalue())), url, sha256)
+        artifact_store.write_bytes(url, buffer.getvalue())
+    return Snapshot(url=url, sha256=sha256, rows=len(df))
 
 
-def read_snapshot(path: Path, expected_sha256: str | None = None) -> pd.DataFrame:
+def read_snapshot(url: str, expected_sha256: str | None = None) -> pd.DataFrame:
     """Read a snapshot; with ``expected_sha256``, raise ValueError if the content differs."""
-    df = pd.read_parquet(path)
+    df = artifact_store.read_parquet(str(url))
     if expected_sha256 is not None:
-        actual = content_hash(df)
-        if actual != expected_sha256:
-            raise ValueError(
-                f"snapshot {path} has content hash {actual}, expected {expected_sha256} "
-                "(the file changed, or its dtypes do not survive a Parquet round trip)"
-            )
+        _checked(df, url, expected_sha256)
     return df
+
+
+def _checked(df: pd.DataFrame, url: str, expected_sha256: str) -> None:
+    actual = content_hash(df)
+    if actual != expected_sha256:
+        raise ValueError(
+            f"snapshot {url} has content hash {actual}, expected {expected_sha256} "
+            "(the file changed, or its dtypes do not survive a Parquet round trip)"
+        )

@@ -168,13 +168,15 @@ def outcome(windows, tmp_path_factory) -> tuple[DriftCheckOutcome, TidemillHome]
 
 def test_reports_are_written_and_parse(outcome) -> None:
     out, home = outcome
-    assert out.report_dir == home.reports_dir / MODEL / "20240501T060000Z"
+    # the artifact store is the home by default: the report URL is a folder in it
+    report_dir = home.reports_dir / MODEL / "20240501T060000Z"
+    assert out.report_dir == str(report_dir)
     for name in ("data_drift", "prediction_drift", "quality_champion"):
-        html = (out.report_dir / f"{name}.html").read_text()
+        html = (report_dir / f"{name}.html").read_text()
         assert html.lstrip().lower().startswith("<!doctype html>") and "</html>" in html
-        metrics = json.loads((out.report_dir / f"{name}.json").read_text())["metrics"]
+        metrics = json.loads((report_dir / f"{name}.json").read_text())["metrics"]
         assert metrics
-    decision = json.loads((out.report_dir / "decision.json").read_text())
+    decision = json.loads((report_dir / "decision.json").read_text())
     assert decision["detected"] is True and len(decision["reasons"]) == 3
     assert json.loads(json.dumps(out.summary()))["mlflow_run_id"] == out.mlflow_run_id
 
@@ -238,7 +240,7 @@ def test_gauges_are_written_and_re_exported(outcome, tmp_path: Path) -> None:
 def test_champion_lineage_finds_the_training_snapshot(windows, tmp_path: Path) -> None:
     reference, _ = windows
     home = TidemillHome.resolve(tmp_path)
-    snap = write_snapshot(reference, home.runs_dir)
+    snap = write_snapshot(reference, str(home.runs_dir))
     client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     exp_id = client.create_experiment("train", artifact_location=home.artifacts_dir.as_uri())
     run = client.create_run(exp_id)
@@ -248,9 +250,18 @@ def test_champion_lineage_finds_the_training_snapshot(windows, tmp_path: Path) -
         MODEL,
         source=f"{run.info.artifact_uri}/model",
         run_id=run.info.run_id,
-        tags={"tidemill.snapshot_path": str(snap.path), "tidemill.snapshot_sha256": snap.sha256},
+        tags={"tidemill.snapshot_url": snap.url, "tidemill.snapshot_sha256": snap.sha256},
     )
     client.set_registered_model_alias(MODEL, "champion", mv.version)
     lineage = champion_lineage(home.mlflow_uri, MODEL)
-    assert (lineage.version, lineage.val_mae, lineage.snapshot_path) == ("1", 0.42, snap.path)
+    assert (lineage.version, lineage.val_mae, lineage.snapshot_url) == ("1", 0.42, snap.url)
     pd.testing.assert_frame_equal(lineage.load_reference(), reference)
+    # a version registered before snapshots had URLs names a local path: still found
+    old = client.create_model_version(
+        MODEL,
+        source=f"{run.info.artifact_uri}/model",
+        run_id=run.info.run_id,
+        tags={"tidemill.snapshot_path": snap.url, "tidemill.snapshot_sha256": snap.sha256},
+    )
+    client.set_registered_model_alias(MODEL, "champion", old.version)
+    assert champion_lineage(home.mlflow_uri, MODEL).snapshot_url == snap.url

@@ -299,9 +299,10 @@ def test_snapshot_hash_is_stable_and_idempotent(tmp_path: Path, etth1: pd.DataFr
     first = write_snapshot(etth1, tmp_path / "snaps")
     second = write_snapshot(etth1.copy(), tmp_path / "snaps")
     assert isinstance(first, Snapshot) and first == second
-    assert first.rows == 17420 and first.path.name == f"snapshot-{first.sha256[:12]}.parquet"
-    assert [p.name for p in (tmp_path / "snaps").iterdir()] == [first.path.name]
-    rewritten = write_snapshot(read_snapshot(first.path), tmp_path / "other")
+    name = f"snapshot-{first.sha256[:12]}.parquet"
+    assert first.rows == 17420 and first.url == f"{tmp_path}/snaps/{name}"
+    assert [p.name for p in (tmp_path / "snaps").iterdir()] == [name]
+    rewritten = write_snapshot(read_snapshot(first.url), tmp_path / "other")
     assert rewritten.sha256 == first.sha256
 
     changed = etth1.copy()
@@ -311,10 +312,10 @@ def test_snapshot_hash_is_stable_and_idempotent(tmp_path: Path, etth1: pd.DataFr
 
 def test_read_snapshot_verifies_hash(tmp_path: Path, etth1: pd.DataFrame) -> None:
     snap = write_snapshot(etth1.iloc[:100], tmp_path)
-    pd.testing.assert_frame_equal(read_snapshot(snap.path, snap.sha256), etth1.iloc[:100])
+    pd.testing.assert_frame_equal(read_snapshot(snap.url, snap.sha256), etth1.iloc[:100])
     wrong = "0" * 64
     with pytest.raises(ValueError, match=f"content hash {snap.sha256}, expected {wrong}"):
-        read_snapshot(snap.path, wrong)
+        read_snapshot(snap.url, wrong)
 
 
 # ----- splitting -------------------------------------------------------------------------------
