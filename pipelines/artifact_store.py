@@ -27,7 +27,6 @@ from fsspec.utils import get_protocol
 LOCAL = ("file", "local")
 # fail within seconds when the endpoint is down (the task then fails and Airflow retries it)
 S3_OPTIONS: dict[str, Any] = {
-    "retries": 2,
     "use_listings_cache": False,
     "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}},
 }
@@ -49,7 +48,9 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     if protocol in LOCAL:
         options = {"auto_mkdir": True}
     elif protocol in ("s3", "s3a"):
-        options = S3_OPTIONS
+        # the endpoint is part of fsspec's instance-cache key: another endpoint, another client
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        options = {**S3_OPTIONS, "endpoint_url": endpoint}
     fs = fsspec.filesystem(protocol, **options)
     return fs, fs._strip_protocol(url)
 

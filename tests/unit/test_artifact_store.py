@@ -1,0 +1,146 @@
+"""The artifact store and the settings resolver, on a local directory and on a real S3 server
+(SeaweedFS started here): round trips, atomic snapshots, errors that name the URL, and the
+training stages writing only to the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines import artifact_store
+from pipelines.artifact_store import ArtifactStoreError
+from pipelines.data.snapshot import read_snapshot, write_snapshot
+from pipelines.home import TidemillHome
+from pipelines.settings import Settings
+from pipelines.workflow import ingest, preprocess, run_config
+from tests.integration.conftest import SMALL_CONFIG
+from tests.servers import ObjectStore, free_port, seaweedfs
+
+REPO = Path(__file__).resolve().parents[2]
+SETTING_ENVS = ("TIDEMILL_ARTIFACT_STORE_URL", "MLFLOW_TRACKING_URI", "TIDEMILL_OPTUNA_STORAGE_URL",
+                "TIDEMILL_PREDICTION_LOG_URL", "TIDEMILL_SPLIT_STATE_URL")
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[ObjectStore]:
+    with seaweedfs() as store:
+        store.make_bucket("tidemill")
+        yield store
+
+
+@pytest.fixture
+def s3_env(s3: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://tidemill/t{time.time_ns()}"
+
+
+def test_settings_default_to_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SETTING_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    home = TidemillHome.resolve(tmp_path)
+    s = Settings.resolve(home)
+    assert s.artifact_store_url == str(home.root)
+    assert s.store.url("runs", "r1") == f"{home.root}/runs/r1"
+    assert s.mlflow_tracking_uri == home.mlflow_uri and s.mlflow_is_local
+    assert s.optuna_storage_url == home.optuna_uri
+    assert s.prediction_log_url == home.prediction_log_uri
+    assert s.split_state_url == str(home.root / "serving" / "split.json")
+
+
+def test_settings_from_environment_and_config(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"TIDEMILL_ARTIFACT_STORE_URL": "s3://b/p", "MLFLOW_TRACKING_URI": "http://m:5000",
+           "TIDEMILL_OPTUNA_STORAGE_URL": "postgresql://o", "TIDEMILL_PREDICTION_LOG_URL":
+           "postgresql+psycopg://l", "TIDEMILL_SPLIT_STATE_URL": "s3://b/split.json"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = Settings.resolve(tmp_path)
+    assert (s.artifact_store_url, s.mlflow_tracking_uri, s.optuna_storage_url,
+            s.prediction_log_url, s.split_state_url) == tuple(env.values())
+    assert not s.mlflow_is_local
+    cfg = run_config(_effective_config(tmp_path, tuning_storage="sqlite:///x.db",
+                                       tracking="sqlite:///m.db"))
+    with_cfg = Settings.resolve(tmp_path, cfg)  # the experiment config wins where it says
+    assert (with_cfg.optuna_storage_url, with_cfg.mlflow_tracking_uri) == (
+        "sqlite:///x.db", "sqlite:///m.db")
+
+
+def _effective_config(tmp_path: Path, **overrides: str) -> str:
+    raw = yaml.safe_load((REPO / "configs" / "etth1.yaml").read_text())
+    raw["data"]["source"]["path"] = str(REPO / "data" / "ETTh1.csv")
+    if "tuning_storage" in overrides:
+        raw.setdefault("tuning", {})["storage"] = overrides["tuning_storage"]
+    if "tracking" in overrides:
+        raw.setdefault("mlflow", {})["tracking_uri"] = overrides["tracking"]
+    return artifact_store.write_text(str(tmp_path / "cfg.yaml"), yaml.safe_dump(raw))
+
+
+def _round_trip(root: str, tmp_path: Path) -> None:
+    url = artifact_store.join(root, "a", "b.txt")
+    assert artifact_store.write_text(url, "hello") == url
+    assert artifact_store.read_text(url) == "hello" and artifact_store.exists(url)
+    frame = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=5, freq="h"),
+                          "y": [1.0, 2, 3, 4, 5]})
+    pq = artifact_store.write_parquet(frame, artifact_store.join(root, "f.parquet"))
+    pd.testing.assert_frame_equal(artifact_store.read_parquet(pq), frame)
+    local = tmp_path / "dir"
+    (local / "sub").mkdir(parents=True)
+    (local / "x.json").write_text("{}")
+    (local / "sub" / "y.bin").write_bytes(b"\x00\x01")
+    remote = artifact_store.put_dir(local, artifact_store.join(root, "bundle"))
+    with artifact_store.local_copy(remote) as copy:
+        assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) \
+            == ["sub/y.bin", "x.json"]
+        assert (copy / "sub" / "y.bin").read_bytes() == b"\x00\x01"
+    missing = artifact_store.join(root, "nope.txt")
+    with pytest.raises(FileNotFoundError, match=f"{missing}: not found in the artifact store"):
+        artifact_store.read_text(missing)
+    snap = write_snapshot(frame, artifact_store.join(root, "snaps"))
+    assert snap.url.startswith(root) and snap.url.endswith(f"snapshot-{snap.sha256[:12]}.parquet")
+    pd.testing.assert_frame_equal(read_snapshot(snap.url, snap.sha256), frame)
+
+
+def test_round_trip_on_local_directory(tmp_path: Path) -> None:
+    _round_trip(str(tmp_path / "store"), tmp_path)
+    assert not [p for p in (tmp_path / "store").rglob(".tmp-*")]  # no temporary left over
+
+
+def test_round_trip_on_s3(s3_env: str, tmp_path: Path) -> None:
+    _round_trip(s3_env, tmp_path)
+
+
+def test_unreachable_store_names_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    url = "s3://tidemill/run/config.yaml"
+    started = time.monotonic()
+    with pytest.raises(ArtifactStoreError, match=f"trying to write {url}"):
+        artifact_store.write_text(url, "x")
+    assert time.monotonic() - started < 60  # fails within the configured retries
+
+
+def test_stages_write_only_to_the_store(s3_env: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ingest and preprocess on s3: their XCom values are s3 URLs; the home stays empty."""
+    home = TidemillHome.resolve(tmp_path / "home")
+    monkeypatch.setenv("TIDEMILL_ARTIFACT_STORE_URL", s3_env)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL_CONFIG))
+    run_url = Settings.resolve(home).store.url("runs", "r1")
+    ingested = ingest(config, run_url, ["seasonal_naive"], 1, 12)
+    prepared = preprocess(ingested, run_url)
+    for key in ("config", "snapshot", "prepared", "preprocessor"):
+        assert prepared[key].startswith(f"{s3_env}/runs/r1/"), (key, prepared[key])
+    assert run_config(prepared["config"]).horizon == 12
+    assert len(read_snapshot(prepared["snapshot"], prepared["sha256"])) == 2400
+    assert artifact_store.read_parquet(prepared["prepared"])["split"].nunique() == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "small.yaml"]
+    assert list(home.root.iterdir()) == []
