@@ -7,7 +7,6 @@ the start of the source even when ``rows`` selects a slice, as in ``pipelines.da
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -247,9 +246,3 @@ def split_parts(frame: pd.DataFrame, cfg: TabularConfig) -> np.ndarray:
     )
     parts[train], parts[val], parts[test] = "train", "val", "test"
     return parts
-
-
-def write_prepared(frame: pd.DataFrame, parts: np.ndarray, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.assign(**{SPLIT_COLUMN: parts}).to_parquet(path, index=False)
-    return path

@@ -1,14 +1,16 @@
-"""The tabular training pipeline as stage functions (paths and small dicts in and out).
+"""The tabular training pipeline as stage functions (URLs and small dicts in and out).
 
 ``ingest`` → ``prepare`` → ``tune`` and ``train`` per algorithm → ``select`` → ``register``,
 the shape of the forecasting pipeline (``pipelines.workflow``): the Airflow DAG
 ``tabular_training`` and ``tidemill train`` call the same functions. Every stage writes under
-``<home>/runs/<run_key>/`` and returns JSON-serialisable values.
+its run's URL in the artifact store (``<store>/runs/<run_key>/``, see ``pipelines.settings``)
+and returns JSON-serialisable values naming what it wrote by URL.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipelines import registry
+from pipelines import artifact_store, registry
 from pipelines.data.snapshot import read_snapshot, write_snapshot
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 from pipelines.tabular import evaluation, model_card, tuning
 from pipelines.tabular.bundle import TabularBundle, predict_classes
-from pipelines.tabular.config import TabularConfig, load_tabular_config
+from pipelines.tabular.config import TabularConfig, load_tabular_config, parse_tabular_config
 from pipelines.tabular.data import (
     SPLIT_COLUMN,
     read_table,
     source_name,
     split_parts,
     validate_table,
-    write_prepared,
 )
 from pipelines.tabular.preprocess import feature_names, fit_model
 from pipelines.workflow import _lineage_tags, _step
@@ -45,6 +47,11 @@ SKLEARN_SCORING = {
 }  # fmt: skip
 
 
+def run_config(url: str) -> TabularConfig:
+    """The effective config that a run's ingest wrote to the artifact store."""
+    return parse_tabular_config(yaml.safe_load(artifact_store.read_text(url)), origin=url)
+
+
 # ----- stage 1: ingest (read, validate, snapshot) ----------------------------------------------
 def ingest(
     config_path: str | Path,
@@ -58,17 +65,19 @@ def ingest(
     validated = validate_table(read_table(cfg.data), cfg)
     for column, why in validated.dropped.items():
         _step(f"ingest: dropped column {column!r}: {why}")
-    run_dir = Path(run_dir)
-    snap = write_snapshot(validated.frame, run_dir / "ingest")
-    effective = run_dir / "config.yaml"
-    effective.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    run_url = str(run_dir)
+    snap = write_snapshot(validated.frame, artifact_store.join(run_url, "ingest"))
+    effective = artifact_store.write_text(
+        artifact_store.join(run_url, "config.yaml"),
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+    )
     _step(
         f"ingest: {snap.rows} rows, {len(validated.numeric)} numeric and "
         f"{len(validated.categorical)} categorical features (sha256 {snap.sha256})"
     )
     return {
-        "config": str(effective),
-        "snapshot": str(snap.path),
+        "config": effective,
+        "snapshot": snap.url,
         "sha256": snap.sha256,
         "rows": snap.rows,
         "source": source_name(cfg.data),
@@ -81,10 +90,13 @@ def ingest(
 # ----- stage 2: prepare (split, label classes) -------------------------------------------------
 def prepare(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Split train/val/test (stratified or chronological) and record the label classes."""
-    cfg = load_tabular_config(ingested["config"])
-    frame = read_snapshot(Path(ingested["snapshot"]), ingested["sha256"])
+    cfg = run_config(ingested["config"])
+    frame = read_snapshot(ingested["snapshot"], ingested["sha256"])
     parts = split_parts(frame, cfg)
-    prepared = write_prepared(frame, parts, Path(run_dir) / "prepare" / "prepared.parquet")
+    prepared = artifact_store.write_parquet(
+        frame.assign(**{SPLIT_COLUMN: parts}),
+        artifact_store.join(str(run_dir), "prepare", "prepared.parquet"),
+    )
     counts = {p: int((parts == p).sum()) for p in ("train", "val", "test")}
     classes = None
     class_counts = None
@@ -98,7 +110,7 @@ def prepare(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     )
     return {
         **ingested,
-        "prepared": str(prepared),
+        "prepared": prepared,
         "parts": counts,
         "classes": classes,
         "class_counts": class_counts,
@@ -110,7 +122,7 @@ class _Data:
     """The prepared frame: features, encoded labels and the three parts."""
 
     def __init__(self, prepared: dict[str, Any], cfg: TabularConfig) -> None:
-        df = pd.read_parquet(prepared["prepared"])
+        df = artifact_store.read_parquet(prepared["prepared"])
         self.numeric = prepared["numeric"]
         self.categorical = prepared["categorical"]
         self.X = df[self.numeric + self.categorical]
@@ -133,7 +145,7 @@ class _Data:
 # ----- stage 3: tune ---------------------------------------------------------------------------
 def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[str, Any]:
     """Optuna study for one algorithm, cross-validated on the training rows."""
-    cfg = load_tabular_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     data = _Data(prepared, cfg)
     X, y = data.part("train")
     _step(
@@ -149,7 +161,7 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
         data.numeric,
         data.categorical,
         cfg,
-        storage=cfg.tuning.storage or home.optuna_uri,
+        storage=Settings.resolve(home, cfg).optuna_storage_url,
         study_name=f"{cfg.name}-{algorithm}-{prepared['sha256'][:12]}",
     )
     seconds = time.perf_counter() - started
@@ -169,7 +181,7 @@ def train(
     val and test, explain, write the model card and log it all as one MLflow run."""
     import mlflow
 
-    cfg = load_tabular_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     algorithm = tuned["algorithm"]
     data = _Data(prepared, cfg)
     X_train, y_train = data.part("train")
@@ -199,7 +211,8 @@ def train(
         f"test {shown} (fit {fit_s:.1f}s, eval {eval_s:.1f}s)"
     )
 
-    cand_dir = Path(run_dir) / "candidates" / algorithm
+    scratch = tempfile.TemporaryDirectory(prefix=f"tidemill-{algorithm}-")
+    cand_dir = Path(scratch.name)
     plots = cand_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     X_test, y_test = data.part("test")
@@ -277,6 +290,10 @@ def train(
         mlflow.log_artifact(str(evaluation_path))
         mlflow.log_artifact(str(cand_dir / "model_card.md"))
         model_uri = _log_model(bundle_dir, algorithm, TabularBundle(pipe, meta), X_val)
+    with scratch:  # bundle, plots, importance and the model card kept in the store too
+        stored = artifact_store.put_dir(
+            cand_dir, artifact_store.join(str(run_dir), "candidates", algorithm)
+        )
     return {
         "algorithm": algorithm,
         "run_id": run.info.run_id,
@@ -286,7 +303,8 @@ def train(
         "val_metric": results["val"].get(metric),
         "val": results["val"],
         "test": results["test"],
-        "model_card": str(cand_dir / "model_card.md"),
+        "candidate": stored,
+        "model_card": artifact_store.join(stored, "model_card.md"),
         "seconds": fit_s + eval_s + float(tuned.get("seconds", 0.0)),
     }
 
@@ -457,7 +475,7 @@ def register(
     aliases challenger (+ champion if there is none), all or nothing."""
     from mlflow import MlflowClient
 
-    cfg = load_tabular_config(prepared["config"])
+    cfg = run_config(prepared["config"])
     registry.configure(cfg, home)
     uri = registry.tracking_uri(cfg, home)
     client = MlflowClient(uri, registry_uri=uri)
@@ -467,7 +485,7 @@ def register(
         "tidemill.task": cfg.task,
         f"tidemill.val_{best['metric']}": f"{best['val_metric']:.6g}",
     }
-    card = Path(best["model_card"]).read_text()
+    card = artifact_store.read_text(best["model_card"])
     mv, aliases = registry.register_version(
         name, best["model_uri"], best["run_id"], tags, client, description=card
     )
@@ -493,7 +511,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """ingest → prepare → tune and train each algorithm → select → register."""
     run_key = run_key or time.strftime("cli-%Y%m%dT%H%M%S")
-    run_dir = home.runs_dir / run_key
+    run_dir = Settings.resolve(home).store.url("runs", run_key)
     started = time.perf_counter()
     prepared = prepare(ingest(config_path, run_dir, algorithms, n_trials), run_dir)
     candidates = [
