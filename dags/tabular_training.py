@@ -24,7 +24,6 @@ configured), `reason`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -33,9 +32,12 @@ from tidemill.dag_support import TABULAR_CONFIG, TABULAR_MODEL_ASSET
 from tidemill.dag_support import home as _home
 
 
-def _run_dir(run_id: str) -> Path:
+def _run_dir(run_id: str) -> str:
+    """The run's URL in the artifact store (``pipelines.settings``), named after the run id."""
+    from pipelines.settings import Settings
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return _home().runs_dir / f"tabular-{safe}"
+    return Settings.resolve(_home()).store.url("runs", f"tabular-{safe}")
 
 
 @dag(
