@@ -111,19 +111,19 @@ def register_version(
     tags: dict[str, str],
     client: MlflowClient,
     description: str | None = None,
+    model_description: str = "Tidemill forecaster; aliases champion/challenger.",
 ) -> tuple[ModelVersion, list[str]]:
     """Register a new version and move aliases: always ``challenger``; ``champion`` if none.
 
-    ``description`` (Markdown, e.g. a model card) is the version's description.
+    ``description`` (Markdown, e.g. a model card) is the version's description;
+    ``model_description`` the registered model's, when this call creates it.
 
     All or nothing: if any alias or tag cannot be set, the new version is deleted again.
     """
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(
-            name, description="Tidemill forecaster; aliases champion/challenger."
-        )
+        client.create_registered_model(name, description=model_description)
     mv = client.create_model_version(
         name, source=model_uri, run_id=run_id, tags=tags, description=description
     )

@@ -487,7 +487,13 @@ def register(
     }
     card = artifact_store.read_text(best["model_card"])
     mv, aliases = registry.register_version(
-        name, best["model_uri"], best["run_id"], tags, client, description=card
+        name,
+        best["model_uri"],
+        best["run_id"],
+        tags,
+        client,
+        description=card,
+        model_description=f"Tidemill {cfg.task} model; aliases champion/challenger.",
     )
     _step(f"register: {name} version {mv.version} ({best['algorithm']}) aliases {aliases}")
     return {

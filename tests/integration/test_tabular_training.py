@@ -68,6 +68,7 @@ def test_registers_the_best_classifier_with_a_model_card(trained):
                     "## Limitations", "## Ethical considerations", "| f1 |", sha):  # fmt: skip
         assert section in mv.description
     assert "TWF: leakage column" in mv.description.replace("`", "")
+    assert client.get_registered_model(NAME).description.startswith("Tidemill classification")
     assert f"register: {NAME} version 1" in out
     assert "[tune lightgbm] trial 2/2" in out  # per-trial progress
 
@@ -201,3 +202,34 @@ def test_regression_on_sklearn_diabetes(tmp_path):
         assert key in m
     plots = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
     assert {"plots/residuals.png", "plots/pred.png"} <= plots
+
+
+def test_multiclass_on_sklearn_wine(tmp_path):
+    """Three classes: arg-max predictions, macro metrics, one probability column per class."""
+    home = TidemillHome.resolve(tmp_path / "home")
+    config = {
+        "name": "wine",
+        "task": "classification",
+        "data": {"source": {"kind": "sklearn", "name": "wine"}, "target_column": "target"},
+        "feature_selection": {"method": "statistical", "n_features": 6},
+        "algorithms": {"naive_bayes": {}, "random_forest": {"params": {"n_estimators": 30}}},
+        "tuning": {"metric": "balanced_accuracy"},
+        "mlflow": {"experiment": "it-wine", "registered_model_name": "it-wine"},
+    }
+    path = tmp_path / "wine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_pipeline(path, home, run_key="wine")
+    best = next(
+        c for c in result["candidates"] if c["algorithm"] == result["registered"]["algorithm"]
+    )
+    assert best["test"]["balanced_accuracy"] > 0.8 and best["test"]["roc_auc"] > 0.9
+    import mlflow
+    from sklearn.datasets import load_wine
+
+    mlflow.set_tracking_uri(home.mlflow_uri)
+    model = mlflow.pyfunc.load_model("models:/it-wine@champion")
+    wine = load_wine(as_frame=True).frame
+    out = model.predict(wine.drop(columns="target").head(20))
+    assert list(out.columns) == ["prediction", "prediction_proba", "proba_0", "proba_1", "proba_2"]
+    assert (out[["proba_0", "proba_1", "proba_2"]].max(axis=1) == out["prediction_proba"]).all()
+    assert (out["prediction"] == wine["target"].head(20)).mean() > 0.8
