@@ -262,6 +262,40 @@ def test_airflow_values() -> None:
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
 
 
+def test_airflow_tasks_get_every_shared_state_url() -> None:
+    """Each task pod shares nothing but URLs (pipelines.settings): all of them are set, the
+    artifact store is S3, and credentials and database URLs come from Secrets."""
+    from pipelines import settings
+
+    values = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
+    env = {e["name"]: e["value"] for e in values["env"]}
+    secret = {s["envName"]: (s["secretName"], s["secretKey"]) for s in values["secret"]}
+    wanted = {settings.ARTIFACT_STORE_ENV, settings.MLFLOW_ENV, settings.OPTUNA_ENV,
+              settings.PREDICTION_LOG_ENV}
+    assert wanted <= set(env) | set(secret)
+    assert env[settings.ARTIFACT_STORE_ENV].startswith("s3://")
+    assert env["TIDEMILL_SPLIT_BACKEND"] == "kubernetes"  # the split is the InferenceService
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", settings.OPTUNA_ENV,
+                 settings.PREDICTION_LOG_ENV):
+        assert name in secret and name not in env, name
+    assert not values.get("volumes") and not values.get("volumeMounts")
+    assert values["dags"]["persistence"]["enabled"] is False
+
+
+def test_postgresql_serves_the_airflow_tasks(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default"]
+    (urls,) = manifests.find(docs, "Secret", "tidemill-postgresql-urls")
+    assert {"mlflow-uri", "prediction-log-url", "optuna-url"} <= set(urls["stringData"])
+    (policy,) = manifests.find(docs, "NetworkPolicy", "tidemill-postgresql")
+    sources = policy["spec"]["ingress"][0]["from"]
+    namespaces = [
+        f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for f in sources
+        if "namespaceSelector" in f
+    ]
+    assert namespaces == ["airflow"]
+
+
 def test_crd_copies_match_kinds() -> None:
     for (api_version, kind), filename in manifests.CRD_FILES.items():
         crd = yaml.safe_load((manifests.CRD_DIR / filename).read_text())
