@@ -27,7 +27,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipelines import artifact_store  # noqa: E402
 from pipelines.home import TidemillHome  # noqa: E402
+from pipelines.settings import Settings  # noqa: E402
 from pipelines.tabular import evaluation  # noqa: E402
 from pipelines.tabular.bundle import predict_classes  # noqa: E402
 from pipelines.tabular.config import load_tabular_config  # noqa: E402
@@ -45,7 +47,8 @@ def tidemill_run(config: Path, trials: int | None) -> dict:
     wall = time.perf_counter() - started
     chosen = result["registered"]["algorithm"]
     best = next(c for c in result["candidates"] if c["algorithm"] == chosen)
-    frame = pd.read_parquet(home.runs_dir / "bench" / "prepare" / "prepared.parquet")
+    run_url = Settings.resolve(home).store.url("runs", "bench")
+    frame = artifact_store.read_parquet(artifact_store.join(run_url, "prepare", "prepared.parquet"))
     return {"wall": wall, "algorithm": chosen, "test": best["test"], "frame": frame}
 
 
