@@ -3,6 +3,8 @@ cross-validation on the training rows (k-fold, stratified or time-series), folds
 a median pruner, boosted models stopped early on each fold's held-out rows.
 
 Studies live in an Optuna storage (SQLite in the Tidemill home by default) and resume.
+A boosted model's fold score comes from the rows it stopped early on, a small optimistic bias
+shared by every trial (the candidate's test rows never see either).
 """
 
 from __future__ import annotations
