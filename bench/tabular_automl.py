@@ -41,14 +41,18 @@ FLAML_METRIC = {"classification": "ap", "regression": "rmse"}
 
 
 def tidemill_run(config: Path, trials: int | None) -> dict:
-    home = TidemillHome.resolve(tempfile.mkdtemp(prefix="bench-tabular-"))
-    started = time.perf_counter()
-    result = run_pipeline(config, home, run_key="bench", n_trials=trials)
-    wall = time.perf_counter() - started
+    """Run the pipeline in a temporary home (removed afterwards); its wall time and scores."""
+    with tempfile.TemporaryDirectory(prefix="bench-tabular-") as tmp:
+        home = TidemillHome.resolve(tmp)
+        started = time.perf_counter()
+        result = run_pipeline(config, home, run_key="bench", n_trials=trials)
+        wall = time.perf_counter() - started
+        run_url = Settings.resolve(home).store.url("runs", "bench")
+        frame = artifact_store.read_parquet(
+            artifact_store.join(run_url, "prepare", "prepared.parquet")
+        )
     chosen = result["registered"]["algorithm"]
     best = next(c for c in result["candidates"] if c["algorithm"] == chosen)
-    run_url = Settings.resolve(home).store.url("runs", "bench")
-    frame = artifact_store.read_parquet(artifact_store.join(run_url, "prepare", "prepared.parquet"))
     return {"wall": wall, "algorithm": chosen, "test": best["test"], "frame": frame}
 
 
