@@ -43,10 +43,14 @@ def control_token(home: TidemillHome) -> str:
     if token:
         return token
     path = home.root / "serving" / "control_token"
-    if not path.exists():
+    if not path.exists():  # linked into place whole: the stack and the platform API may race
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
+        tmp = path.with_name(f".control_token.{os.getpid()}")
+        tmp.touch(mode=0o600)
+        tmp.write_text(secrets.token_urlsafe(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+        tmp.unlink()
     return path.read_text().strip()
 
 

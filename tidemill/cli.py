@@ -7,7 +7,9 @@ tidemill demo [--drift]                       train (real forecast_training DAG 
                                               replays shifted data through drift_monitor
 tidemill serve                                the local serving stack on 127.0.0.1
 tidemill up | down | status                   the whole local platform (Airflow, MLflow UI,
-                                              serving, Prometheus) on 127.0.0.1
+                                              serving, platform API, Prometheus) on 127.0.0.1
+tidemill api upload|datasets|dataset|clean|select-features|split|train|job
+                                              the platform API through tidemill.client
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         router=args.router_port,
         control=args.control_port,
         prometheus=args.prometheus_port,
+        platform_api=args.platform_api_port,
     )
     try:
         up(args.home, ports, serving_workers=args.workers)
@@ -215,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--router-port", type=int, default=8080)
     up.add_argument("--control-port", type=int, default=8000)
     up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--platform-api-port", type=int, default=8001)
     up.add_argument("--workers", type=int, default=1, help="serving router workers")
     up.set_defaults(func=cmd_up)
     for name, func, help_text in (
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--home", default=None, help="Tidemill home")
         p.set_defaults(func=func)
+    from tidemill.api_cli import add_parser
+
+    add_parser(sub)
     return parser
 
 

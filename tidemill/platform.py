@@ -3,7 +3,8 @@
 ``up`` starts, all bound to 127.0.0.1: Airflow (API server with the UI, scheduler,
 dag-processor, triggerer; LocalExecutor on the home's SQLite DB, DAGs unpaused), the MLflow UI
 on the home's registry, the serving stack (when a registered model has a ``champion`` alias)
-and Prometheus scraping the serving stack with the Tidemill alert rules loaded. Each service
+the platform API (datasets, training jobs as DAG runs through Airflow's REST API) and
+Prometheus scraping the serving stack with the Tidemill alert rules loaded. Each service
 runs in its own process group; name, PID, process group, start time and command line of each
 are kept in ``<home>/platform.json``, logs in ``<home>/logs/``. ``down`` stops exactly those
 process groups, after checking that each recorded PID still is the recorded process: same
@@ -41,6 +42,7 @@ AIRFLOW_USER = "admin"
 AIRFLOW_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STOP_ORDER = (
     "prometheus",
+    "platform-api",
     "serving",
     "mlflow",
     "airflow-scheduler",
@@ -63,6 +65,7 @@ class Ports:
     router: int = 8080
     control: int = 8000
     prometheus: int = 9090
+    platform_api: int = 8001
 
 
 class PlatformError(RuntimeError):
@@ -79,7 +82,8 @@ def up(
 ) -> dict[str, str]:
     """Start the platform on ``home`` (idempotent) and return its URLs.
 
-    Keys: ``airflow``, ``mlflow``, ``prometheus`` and, when a champion is served, ``router``,
+    Keys: ``airflow``, ``mlflow``, ``prometheus``, ``platform_api`` and, when a champion is
+    served, ``router``,
     ``control_api`` and ``model_page`` (the MLflow page of the served registered model).
     On any failure everything started so far is stopped and PlatformError is raised.
     """
@@ -122,6 +126,10 @@ def up(
             (home.root / "serving" / "stack.json").unlink(missing_ok=True)
             command = _serving_command(home, ports, str(champion), serving_workers)
             _start(home, state, "serving", command, _service_env(home))
+        if SERVING_PYTHON.exists():
+            urls["platform_api"] = f"http://{LOOPBACK}:{ports.platform_api}"
+            api_env = {**_service_env(home), "TIDEMILL_AIRFLOW_URL": urls["airflow"]}
+            _start(home, state, "platform-api", _platform_api_command(ports), api_env)
         env = _airflow_env(home, ports.airflow)
         _run(home, "airflow-db-migrate", [str(BIN / "airflow"), "db", "migrate"], env)
         for name, command in _airflow_commands(ports.airflow).items():
@@ -130,6 +138,8 @@ def up(
         deadline = time.monotonic() + timeout
         _wait(state, ["mlflow"], f"{urls['mlflow']}/health", deadline)
         _wait(state, ["prometheus"], f"{urls['prometheus']}/-/ready", deadline)
+        if "platform_api" in urls:
+            _wait(state, ["platform-api"], f"{urls['platform_api']}/healthz", deadline)
         if serve:
             stack = _wait_serving(home, state, deadline)
             urls["router"] = stack["router"]
@@ -280,6 +290,14 @@ def _serving_command(home: TidemillHome, ports: Ports, model: str, workers: int)
         "--model",
         model,
     ]
+
+
+def _platform_api_command(ports: Ports) -> list[str]:
+    """Datasets and training jobs (serving environment; token: the control API's)."""
+    return [
+        str(SERVING_PYTHON), "-m", "uvicorn", "serving.platform_api.app:app",
+        "--host", LOOPBACK, "--port", str(ports.platform_api), "--no-access-log",
+    ]  # fmt: skip
 
 
 def _mlflow_command(home: TidemillHome, ports: Ports) -> list[str]:
@@ -598,6 +616,11 @@ def _print_summary(home: TidemillHome, state: dict[str, Any], out: Out) -> None:
         out(
             f"  control API  {urls['control_api']}/docs   (bearer token in "
             f"{home.root / 'serving' / 'control_token'})"
+        )
+    if "platform_api" in urls:
+        out(
+            f"  platform API {urls['platform_api']}/docs   (datasets, training jobs; bearer "
+            f"token in {home.root / 'serving' / 'control_token'})"
         )
     out(f"  Prometheus   {urls['prometheus']}   (alerts {urls['prometheus']}/alerts)")
     if state.get("unpaused"):

@@ -50,13 +50,15 @@ class AirflowClient:
             )
         return resp.json()["access_token"]
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def call(self, method: str, path: str, extra_headers: dict[str, str] | None = None,
+             **kwargs: Any) -> httpx.Response:  # fmt: skip
         """One call to ``/api/v2<path>``; logs in (again) when the token is missing or expired."""
+        extra_headers = extra_headers or {}
         try:
             for attempt in (1, 2):
                 if self._token is None:
                     self._token = self._login()
-                headers = {"Authorization": f"Bearer {self._token}"}
+                headers = {**extra_headers, "Authorization": f"Bearer {self._token}"}
                 resp = self._http.request(method, f"/api/v2{path}", headers=headers, **kwargs)
                 if resp.status_code != 401 or attempt == 2:
                     return resp
@@ -103,7 +105,7 @@ class AirflowClient:
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
             f"{ti.get('try_number') or 1}",
             params={"map_index": map_index, "full_content": "true"},
-            headers={"Accept": "application/json"},
+            extra_headers={"Accept": "application/json"},
         )
         where = ti["task_id"] + (f"[{map_index}]" if map_index not in (-1, None) else "")
         if resp.status_code >= 300:

@@ -3,7 +3,7 @@
     uvicorn serving.platform_api.app:app --host 127.0.0.1 --port 8001     (OpenAPI at /docs)
 
 Configuration: ``serving.platform_api.settings``. Every write needs ``Authorization: Bearer
-<TIDEMILL_CONTROL_TOKEN>`` (declared in the OpenAPI document as the ``HTTPBearer`` scheme).
+<token>``, the control API's token (declared in the OpenAPI document as the ``HTTPBearer`` scheme).
 A data operation reads one dataset version and writes a new one: the source never changes.
 Bad input is a 4xx whose message names the id, column, field or limit, and writes nothing.
 """
@@ -144,9 +144,6 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
     ) -> None:
         challenge = {"WWW-Authenticate": "Bearer"}
-        if settings.token is None:
-            raise HTTPException(401, "writes are disabled: no TIDEMILL_CONTROL_TOKEN configured",
-                                headers=challenge)  # fmt: skip
         given = creds.credentials if creds else ""
         if not hmac.compare_digest(given.encode(), settings.token.encode()):
             raise HTTPException(401, "missing or wrong bearer token", headers=challenge)

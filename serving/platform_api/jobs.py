@@ -141,7 +141,7 @@ def outcome(tracking_uri: str, pipeline_run: str) -> dict[str, Any]:
         mv = versions[0]
         model = {
             "name": mv.name,
-            "version": mv.version,
+            "version": str(mv.version),
             "run_id": mv.run_id,
             "algorithm": mv.tags.get("tidemill.algorithm"),
             "aliases": sorted(client.get_model_version(mv.name, mv.version).aliases),

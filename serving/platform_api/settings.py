@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from pipelines.home import TidemillHome
+from serving.stack import control_token
 
 DB_ENV = "TIDEMILL_PLATFORM_DB_URL"
 STORE_ENV = "TIDEMILL_ARTIFACT_STORE_URL"
@@ -18,14 +19,15 @@ AIRFLOW_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 
 @dataclass(frozen=True)
 class PlatformSettings:
-    """``token``: bearer token of every write (``TIDEMILL_CONTROL_TOKEN``, the control API's);
+    """``token``: bearer token of every write, the control API's (``TIDEMILL_CONTROL_TOKEN`` or
+    the home's ``serving/control_token`` file);
     ``db_url``: SQLAlchemy URL of datasets and jobs (SQLite in the home, PostgreSQL on
     Kubernetes); ``store_url``: artifact store root where dataset files go;
     ``airflow_url`` and its user: where training jobs run (password from the environment or
     the home's Airflow simple-auth password file)."""
 
     home: TidemillHome
-    token: str | None
+    token: str
     db_url: str
     store_url: str
     max_upload_bytes: int
@@ -40,7 +42,7 @@ class PlatformSettings:
         env = os.environ.get
         return cls(
             home=home,
-            token=env("TIDEMILL_CONTROL_TOKEN") or None,
+            token=control_token(home),
             db_url=env(DB_ENV) or f"sqlite:///{home.root / 'platform.db'}",
             store_url=env(STORE_ENV) or str(home.root),
             max_upload_bytes=int(float(env(MAX_UPLOAD_ENV) or 100) * 1024 * 1024),

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from monitoring.prometheus import PrometheusServer, render_config
 from serving.demo_client import run_demo
 from tests.e2e.chromium import Chromium
 from tests.e2e.conftest import ARTIFACTS, REGISTERED, Platform
+from tests.platform_api.conftest import ai4i_slice
+from tidemill.client import JobFailed, TidemillClient
 from tidemill.platform import AIRFLOW_USER, airflow_password, down, status, up
 
 # The DAGs the platform ships; extend when a DAG is added to dags/.
@@ -120,6 +123,7 @@ def test_up_starts_every_service_on_loopback(live_platform: Platform) -> None:
         "serving-router",
         "serving-control-api",
         "prometheus",
+        "platform-api",
     } == names
     assert status(live.home, out=lambda _line: None) == dict.fromkeys(names, True)
     lines: list[str] = []
@@ -245,6 +249,47 @@ def test_mlflow_ui_shows_the_champion_alias(live_platform: Platform, browser: Ch
     assert shot.stat().st_size > 10_000
 
 
+def test_sdk_upload_clean_split_train_wait(live_platform: Platform) -> None:
+    """The notebook flow through the platform API that ``up`` started: a real
+    ``tabular_training`` DAG run through Airflow's REST API registers a model in MLflow; a
+    run that fails in Airflow says why."""
+    from mlflow import MlflowClient
+
+    live = live_platform
+    token = (live.home.root / "serving" / "control_token").read_text().strip()
+    target = "Machine failure"
+    with TidemillClient(live.urls["platform_api"], token=token) as api:
+        rare = ai4i_slice(300)
+        rare = rare[(rare[target] == 0) | (rare.index.isin(rare.index[rare[target] == 1][:2]))]
+        bad = api.upload_dataset(rare, name="ai4i-rare", target_column=target)
+        doomed = api.train(bad.id, task="classification", algorithms=["logistic_regression"],
+                           n_trials=1, cv_folds=2)  # fmt: skip
+
+        raw = api.upload_dataset(ai4i_slice(300), name="ai4i-e2e", target_column=target)
+        clean = api.clean(raw.id, drop_columns=["UDI", "Product ID", "TWF", "HDF", "PWF",
+                                                "OSF", "RNF"])  # fmt: skip
+        parts = api.split(clean.id, task="classification", val_size=0.2, test_size=0.2)
+        job = api.train(parts.id, task="classification", algorithms=["logistic_regression"],
+                        n_trials=1, cv_folds=2, registered_model_name="e2e-api-classifier")
+        assert job.status == "pending" and job.dag_id == "tabular_training"
+
+        with pytest.raises(JobFailed) as failed:
+            api.wait(doomed.job_id, timeout=300, progress=False)
+        assert "fewer than 3 rows" in failed.value.job.error, failed.value.job.error
+        assert failed.value.job.finished_at is not None
+
+        done = api.wait(job.job_id, timeout=420, progress=False)
+    assert done.progress["fraction"] == 1.0
+    assert done.started_at <= done.finished_at
+    assert done.model["name"] == "e2e-api-classifier" and done.model["version"] == "1"
+    assert done.evaluation["algorithm"] == "logistic_regression"
+    assert 0.0 <= done.evaluation["test"]["pr_auc"] <= 1.0
+    client = MlflowClient(live.home.mlflow_uri)
+    run = client.get_run(done.model["run_id"])
+    assert run.data.tags["tidemill.pipeline_run"] == done.dag_run_id
+    assert run.data.metrics["test_pr_auc"] == done.evaluation["test"]["pr_auc"]
+
+
 def test_down_stops_everything_it_started(live_platform: Platform) -> None:
     live = live_platform
     recorded = state(live)["processes"]
@@ -262,6 +307,7 @@ def test_down_stops_everything_it_started(live_platform: Platform) -> None:
         live.ports.router,
         live.ports.control,
         live.ports.prometheus,
+        live.ports.platform_api,
     ):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"

@@ -1,0 +1,59 @@
+"""``tidemill.client`` and ``tidemill api`` against the real API server (the training part of
+the flow runs on the real platform in tests/e2e/test_platform.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.platform_api.conftest import AI4I, TOKEN, ApiServer, ai4i_slice
+from tidemill.client import ApiError, TidemillClient
+
+TIDEMILL = Path(sys.executable).parent / "tidemill"
+
+
+def test_client_dataset_flow(api: ApiServer) -> None:
+    with TidemillClient(api.url, token=TOKEN) as client:
+        raw = client.upload_dataset(ai4i_slice(200), "sdk", target_column="Machine failure")
+        assert raw.rows == 200 and raw.missing["Torque"] == 3
+        clean = client.clean(raw.id, drop_columns=["UDI"])
+        assert clean.parent_id == raw.id and clean.summary["missing_after"] == 0
+        chosen = client.select_features(clean.id, task="classification", method="mutual_info",
+                                        n_features=2)  # fmt: skip
+        assert len(chosen.summary["selected"]) == 2
+        parts = client.split(chosen.id, task="classification", test_size=0.25)
+        assert sum(parts.summary["parts"].values()) == clean.rows
+        assert [d.version for d in client.datasets("sdk")] == [4, 3, 2, 1]
+        with pytest.raises(ApiError) as bad:
+            client.split(raw.id, task="regression", time_column="when")
+        assert bad.value.status == 422 and "'when'" in str(bad.value.detail)
+        with pytest.raises(ApiError) as missing:
+            client.job("no-such-job")
+        assert missing.value.status == 404 and "'no-such-job'" in missing.value.detail
+    with TidemillClient(api.url) as anonymous, pytest.raises(ApiError) as refused:
+        anonymous.upload_dataset(AI4I, "nope")
+    assert refused.value.status == 401
+
+
+def test_cli_verbs(api: ApiServer) -> None:
+    env = {**os.environ, "TIDEMILL_API_URL": api.url, "TIDEMILL_CONTROL_TOKEN": TOKEN}
+
+    def tidemill(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TIDEMILL), "api", *args], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    made = tidemill("upload", str(AI4I), "--name", "cli", "--target", "Machine failure")
+    assert made.returncode == 0, made.stderr
+    uploaded = json.loads(made.stdout)
+    assert uploaded["rows"] == 10_000
+    shown = json.loads(tidemill("dataset", uploaded["id"]).stdout)
+    assert shown["stats"]["Torque"]["max"] == pytest.approx(76.6)
+    wrong = tidemill("upload", str(AI4I), "--name", "cli", "--target", "nope")
+    assert wrong.returncode == 1 and "'nope'" in wrong.stderr
+    assert httpx.get(f"{api.url}/api/ml/datasets", params={"name": "cli"}).json()["datasets"]

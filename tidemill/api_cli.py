@@ -1,0 +1,120 @@
+"""``tidemill api ...``: the platform API's verbs through ``tidemill.client`` (JSON out).
+
+tidemill api upload data/ai4i2020.csv --name ai4i --target "Machine failure"
+tidemill api datasets | dataset ID
+tidemill api clean ID [--drop-columns a,b]
+tidemill api select-features ID --task T --method M | split ID --task T
+tidemill api train ID --task classification --algorithms random_forest --trials 2 --wait
+tidemill api job JOB_ID [--wait]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tidemill.client import DEFAULT_URL, TOKEN_ENV, URL_ENV, ApiError, JobFailed, TidemillClient
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token``, else $TIDEMILL_CONTROL_TOKEN, else the home's token file when present."""
+    if args.token or os.environ.get(TOKEN_ENV):
+        return args.token or os.environ[TOKEN_ENV]
+    from pipelines.home import TidemillHome
+
+    path = TidemillHome.resolve(args.home).root / "serving" / "control_token"
+    return path.read_text().strip() if path.exists() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    with TidemillClient(args.url, token=_token(args)) as api:
+        try:
+            out: Any = _dispatch(api, args)
+        except ApiError as exc:
+            print(f"tidemill api: {exc}", file=sys.stderr)
+            return 1
+        except JobFailed as exc:
+            print(json.dumps(asdict(exc.job), indent=2))
+            print(f"tidemill api: {exc}", file=sys.stderr)
+            return 1
+    shown = [asdict(i) for i in out] if isinstance(out, list) else asdict(out)
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
+    verb = args.verb
+    if verb == "upload":
+        return api.upload_dataset(args.file, args.name, args.target)
+    if verb == "datasets":
+        return api.datasets(args.name)
+    if verb == "dataset":
+        return api.dataset(args.id)
+    if verb == "clean":
+        return api.clean(args.id, numeric_imputation=args.numeric_imputation,
+                         categorical_imputation=args.categorical_imputation,
+                         drop_columns=args.drop_columns)  # fmt: skip
+    if verb == "select-features":
+        return api.select_features(args.id, task=args.task, method=args.method,
+                                   n_features=args.n_features)  # fmt: skip
+    if verb == "split":
+        return api.split(args.id, task=args.task, val_size=args.val_size,
+                         test_size=args.test_size, time_column=args.time_column)  # fmt: skip
+    if verb == "train":
+        job = api.train(args.id, task=args.task, algorithms=args.algorithms,
+                        n_trials=args.trials)  # fmt: skip
+        return api.wait(job.job_id) if args.wait else job
+    return api.wait(args.id) if args.wait else api.job(args.id)
+
+
+def add_parser(sub: Any) -> None:
+    api = sub.add_parser("api", help="the platform API (datasets, training jobs) via the client",
+                         description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    api.add_argument("--url", default=None, help=f"default ${URL_ENV} or {DEFAULT_URL}")
+    api.add_argument("--token", default=None,
+                     help=f"default ${TOKEN_ENV} or <home>/serving/control_token")  # fmt: skip
+    api.add_argument("--home", default=None, help="Tidemill home (for the token file)")
+    verbs = api.add_subparsers(dest="verb", required=True)
+    p = verbs.add_parser("upload", help="upload a CSV, Excel or Parquet file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--target", default=None, help="target column")
+    p = verbs.add_parser("datasets", help="every dataset version")
+    p.add_argument("--name", default=None)
+    verbs.add_parser("dataset", help="one version's profile").add_argument("id")
+    p = verbs.add_parser("clean", help="a cleaned new version")
+    p.add_argument("id")
+    p.add_argument("--numeric-imputation", default="median")
+    p.add_argument("--categorical-imputation", default="mode")
+    p.add_argument("--drop-columns", type=_csv, default=[])
+    p = verbs.add_parser("select-features", help="a new version with the selected features")
+    p.add_argument("id")
+    p.add_argument("--task", required=True, choices=["classification", "regression"])
+    p.add_argument("--method", required=True)
+    p.add_argument("--n-features", type=int, default=None)
+    p = verbs.add_parser("split", help="a new version with a __split__ column")
+    p.add_argument("id")
+    p.add_argument("--task", required=True)
+    p.add_argument("--val-size", type=float, default=0.2)
+    p.add_argument("--test-size", type=float, default=0.2)
+    p.add_argument("--time-column", default=None)
+    p = verbs.add_parser("train", help="start a training job (a tabular_training DAG run)")
+    p.add_argument("id", help="dataset id")
+    p.add_argument("--task", required=True)
+    p.add_argument("--algorithms", type=_csv, required=True)
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--wait", action="store_true", help="wait with a progress bar")
+    p = verbs.add_parser("job", help="a training job's status (and result)")
+    p.add_argument("id")
+    p.add_argument("--wait", action="store_true")
+    api.set_defaults(func=run)
