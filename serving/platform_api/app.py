@@ -293,7 +293,11 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         source = load(body.dataset_id)
         job_id = new_id()
         config = checked(jobs_mod.experiment, source, body, job_id)
-        config_url = f"{settings.store_url.rstrip('/')}/platform/jobs/{job_id}/config.yaml"
+        if not store.is_local(settings.store_url):
+            raise HTTPException(501, f"training from datasets in {settings.store_url}: the "
+                                "tabular pipeline reads its data and config from paths, so "
+                                "jobs need a local artifact store for now")  # fmt: skip
+        config_url = store.job_config_url(settings.store_url, job_id)
         store.write_text(config_url, jobs_mod.config_yaml(config))
         run_id = f"platform-{job_id}"
         conf = {"config": store.local_path(config_url), "algorithms": [], "n_trials": None,
