@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import hmac
 import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -33,21 +31,15 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
-from serving import metrics
+from serving import ab_tests, metrics
 from serving.prediction_log.cloudevents import LoggerEventPairer
-from serving.prediction_log.reader import (
-    METRICS,
-    joined_errors,
-    record_actuals,
-    utcnow,
-    variant_counts,
-)
-from serving.prediction_log.schema import ab_tests, engine_for
+from serving.prediction_log.reader import record_actuals
+from serving.prediction_log.schema import engine_for
 from serving.prediction_log.writer import close_all, writer_for
 from serving.protocol import RequestError, parse_timestamps
 from serving.split import SplitControl, SplitError, backend_from_env, only_registered_model
@@ -261,33 +253,17 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
               responses=WRITE_ERRORS)
     def start_ab_test(body: AbTestBody) -> dict[str, Any]:
         """Deploy the challenger at ``split`` percent and record the experiment."""
-        ctl = control(body.model_name)
-        status = ctl.deploy(body.challenger_version, body.split)
-        started = utcnow()
-        row = {
-            "id": uuid.uuid4().hex[:12], "model_name": ctl.model_name,
-            "champion_version": status["aliases"]["champion"],
-            "challenger_version": str(body.challenger_version),
-            "challenger_percent": body.split, "metric": body.metric, "started_at": started,
-            "ends_at": started + timedelta(minutes=body.duration_minutes),
-        }
-        with engine().begin() as conn:
-            conn.execute(insert(ab_tests), [row])
-        return _ab_view(row, {}, {})
+        return ab_tests.start(engine(), control(body.model_name), body.challenger_version,
+                              body.split, body.duration_minutes, body.metric)
 
     @app.get("/ab-tests/{test_id}", tags=["ab-tests"],
               responses=READ_ERRORS)
     def get_ab_test(test_id: str) -> dict[str, Any]:
         """Per-variant request counts and, once actuals arrived, live error metrics."""
-        with engine().connect() as conn:
-            found = conn.execute(select(ab_tests).where(ab_tests.c.id == test_id)).first()
+        found = ab_tests.read(engine(), test_id)
         if found is None:
             raise HTTPException(404, f"no A/B test {test_id!r}")
-        row = dict(found._mapping)
-        until = min(utcnow(), row["ends_at"])
-        counts = variant_counts(engine(), row["started_at"], until, row["model_name"])
-        errors = joined_errors(engine(), row["started_at"], until, row["model_name"])
-        return _ab_view(row, counts, errors)
+        return found
 
     @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201,
               responses=WRITE_ERRORS)
@@ -316,23 +292,5 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         return {"accepted": True, "logged": entry is not None}
 
     return app
-
-def _ab_view(row: dict[str, Any], counts: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
-    now = utcnow()
-    metric = row["metric"]
-    leader = None
-    scored = {v: e[metric] for v, e in errors.items() if e.get(metric) is not None}
-    if len(scored) == 2:
-        pick = max if metric == "coverage" else min
-        leader = pick(scored, key=scored.get)
-    iso = datetime.isoformat
-    return {
-        **{k: (iso(v) if isinstance(v, datetime) else v) for k, v in row.items()},
-        "status": "running" if now < row["ends_at"] else "finished",
-        "requests": counts,
-        "errors": errors,
-        "leader": leader,
-        "metrics": list(METRICS),
-    }
 
 app = create_app()
