@@ -71,6 +71,11 @@ class DataConfig(_Strict):
     exog_columns: list[str] = []
     freq: str = Field("h", description="pandas frequency alias of the series, e.g. h, D, 15min")
     rows: RowSlice | None = None
+    invalid_series: Literal["fail", "drop"] = Field(
+        "fail",
+        description="a series with data problems fails the run, or is dropped and recorded "
+        "(problems not tied to one series always fail)",
+    )
 
     @field_validator("freq")
     @classmethod
@@ -87,11 +92,17 @@ class DataConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """Chronological split: the last rows are test, the ones before validation."""
+    """Chronological split of each series: the last steps are test, the ones before validation.
+
+    ``align: per_series`` cuts the last ``test_size`` (then ``val_size``) rows of each series;
+    ``align: common`` cuts every series at the same timestamps, counted back from the panel's
+    last timestamp (a series that ends earlier has fewer validation/test rows).
+    """
 
     val_size: int = Field(..., ge=1)
     test_size: int = Field(..., ge=1)
     train_size: int | None = Field(None, ge=1, description="default: every row before val")
+    align: Literal["per_series", "common"] = "per_series"
 
 
 class PreprocessConfig(_Strict):

@@ -2,8 +2,19 @@
 
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import Snapshot, content_hash, read_snapshot, write_snapshot
-from pipelines.data.split import Split, min_rows_required, split_rows
-from pipelines.data.validate import DataValidationError, describe_source, validate
+from pipelines.data.split import (
+    Split,
+    min_rows_required,
+    split_labels,
+    split_problems,
+    split_rows,
+)
+from pipelines.data.validate import (
+    DataValidationError,
+    describe_source,
+    validate,
+    validate_panel,
+)
 
 __all__ = [
     "DataValidationError",
@@ -14,7 +25,10 @@ __all__ = [
     "load_raw",
     "min_rows_required",
     "read_snapshot",
+    "split_labels",
+    "split_problems",
     "split_rows",
     "validate",
+    "validate_panel",
     "write_snapshot",
 ]

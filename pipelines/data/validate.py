@@ -47,6 +47,99 @@ def validate(
     ``y`` and the exogenous columns (float64, missing values as NaN). Raises one
     ``DataValidationError`` listing every problem. Writes nothing.
     """
+    found = _check(raw, cfg, min_rows, max_missing_fraction)
+    if found.problems:
+        raise found.error(cfg)
+    return found.typed
+
+
+def validate_panel(
+    raw: pd.DataFrame,
+    cfg: DataConfig,
+    min_rows: int,
+    max_missing_fraction: float = 1.0,
+    extra: Callable[[pd.DataFrame], dict[str, str]] | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """``validate`` with the config's ``invalid_series`` policy, for any number of series.
+
+    ``extra(typed)`` may add per-series problems (series id -> reason) found on the typed rows
+    of the otherwise valid series. With ``fail`` any problem raises one error that also lists
+    the problems by series id; with ``drop`` the series with problems are left out and
+    returned as ``{series id: [reasons]}``. Problems tied to no series (missing ids, no rows)
+    and a panel with no valid series left always raise.
+    """
+    found = _check(raw, cfg, min_rows, max_missing_fraction)
+    if found.typed is not None and extra is not None:
+        keep = ~found.typed["unique_id"].isin(list(found.by_series)).to_numpy()
+        for uid, reason in extra(found.typed[keep].reset_index(drop=True)).items():
+            found.add(f"series {uid!r}: {reason}", series={uid: reason})
+    if found.problems and (cfg.invalid_series == "fail" or found.unattributed):
+        raise found.error(cfg)
+    typed = found.typed
+    if found.by_series:
+        typed = typed[~typed["unique_id"].isin(list(found.by_series))].reset_index(drop=True)
+        if typed.empty:
+            raise found.error(cfg, "every series has problems; none is left to train on")
+    return typed, found.by_series
+
+
+class _Found:
+    """Problems found so far: messages, and which series each concerns."""
+
+    def __init__(self, uid: pd.Series, rows: np.ndarray) -> None:
+        self.uid, self.rows = uid, rows
+        self.problems: list[str] = []
+        self.by_series: dict[str, list[str]] = {}
+        self.unattributed = False
+        self.typed: pd.DataFrame | None = None
+
+    def add(
+        self,
+        message: str,
+        kind: str | None = None,
+        positions: np.ndarray | None = None,
+        series: dict[str, str] | None = None,
+        detail: Callable[[int], str] | None = None,
+    ) -> None:
+        """One problem; ``positions`` (rows) or ``series`` (id -> reason) say whose it is."""
+        self.problems.append(message)
+        if positions is not None:
+            ids = self.uid.to_numpy()[positions]
+            for key in pd.unique(ids):
+                mine = positions[ids == key]
+                self.by_series.setdefault(str(key), []).append(
+                    f"{kind} at {_listing(self.rows, mine, detail)}"
+                )
+        elif series is not None:
+            for key, reason in series.items():
+                self.by_series.setdefault(str(key), []).append(reason)
+        else:
+            self.unattributed = True
+
+    def error(self, cfg: DataConfig, headline: str | None = None) -> DataValidationError:
+        problems = list(self.problems)
+        if self.by_series and self.uid.nunique() > 1:
+            shown = list(self.by_series.items())[:MAX_SHOWN]
+            more = len(self.by_series) - len(shown)
+            problems.append(
+                f"{len(self.by_series)} series with problems (invalid_series: "
+                f"{cfg.invalid_series}): "
+                + "; ".join(f"{k!r}: {', '.join(v)}" for k, v in shown)
+                + (f"; and {more} more series" if more > 0 else "")
+            )
+        listing = "\n".join(f"  - {p}" for p in problems)
+        head = headline or f"{len(self.problems)} data problem(s) found"
+        return DataValidationError(
+            f"{describe_source(cfg.source)}: {head} (rows are 1-based data rows, "
+            f"header excluded):\n{listing}",
+            problems,
+        )
+
+
+def _check(
+    raw: pd.DataFrame, cfg: DataConfig, min_rows: int, max_missing_fraction: float
+) -> _Found:
+    """Every problem of the raw long frame, and the typed frame."""
     source = describe_source(cfg.source)
     value_columns = ["y", *cfg.exog_columns]
     absent = [c for c in ("unique_id", "ds", *value_columns) if c not in raw.columns]
@@ -66,14 +159,14 @@ def validate(
         **{c: _label(c, "exogenous") for c in cfg.exog_columns},
     }
 
-    problems: list[str] = []
+    uid = raw["unique_id"].astype(str)
+    found = _Found(uid, rows)
     id_missing = raw["unique_id"].isna().to_numpy()
     if id_missing.any():
-        problems.append(
+        found.add(
             f"column {names['unique_id']}: {id_missing.sum()} missing series id(s) at "
             + _listing(rows, np.flatnonzero(id_missing))
         )
-    uid = raw["unique_id"].astype(str)
     multi = uid.nunique() > 1
 
     def where(pos: int) -> str:
@@ -81,52 +174,57 @@ def validate(
 
     ds, bad_ds = _parse_timestamps(raw["ds"])
     if bad_ds.any():
-        problems.append(
+        found.add(
             f"column {names['ds']}: {bad_ds.sum()} missing or unparsable timestamp(s) at "
-            + _listing(rows, np.flatnonzero(bad_ds), lambda p: f"{raw['ds'].iat[p]!r}")
+            + _listing(rows, np.flatnonzero(bad_ds), lambda p: f"{raw['ds'].iat[p]!r}"),
+            "missing or unparsable timestamps",
+            np.flatnonzero(bad_ds & ~id_missing),
+            detail=lambda p: f"{raw['ds'].iat[p]!r}",
         )
-    problems += _order_problems(uid, ds, ~bad_ds & ~id_missing, rows, cfg, names["ds"], where)
+    _order_problems(uid, ds, ~bad_ds & ~id_missing, rows, cfg, names["ds"], where, found)
 
     typed: dict[str, pd.Series] = {}
     for col in value_columns:
         values, missing, bad = _parse_numeric(raw[col])
         typed[col] = values
         if bad.any():
-            problems.append(
+            found.add(
                 f"column {names[col]}: {bad.sum()} non-numeric value(s) at "
-                + _listing(rows, np.flatnonzero(bad), lambda p, c=col: f"{raw[c].iat[p]!r}")
+                + _listing(rows, np.flatnonzero(bad), lambda p, c=col: f"{raw[c].iat[p]!r}"),
+                f"non-numeric {names[col]}",
+                np.flatnonzero(bad & ~id_missing),
+                detail=lambda p, c=col: f"{raw[c].iat[p]!r}",
             )
         infinite = np.isinf(values.to_numpy())
         if infinite.any():
-            problems.append(
+            found.add(
                 f"column {names[col]}: {infinite.sum()} infinite value(s) at "
-                + _listing(rows, np.flatnonzero(infinite), lambda p, v=values: f"{v.iat[p]}")
+                + _listing(rows, np.flatnonzero(infinite), lambda p, v=values: f"{v.iat[p]}"),
+                f"infinite {names[col]}",
+                np.flatnonzero(infinite & ~id_missing),
             )
-        problems += _missing_problems(uid, missing, rows, names[col], max_missing_fraction)
+        for message, series, reason in _missing_problems(
+            uid, missing, rows, names[col], max_missing_fraction
+        ):
+            found.add(message, series={series: reason})
 
     if raw.empty:
-        problems.append(
+        found.add(
             f"no data rows (rows slice: {cfg.rows.model_dump() if cfg.rows else 'all rows'}); "
             f"the configured windows need at least {min_rows} rows per series"
         )
-    sizes = uid.groupby(uid, sort=False).size()
+    sizes = uid[~id_missing].groupby(uid[~id_missing], sort=False).size()
     short = sizes[sizes < min_rows]
     if len(short):
         shown = ", ".join(f"series {k!r} has {n} rows" for k, n in short.iloc[:MAX_SHOWN].items())
         more = f" ({len(short)} series in total)" if len(short) > MAX_SHOWN else ""
-        problems.append(
+        found.add(
             f"{shown}{more}; the configured windows need at least {min_rows} rows per series "
-            "(training history + horizon + validation + test rows, from split and horizon)"
+            "(training history + horizon + validation + test rows, from split and horizon)",
+            series={k: f"too short ({n} rows, {min_rows} needed)" for k, n in short.items()},
         )
-
-    if problems:
-        listing = "\n".join(f"  - {p}" for p in problems)
-        raise DataValidationError(
-            f"{source}: {len(problems)} data problem(s) found (rows are 1-based data rows, "
-            f"header excluded):\n{listing}",
-            problems,
-        )
-    return pd.DataFrame({"unique_id": uid, "ds": ds, **typed})
+    found.typed = pd.DataFrame({"unique_id": uid, "ds": ds, **typed})
+    return found
 
 
 def _label(column: str, role: str) -> str:
@@ -162,12 +260,14 @@ def _order_problems(
     cfg: DataConfig,
     name: str,
     where: Callable[[int], str],
-) -> list[str]:
+    found: _Found,
+) -> None:
     """Duplicate, decreasing and off-frequency timestamps within each series."""
     try:
         offset = to_offset(cfg.freq)
     except ValueError:
-        return [f"freq {cfg.freq!r} is not a pandas frequency alias (e.g. h, D, 15min)"]
+        found.add(f"freq {cfg.freq!r} is not a pandas frequency alias (e.g. h, D, 15min)")
+        return
     pos = np.arange(len(ds))
     frame = pd.DataFrame({"uid": uid, "ds": ds, "pos": pos})
     by_series = frame.groupby("uid", sort=False)
@@ -176,25 +276,26 @@ def _order_problems(
     # Pairs with a bad row on either side are skipped: that row is reported already.
     pair_ok = usable & (prev_pos >= 0) & usable[np.maximum(prev_pos, 0)]
     step = (frame["ds"] - prev_ds).to_numpy()
-    problems = []
 
     duplicated = frame.duplicated(["uid", "ds"]).to_numpy() & usable
     if duplicated.any():
         kept = frame[usable]
         first_pos = kept.groupby(["uid", "ds"], sort=False)["pos"].transform("first")
         first_row = dict(zip(kept["pos"], rows[first_pos.to_numpy()], strict=True))
-        problems.append(
+        found.add(
             f"column {name}: {duplicated.sum()} duplicate timestamp(s) at "
             + _listing(
                 rows,
                 pos[duplicated],
                 lambda p: f"{where(p)}{ds.iat[p]}, same as row {first_row[p]}",
-            )
+            ),
+            "duplicate timestamps",
+            pos[duplicated],
         )
 
     decreasing = pair_ok & (step < np.timedelta64(0))
     if decreasing.any():
-        problems.append(
+        found.add(
             f"column {name}: {decreasing.sum()} timestamp(s) earlier than the previous row "
             "(rows must be in chronological order; they are not sorted automatically) at "
             + _listing(
@@ -203,7 +304,9 @@ def _order_problems(
                 lambda p: (
                     f"{where(p)}{ds.iat[p]} after {ds.iat[prev_pos[p]]} at row {rows[prev_pos[p]]}"
                 ),
-            )
+            ),
+            "timestamps out of order",
+            pos[decreasing],
         )
 
     with warnings.catch_warnings():
@@ -212,7 +315,7 @@ def _order_problems(
         expected = (prev_ds + offset).to_numpy()
     irregular = pair_ok & (step > np.timedelta64(0)) & (frame["ds"].to_numpy() != expected)
     if irregular.any():
-        problems.append(
+        found.add(
             f"column {name}: {irregular.sum()} step(s) that are not the frequency "
             f"{cfg.freq!r} (gaps or off-grid timestamps) at "
             + _listing(
@@ -222,9 +325,10 @@ def _order_problems(
                     f"{where(p)}{ds.iat[prev_pos[p]]} at row {rows[prev_pos[p]]} -> "
                     f"{ds.iat[p]}, a step of {ds.iat[p] - ds.iat[prev_pos[p]]}"
                 ),
-            )
+            ),
+            f"gaps or off-grid timestamps (frequency {cfg.freq!r})",
+            pos[irregular],
         )
-    return problems
 
 
 def _parse_numeric(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -240,8 +344,9 @@ def _parse_numeric(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray
 
 def _missing_problems(
     uid: pd.Series, missing: np.ndarray, rows: np.ndarray, name: str, limit: float
-) -> list[str]:
-    """Series whose fraction of missing values in one column exceeds ``limit``."""
+) -> list[tuple[str, str, str]]:
+    """Series whose fraction of missing values in one column exceeds ``limit``:
+    (message, series id, short reason) each."""
     if not missing.any():
         return []
     fractions = pd.Series(missing).groupby(uid.to_numpy(), sort=False).agg(["mean", "sum", "size"])
@@ -249,8 +354,12 @@ def _missing_problems(
     for series, (fraction, count, size) in fractions[fractions["mean"] > limit].iterrows():
         positions = np.flatnonzero(missing & (uid.to_numpy() == series))
         problems.append(
-            f"column {name}: {fraction:.1%} of values missing in series {series!r} "
-            f"({int(count)} of {int(size)}), more than max_missing_fraction {limit:.1%}; "
-            "missing at " + _listing(rows, positions)
+            (
+                f"column {name}: {fraction:.1%} of values missing in series {series!r} "
+                f"({int(count)} of {int(size)}), more than max_missing_fraction {limit:.1%}; "
+                "missing at " + _listing(rows, positions),
+                series,
+                f"{fraction:.1%} of {name} missing",
+            )
         )
     return problems

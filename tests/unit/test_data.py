@@ -26,8 +26,10 @@ from pipelines.data import (
     load_raw,
     min_rows_required,
     read_snapshot,
+    split_labels,
     split_rows,
     validate,
+    validate_panel,
     write_snapshot,
 )
 
@@ -332,8 +334,8 @@ def test_split_rows_errors() -> None:
         split_rows(30, SplitConfig(val_size=10, test_size=20))
     with pytest.raises(ValueError, match=r"train_size 80 \+ val_size 10 \+ test_size 20 = 110"):
         split_rows(100, SplitConfig(val_size=10, test_size=20, train_size=80))
-    with pytest.raises(ValueError, match=r"val_size 24 too small for horizon 24.*25 rows"):
-        split_rows(1000, SplitConfig(val_size=24, test_size=48), horizon=24)
+    with pytest.raises(ValueError, match=r"val_size 23 too small for horizon 24.*24 rows"):
+        split_rows(1000, SplitConfig(val_size=23, test_size=48), horizon=24)
 
 
 def test_min_rows_required() -> None:
@@ -356,3 +358,60 @@ def test_min_rows_required() -> None:
     )
     with pytest.raises(ValueError, match="test_size 10 too small for horizon 24"):
         min_rows_required(experiment(val_size=48, test_size=10), min_history=168)
+
+
+# ----- panels: problems by series, the invalid_series policy, per-series splits ---------------
+def panel_csv(n: int = 12) -> list[str]:
+    """Three clean hourly series A, B, C of ``n`` rows (series after series)."""
+    lines = ["id,date,OT"]
+    for k, key in enumerate("ABC"):
+        stamps = pd.date_range("2021-03-01", periods=n, freq="h")
+        lines += [f"{key},{ts},{k * 10 + i + 0.5}" for i, ts in enumerate(stamps)]
+    return lines
+
+
+def test_panel_problems_are_reported_by_series_in_one_error(tmp_path: Path) -> None:
+    lines = panel_csv()
+    lines[3] = lines[3].replace(",2.5", ",abc")  # series A, data row 3
+    del lines[17:19]  # a gap in series B
+    cfg = csv_config(tmp_path, "\n".join(lines), id_column="id")
+    with pytest.raises(DataValidationError) as info:
+        validate_panel(load_raw(cfg), cfg, min_rows=5)
+    message = str(info.value)
+    assert "2 series with problems (invalid_series: fail)" in message
+    assert "'A': non-numeric 'OT' (target) at row 3 ('abc')" in message
+    assert "'B': gaps or off-grid timestamps (frequency 'h') at row 17" in message
+    assert "'C'" not in message.split("series with problems")[1]
+
+
+def test_drop_policy_keeps_the_good_series_and_says_why(tmp_path: Path) -> None:
+    lines = panel_csv()
+    lines[3] = lines[3].replace(",2.5", ",abc")
+    lines.insert(15, lines[14])  # a duplicate timestamp in series B
+    cfg = csv_config(tmp_path, "\n".join(lines), id_column="id", invalid_series="drop")
+    df, dropped = validate_panel(load_raw(cfg), cfg, min_rows=5)
+    assert set(df["unique_id"]) == {"C"} and len(df) == 12
+    assert dropped["A"] == ["non-numeric 'OT' (target) at row 3 ('abc')"]
+    assert dropped["B"][0].startswith("duplicate timestamps at row 15")
+    with pytest.raises(DataValidationError, match="every series has problems"):
+        validate_panel(load_raw(cfg), cfg, min_rows=5, extra=lambda typed: {"C": "constant"})
+
+
+def test_drop_policy_still_fails_on_problems_of_no_series(tmp_path: Path) -> None:
+    lines = panel_csv()
+    lines[5] = "," + lines[5].split(",", 1)[1]  # a row without a series id
+    cfg = csv_config(tmp_path, "\n".join(lines), id_column="id", invalid_series="drop")
+    with pytest.raises(DataValidationError, match=r"1 missing series id\(s\) at row 5"):
+        validate_panel(load_raw(cfg), cfg, min_rows=5)
+
+
+def test_split_labels_per_series_and_common(tmp_path: Path) -> None:
+    lines = panel_csv(10)[:-3]  # series C ends three hours early
+    cfg = csv_config(tmp_path, "\n".join(lines), id_column="id")
+    df = validate(load_raw(cfg), cfg, min_rows=5)
+    per_series = split_labels(df, SplitConfig(val_size=2, test_size=3, train_size=4), "h")
+    assert list(per_series[:10]) == ["unused"] + ["train"] * 4 + ["val"] * 2 + ["test"] * 3
+    assert list(per_series[20:]) == ["train"] * 2 + ["val"] * 2 + ["test"] * 3
+    common = split_labels(df, SplitConfig(val_size=2, test_size=3, align="common"), "h")
+    assert list(common[:10]) == ["train"] * 5 + ["val"] * 2 + ["test"] * 3
+    assert list(common[20:]) == ["train"] * 5 + ["val"] * 2  # no test rows left for C
