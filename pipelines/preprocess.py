@@ -1,14 +1,16 @@
-"""Imputation and scaling of the long frame, fitted on training rows only.
+"""Imputation and scaling of the long frame, fitted per series on its training rows only.
 
 Imported by the serving hot path too: numpy and pandas only, and the state is a small JSON
-file (no pickle). Statistics are global over the training rows (all series together), so
-``inverse_transform_target`` needs no series id; imputation works within each series.
+file (no pickle). Statistics are per series (``unique_id``), so a forecast is scaled and
+unscaled with the statistics of its own series; imputation works within each series.
+A preprocessor fitted on one series applies that series' statistics to any window (the
+single-series models' rule, which serving relies on for windows without a known id).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +19,68 @@ import pandas as pd
 
 from pipelines.config import PreprocessConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEY_COLUMNS = ("unique_id", "ds")
 """Columns that are carried through untouched; every other column is a value column."""
+DEFAULT_SERIES = "series"
+"""The id of a frame without ``unique_id``."""
+
+
+class UnknownSeriesError(KeyError):
+    """An id the preprocessor was not fitted on; the message names it and the known ones."""
+
+    def __init__(self, series: str, known: Sequence[str]) -> None:
+        shown = ", ".join(repr(k) for k in list(known)[:5])
+        more = f" and {len(known) - 5} more" if len(known) > 5 else ""
+        super().__init__(
+            f"unknown series {series!r}: this model forecasts the {len(known)} series it was "
+            f"trained on ({shown}{more})"
+        )
+        self.series = series
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class Preprocessor:
-    """Impute then scale ``y`` and the exogenous columns with training-row statistics."""
+    """Impute then scale ``y`` and the exogenous columns with each series' training statistics."""
 
     def __init__(self, cfg: PreprocessConfig) -> None:
         self.cfg = cfg
-        # Per value column: training mean (imputation fill), scaler center and scale.
-        self.stats: dict[str, dict[str, float]] = {}
+        # Per series, per value column: training mean (imputation fill), scaler center and scale.
+        self.series: dict[str, dict[str, dict[str, float]]] = {}
+        self._target: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The value columns fitted."""
+        return list(next(iter(self.series.values()))) if self.series else []
+
+    @property
+    def series_ids(self) -> list[str]:
+        return list(self.series)
 
     def fit(self, df_train: pd.DataFrame) -> Preprocessor:
-        """Learn the statistics of ``y`` and each exogenous column from the training rows."""
+        """Learn the statistics of ``y`` and each exogenous column from each series' rows."""
         columns = _value_columns(df_train)
         if "y" not in columns:
             raise ValueError(f"the frame has no 'y' column; columns: {list(df_train.columns)}")
-        stats = {}
-        for col in columns:
-            values = df_train[col].to_numpy(dtype="float64", na_value=np.nan)
-            values = values[~np.isnan(values)]
-            if values.size == 0:
-                raise ValueError(f"column {col!r} has no values in the training rows")
-            center, scale = self._scaler(values)
-            stats[col] = {"mean": float(values.mean()), "center": center, "scale": scale}
-        self.stats = stats
+        ids = _ids(df_train)
+        series: dict[str, dict[str, dict[str, float]]] = {}
+        for uid, group in df_train[columns].groupby(ids, sort=False):
+            stats = {}
+            for col in columns:
+                values = group[col].to_numpy(dtype="float64", na_value=np.nan)
+                values = values[~np.isnan(values)]
+                if values.size == 0:
+                    raise ValueError(
+                        f"column {col!r} has no values in the training rows of series {uid!r}"
+                    )
+                center, scale = self._scaler(values)
+                stats[col] = {"mean": float(values.mean()), "center": center, "scale": scale}
+            series[str(uid)] = stats
+        self.series = series
+        self._target = None
         return self
 
     def fit_transform(self, df_train: pd.DataFrame) -> pd.DataFrame:
@@ -53,29 +90,61 @@ class Preprocessor:
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """A copy of ``df`` with missing values imputed and value columns scaled."""
         self._require_fitted()
-        unknown = [c for c in _value_columns(df) if c not in self.stats]
+        unknown = [c for c in _value_columns(df) if c not in self.columns]
         if unknown:
-            raise ValueError(f"columns {unknown} were not seen in fit; fitted: {list(self.stats)}")
-        columns = [c for c in self.stats if c in df.columns]
-        values = df[columns].astype("float64")
-        values = self._impute(values, df["unique_id"] if "unique_id" in df.columns else None)
-        center = np.array([self.stats[c]["center"] for c in columns])
-        scale = np.array([self.stats[c]["scale"] for c in columns])
+            raise ValueError(f"columns {unknown} were not seen in fit; fitted: {self.columns}")
+        columns = [c for c in self.columns if c in df.columns]
+        ids = _ids(df)
+        values = self._impute(df[columns].astype("float64"), ids)
+        rows = self._rows(ids)
+        center = np.array([[self.series[k][c]["center"] for c in columns] for k in self.series])
+        scale = np.array([[self.series[k][c]["scale"] for c in columns] for k in self.series])
         out = df.copy()
-        out[columns] = (values.to_numpy() - center) / scale
+        out[columns] = (values.to_numpy() - center[rows]) / scale[rows]
         return out
 
-    def transform_target(self, values: np.ndarray) -> np.ndarray:
-        """Scale target values (any shape); no imputation."""
-        self._require_fitted()
-        stats = self.stats["y"]
-        return (np.asarray(values, dtype="float64") - stats["center"]) / stats["scale"]
+    def transform_target(
+        self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scale target values (any shape; with ``ids``, one id per row); no imputation."""
+        center, scale = self._target_stats(values, ids)
+        return (np.asarray(values, dtype="float64") - center) / scale
 
-    def inverse_transform_target(self, values: np.ndarray) -> np.ndarray:
-        """Scaled target values (any shape) back to the original units."""
+    def inverse_transform_target(
+        self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scaled target values back to the original units (``ids`` as in transform_target)."""
+        center, scale = self._target_stats(values, ids)
+        return np.asarray(values, dtype="float64") * scale + center
+
+    def _target_stats(self, values: np.ndarray, ids: Any) -> tuple[Any, Any]:
+        """Center and scale of ``y`` broadcastable to ``values``: scalars for one series,
+        one per row for several."""
         self._require_fitted()
-        stats = self.stats["y"]
-        return np.asarray(values, dtype="float64") * stats["scale"] + stats["center"]
+        if self._target is None:
+            index = {k: i for i, k in enumerate(self.series)}
+            center = np.array([s["y"]["center"] for s in self.series.values()])
+            scale = np.array([s["y"]["scale"] for s in self.series.values()])
+            self._target = (index, center, scale)
+        index, center, scale = self._target
+        if len(index) == 1:
+            return center[0], scale[0]
+        if ids is None:
+            raise UnknownSeriesError("<none>", list(index))
+        rows = self._rows(ids)
+        shape = (-1,) + (1,) * (np.ndim(values) - 1)
+        return center[rows].reshape(shape), scale[rows].reshape(shape)
+
+    def _rows(self, ids: Sequence[Any] | np.ndarray | pd.Series) -> np.ndarray:
+        """Index of each id's series (every id with one fitted series maps to it)."""
+        if len(self.series) == 1:
+            return np.zeros(len(ids), dtype=int)
+        index = {k: i for i, k in enumerate(self.series)}
+        keys = pd.Series(np.asarray(ids, dtype=object))
+        rows = keys.map(index)
+        if rows.isna().any():
+            raise UnknownSeriesError(str(keys[rows.isna()].iloc[0]), list(index))
+        return rows.to_numpy(dtype=int)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
@@ -83,19 +152,24 @@ class Preprocessor:
         return {
             "format_version": FORMAT_VERSION,
             "config": self.cfg.model_dump(mode="json"),
-            "columns": {col: dict(stats) for col, stats in self.stats.items()},
+            "series": self.series,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
         """Rebuild a fitted preprocessor from ``to_dict`` output."""
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in (1, FORMAT_VERSION):
             raise ValueError(f"preprocessor format_version {version!r}; expected {FORMAT_VERSION}")
         pre = cls(PreprocessConfig.model_validate(data["config"]))
-        pre.stats = {
-            col: {key: float(value) for key, value in stats.items()}
-            for col, stats in data["columns"].items()
+        # version 1 held one set of statistics for the whole (single-series) frame
+        series = data["series"] if version == FORMAT_VERSION else {DEFAULT_SERIES: data["columns"]}
+        pre.series = {
+            str(uid): {
+                col: {key: float(value) for key, value in stats.items()}
+                for col, stats in columns.items()
+            }
+            for uid, columns in series.items()
         }
         return pre
 
@@ -111,7 +185,7 @@ class Preprocessor:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def _require_fitted(self) -> None:
-        if not self.stats:
+        if not self.series:
             raise RuntimeError("Preprocessor is not fitted; call fit() on the training rows")
 
     def _scaler(self, values: np.ndarray) -> tuple[float, float]:
@@ -124,11 +198,16 @@ class Preprocessor:
             center, scale = 0.0, 1.0
         return center, scale if scale > 0 else 1.0
 
-    def _impute(self, values: pd.DataFrame, series: pd.Series | None) -> pd.DataFrame:
+    def _impute(self, values: pd.DataFrame, series: pd.Series) -> pd.DataFrame:
         """Fill missing values within each series; error if any remain."""
         mode = self.cfg.imputation
         if mode == "mean":
-            values = values.fillna({c: self.stats[c]["mean"] for c in values.columns})
+            rows = self._rows(series)
+            means = np.array(
+                [[self.series[k][c]["mean"] for c in values.columns] for k in self.series]
+            )
+            filled = np.where(values.isna().to_numpy(), means[rows], values.to_numpy())
+            values = pd.DataFrame(filled, columns=values.columns, index=values.index)
         elif mode == "ffill":
             values = _per_series(values, series, lambda v: v.ffill().bfill())
         elif mode == "linear":
@@ -150,12 +229,19 @@ def _value_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in KEY_COLUMNS]
 
 
+def _ids(df: pd.DataFrame) -> pd.Series:
+    """The series id of each row (``DEFAULT_SERIES`` without a ``unique_id`` column)."""
+    if "unique_id" in df.columns:
+        return df["unique_id"].astype(str)
+    return pd.Series(DEFAULT_SERIES, index=df.index)
+
+
 def _per_series(
     values: pd.DataFrame,
-    series: pd.Series | None,
+    series: pd.Series,
     fill: Callable[[pd.DataFrame], pd.DataFrame],
 ) -> pd.DataFrame:
     """Apply ``fill`` to each series separately (one call when there is a single series)."""
-    if series is None or series.nunique() <= 1:
+    if series.nunique() <= 1:
         return fill(values)
     return values.groupby(series.to_numpy(), sort=False).transform(fill)

@@ -51,7 +51,7 @@ def test_statistics_come_from_training_rows_only(etth1: pd.DataFrame, scaler: st
     tampered = etth1.copy()
     tampered.loc[split.val.start :, ["y", "HUFL"]] *= 1000.0
     refitted = Preprocessor(cfg).fit(tampered.iloc[split.train])
-    assert refitted.stats == fitted.stats
+    assert refitted.series == fitted.series
 
     train_y = etth1["y"].to_numpy()[split.train]
     expected = {
@@ -59,8 +59,8 @@ def test_statistics_come_from_training_rows_only(etth1: pd.DataFrame, scaler: st
         "minmax": (train_y.min(), train_y.max() - train_y.min()),
         "none": (0.0, 1.0),
     }[scaler]
-    assert fitted.stats["y"]["center"] == pytest.approx(expected[0], rel=1e-12)
-    assert fitted.stats["y"]["scale"] == pytest.approx(expected[1], rel=1e-12)
+    assert only(fitted)["y"]["center"] == pytest.approx(expected[0], rel=1e-12)
+    assert only(fitted)["y"]["scale"] == pytest.approx(expected[1], rel=1e-12)
     scaled = fitted.transform(etth1)
     if scaler == "standard":
         assert scaled["y"].iloc[split.train].mean() == pytest.approx(0.0, abs=1e-9)
@@ -87,7 +87,7 @@ def test_transform_inverse_round_trip(etth1: pd.DataFrame, scaler: str) -> None:
 
 def test_constant_column_scales_by_one() -> None:
     pre = Preprocessor(PreprocessConfig(scaler="standard")).fit(gappy([3.0] * 5))
-    assert pre.stats["y"] == {"mean": 3.0, "center": 3.0, "scale": 1.0}
+    assert only(pre)["y"] == {"mean": 3.0, "center": 3.0, "scale": 1.0}
     assert pre.transform(gappy([3.0, 4.0]))["y"].tolist() == [0.0, 1.0]
 
 
@@ -134,10 +134,10 @@ def test_save_load_json_round_trip(tmp_path: Path, etth1: pd.DataFrame) -> None:
     pre.save(path)
     state = json.loads(path.read_text())
     assert state["config"] == cfg.model_dump(mode="json")
-    assert set(state["columns"]) == {"y", "HUFL", "LULL"}
+    assert [set(c) for c in state["series"].values()] == [{"y", "HUFL", "LULL"}]
 
     loaded = Preprocessor.load(path)
-    assert loaded.cfg == cfg and loaded.stats == pre.stats
+    assert loaded.cfg == cfg and loaded.series == pre.series
     holes = etth1.copy()
     holes.loc[[5, 50, 500], ["y", "LULL"]] = np.nan
     pd.testing.assert_frame_equal(loaded.transform(holes), pre.transform(holes), check_exact=True)
@@ -145,7 +145,7 @@ def test_save_load_json_round_trip(tmp_path: Path, etth1: pd.DataFrame) -> None:
     np.testing.assert_array_equal(
         loaded.inverse_transform_target(y), pre.inverse_transform_target(y)
     )
-    assert Preprocessor.from_dict(pre.to_dict()).stats == pre.stats
+    assert Preprocessor.from_dict(pre.to_dict()).series == pre.series
 
 
 def test_misuse_errors(etth1: pd.DataFrame) -> None:
@@ -157,3 +157,30 @@ def test_misuse_errors(etth1: pd.DataFrame) -> None:
         pre.transform(etth1)
     with pytest.raises(ValueError, match="format_version"):
         Preprocessor.from_dict({**pre.to_dict(), "format_version": 99})
+
+
+def only(pre: Preprocessor) -> dict[str, dict[str, float]]:
+    """The statistics of a preprocessor fitted on one series."""
+    (stats,) = pre.series.values()
+    return stats
+
+
+def test_statistics_per_series_and_unknown_series_named() -> None:
+    ds = pd.date_range("2021-01-01", periods=4, freq="h")
+    frame = pd.DataFrame(
+        {"unique_id": ["a"] * 4 + ["b"] * 4, "ds": list(ds) * 2,
+         "y": [1.0, 2.0, 3.0, 4.0, 100.0, 200.0, 300.0, 400.0]}
+    )
+    pre = Preprocessor(PreprocessConfig(scaler="minmax")).fit(frame)
+    assert pre.series_ids == ["a", "b"]
+    assert pre.series["b"]["y"] == {"mean": 250.0, "center": 100.0, "scale": 300.0}
+    scaled = pre.transform(frame)["y"].to_numpy()
+    np.testing.assert_allclose(scaled[:4], scaled[4:])  # same shape, own scale
+    windows = np.array([[1.0, 4.0], [100.0, 400.0]])
+    np.testing.assert_allclose(pre.transform_target(windows, ["a", "b"]), [[0, 1], [0, 1]])
+    back = pre.inverse_transform_target(np.array([[0.0, 1.0]] * 2), ["b", "a"])
+    np.testing.assert_allclose(back, [[100.0, 400.0], [1.0, 4.0]])
+    with pytest.raises(KeyError, match=r"unknown series 'zz'.*2 series.*\('a', 'b'\)"):
+        pre.transform_target(windows, ["a", "zz"])
+    reloaded = Preprocessor.from_dict(pre.to_dict())
+    np.testing.assert_allclose(reloaded.transform(frame)["y"], scaled)
