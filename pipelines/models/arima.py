@@ -30,6 +30,7 @@ class Arima(Forecaster):
     """
 
     name = "arima"
+    local = True
 
     def __init__(self, horizon: int, **kwargs: Any) -> None:
         super().__init__(horizon, **kwargs)
@@ -85,7 +86,7 @@ class Arima(Forecaster):
         return np.stack([results.apply(w).forecast(self.horizon) for w in histories])
 
     def predict_intervals(
-        self, histories: np.ndarray, last_ds: np.ndarray | None = None
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point forecasts and the model's own intervals at ``level``, per window."""
         results = self._fitted()

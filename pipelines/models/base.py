@@ -1,10 +1,15 @@
 """The one interface every forecaster implements, plus conformal intervals shared by all.
 
-Models work on one scaled, gap-free target series (a 1-D float array). The preprocessor
-(``pipelines.preprocess``) does imputation and scaling before, and the inverse after.
+Models work on scaled, gap-free target series (1-D float arrays). The preprocessor
+(``pipelines.preprocess``) does imputation and scaling per series before, and the inverse after.
+
+*Global* models (``local = False``) fit one model across every series: ``fit`` takes one series
+or a list of series (a panel; windows never cross from one series into another). *Local*
+models (``local = True``: ARIMA) fit one series; ``pipelines.models.per_series.PerSeries``
+holds one of them per series.
 
 Shapes:
-- ``fit(y)``: ``y`` is the training series, shape ``(n,)``.
+- ``fit(y)``: ``y`` is the training series, shape ``(n,)``, or a list of such series.
 - ``predict(histories, last_ds)``: ``histories`` has shape ``(n_windows, L)`` with
   ``L >= min_history``; the most recent value is last. ``last_ds`` (optional) holds the
   timestamp of each window's last value, shape ``(n_windows,)``, ``datetime64[ns]``, for
@@ -24,11 +29,42 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+Panel = np.ndarray | list[np.ndarray]
+"""One series, or a list of series (each 1-D)."""
+
+
+def as_panel(
+    y: Panel, ds: np.ndarray | list[np.ndarray | None] | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """``(series, timestamps)`` as two lists, from one series or a list of series."""
+    if isinstance(y, list | tuple):
+        ys = [np.asarray(v, dtype=float) for v in y]
+        dss = list(ds) if ds is not None else [None] * len(ys)
+    else:
+        ys, dss = [np.asarray(y, dtype=float)], [ds]
+    if len(dss) != len(ys):
+        raise ValueError(f"{len(dss)} timestamp arrays for {len(ys)} series")
+    for k, (v, t) in enumerate(zip(ys, dss, strict=True)):
+        if t is not None and len(t) != len(v):
+            raise ValueError(f"series {k}: {len(t)} timestamps for {len(v)} values")
+    return ys, dss
+
+
+def conformal_halfwidth(errors: np.ndarray, level: float) -> np.ndarray:
+    """Per-step split-conformal half-width from absolute errors ``(n_windows, horizon)``: the
+    ``level`` quantile with the finite-sample correction ceil((n+1)*level)/n."""
+    n = errors.shape[0]
+    if n < 2:
+        raise ValueError("conformal calibration needs at least 2 validation windows")
+    q = min(1.0, np.ceil((n + 1) * level) / n)
+    return np.quantile(errors, q, axis=0, method="higher")
+
 
 class Forecaster(ABC):
     """Base class: subclasses set ``name`` and implement fit/predict/min_history/_save/_load."""
 
     name: ClassVar[str]
+    local: ClassVar[bool] = False
 
     def __init__(
         self, horizon: int, level: float = 0.9, freq: str = "h", seed: int = 0, **params: Any
@@ -52,8 +88,9 @@ class Forecaster(ABC):
         """Fewest past values ``predict`` needs in each window."""
 
     @abstractmethod
-    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> Forecaster:
-        """Fit on the training series ``y`` (timestamps ``ds`` optional); return self."""
+    def fit(self, y: Panel, ds: np.ndarray | list[np.ndarray | None] | None = None) -> Forecaster:
+        """Fit on the training series ``y`` (or a list of series, global models only;
+        timestamps ``ds`` optional); return self."""
 
     @abstractmethod
     def predict(self, histories: np.ndarray, last_ds: np.ndarray | None = None) -> np.ndarray:
@@ -101,18 +138,15 @@ class Forecaster(ABC):
         origins = np.asarray(origins, dtype=int)
         preds = self.forecast_origins(y, origins, ds)
         actual = sliding_window_view(np.asarray(y, dtype=float), self.horizon)[origins]
-        errors = np.abs(actual - preds)
-        n = errors.shape[0]
-        if n < 2:
-            raise ValueError("conformal calibration needs at least 2 validation origins")
-        q = min(1.0, np.ceil((n + 1) * self.level) / n)
-        self.interval_halfwidth = np.quantile(errors, q, axis=0, method="higher")
+        self.interval_halfwidth = conformal_halfwidth(np.abs(actual - preds), self.level)
         return self.interval_halfwidth
 
     def predict_intervals(
-        self, histories: np.ndarray, last_ds: np.ndarray | None = None
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Point forecast with lower and upper bounds, each ``(n_windows, horizon)``."""
+        """Point forecast with lower and upper bounds, each ``(n_windows, horizon)``.
+
+        ``ids`` (the series of each window) matters only to per-series models."""
         point = self.predict(histories, last_ds)
         if self.interval_halfwidth is None:
             raise RuntimeError(f"{self.name}: intervals need calibrate() on validation data")
@@ -143,6 +177,10 @@ class Forecaster(ABC):
 
         path = Path(path)
         meta = json.loads((path / "forecaster.json").read_text())
+        if meta.get("per_series"):
+            from pipelines.models.per_series import PerSeries
+
+            return PerSeries.load_dir(path, meta)
         model_cls = get_model_class(meta["name"])
         model = model_cls(
             horizon=meta["horizon"],

@@ -18,7 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import tensorflow as tf
 
-from pipelines.models.base import Forecaster
+from pipelines.models.base import Forecaster, Panel, as_panel
 
 # Windows per inference call: bounds memory when forecasting thousands of origins.
 PREDICT_CHUNK = 4096
@@ -87,12 +87,16 @@ class LSTMForecaster(Forecaster):
         spec = tf.TensorSpec((None, self.lookback, 1), tf.float32)
         self._infer = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
-    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> LSTMForecaster:
-        y = np.asarray(y, dtype=np.float64)
+    def fit(self, y: Panel, ds: Any = None) -> LSTMForecaster:
+        ys, _ = as_panel(y, ds)
         need = self.lookback + self.horizon + 9
-        if len(y) < need:
-            raise ValueError(f"lstm needs at least lookback+horizon+9={need} values, got {len(y)}")
-        windows = sliding_window_view(y, self.lookback + self.horizon)
+        if max(len(v) for v in ys) < need:
+            raise ValueError(
+                f"lstm needs at least lookback+horizon+9={need} values in a series, got "
+                f"{max(len(v) for v in ys)}"
+            )
+        width = self.lookback + self.horizon
+        windows = np.concatenate([sliding_window_view(v, width) for v in ys if len(v) >= width])
         last = windows[:, self.lookback - 1 : self.lookback]
         x = (windows[:, : self.lookback] - last)[..., None].astype(np.float32)
         target = (windows[:, self.lookback :] - last).astype(np.float32)

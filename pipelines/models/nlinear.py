@@ -9,7 +9,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.linear_model import Ridge
 
-from pipelines.models.base import Forecaster
+from pipelines.models.base import Forecaster, Panel, as_panel
 
 
 class NLinearRidge(Forecaster):
@@ -46,12 +46,15 @@ class NLinearRidge(Forecaster):
     def min_history(self) -> int:
         return self.lookback
 
-    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> NLinearRidge:
-        y = np.asarray(y, dtype=np.float64)
+    def fit(self, y: Panel, ds: Any = None) -> NLinearRidge:
+        ys, _ = as_panel(y, ds)
         need = self.lookback + self.horizon
-        if len(y) < need:
-            raise ValueError(f"nlinear needs at least lookback+horizon={need} values, got {len(y)}")
-        windows = sliding_window_view(y, need)
+        if max(len(v) for v in ys) < need:
+            raise ValueError(
+                f"nlinear needs at least lookback+horizon={need} values in a series, got "
+                f"{max(len(v) for v in ys)}"
+            )
+        windows = np.concatenate([sliding_window_view(v, need) for v in ys if len(v) >= need])
         last = windows[:, self.lookback - 1 : self.lookback]
         ridge = Ridge(alpha=self.alpha, fit_intercept=True)
         ridge.fit(windows[:, : self.lookback] - last, windows[:, self.lookback :] - last)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipelines.models.base import Forecaster
+from pipelines.models.base import Forecaster, Panel, as_panel
 
 
 class SeasonalNaive(Forecaster):
@@ -25,9 +26,10 @@ class SeasonalNaive(Forecaster):
     def min_history(self) -> int:
         return self.season
 
-    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> SeasonalNaive:
-        if len(y) < self.season:
-            raise ValueError(f"seasonal_naive needs at least {self.season} values, got {len(y)}")
+    def fit(self, y: Panel, ds: Any = None) -> SeasonalNaive:
+        shortest = min(len(v) for v in as_panel(y, ds)[0])
+        if shortest < self.season:
+            raise ValueError(f"seasonal_naive needs at least {self.season} values, got {shortest}")
         return self
 
     def predict(self, histories: np.ndarray, last_ds: np.ndarray | None = None) -> np.ndarray:

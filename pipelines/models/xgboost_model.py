@@ -10,7 +10,7 @@ import xgboost as xgb
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines.features import calendar_features, lag_matrix, rolling_stats, target_timestamps
-from pipelines.models.base import Forecaster
+from pipelines.models.base import Forecaster, Panel, as_panel
 
 # Rolling mean/std windows, each used when it fits in the lookback.
 ROLLING_WINDOWS = (6, 24, 168)
@@ -98,18 +98,21 @@ class XGBoostForecaster(Forecaster):
             out[:, stats_end:] = calendar_features(next_ds)[:, :4]  # hour and weekday, not month
         return out
 
-    def fit(self, y: np.ndarray, ds: np.ndarray | None = None) -> XGBoostForecaster:
-        y = np.asarray(y, dtype=float)
-        if len(y) < self.lookback + 2:
-            raise ValueError(f"xgboost needs at least lookback+2={self.lookback + 2} values")
-        if ds is not None and len(ds) != len(y):
+    def fit(self, y: Panel, ds: Any = None) -> XGBoostForecaster:
+        if ds is not None and not isinstance(ds, list | tuple) and len(ds) != len(y):
             raise ValueError(f"xgboost needs one timestamp per value: {len(ds)} for {len(y)}")
-        self.params["calendar"] = self.calendar and ds is not None
-        windows = sliding_window_view(y, self.lookback)[:-1]
-        next_ds = None if ds is None else np.asarray(ds)[self.lookback :]
-        features = self._features(windows, next_ds)
-        target = y[self.lookback :] - windows[:, -1]
-        dtrain = xgb.DMatrix(features, label=target)
+        ys, dss = as_panel(y, ds)
+        usable = [(v, t) for v, t in zip(ys, dss, strict=True) if len(v) >= self.lookback + 2]
+        if not usable:
+            raise ValueError(f"xgboost needs at least lookback+2={self.lookback + 2} values")
+        self.params["calendar"] = self.calendar and all(t is not None for _, t in usable)
+        features, target = [], []
+        for v, t in usable:
+            windows = sliding_window_view(v, self.lookback)[:-1]
+            next_ds = np.asarray(t)[self.lookback :] if self.calendar else None
+            features.append(self._features(windows, next_ds))
+            target.append(v[self.lookback :] - windows[:, -1])
+        dtrain = xgb.DMatrix(np.concatenate(features), label=np.concatenate(target))
         rounds = int(self.params.get("n_estimators", 200))
         self.booster = xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
         return self

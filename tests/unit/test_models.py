@@ -193,3 +193,44 @@ def test_arima_intervals_are_native(series: tuple[np.ndarray, np.ndarray]) -> No
     np.testing.assert_allclose((upper - lower)[0] / 2, halfwidth, rtol=1e-6)
     with pytest.raises(ValueError, match="trend"):
         build_model("arima", HORIZON, trend="ct")
+
+
+# ----- panels: global models across series, local models per series --------------------------
+def _panel(n_series: int = 3, n: int = 300) -> list[np.ndarray]:
+    """Seasonal series with different phases (scaled values, as models see them)."""
+    t = np.arange(n)
+    rng = np.random.default_rng(3)
+    return [np.sin(2 * np.pi * (t + 5 * k) / 24) + 0.1 * rng.standard_normal(n)
+            for k in range(n_series)]
+
+
+@pytest.mark.parametrize("name", ["nlinear", "xgboost", "seasonal_naive"])
+def test_global_model_fits_a_panel_without_crossing_series(name: str) -> None:
+    panel = _panel()
+    params = {"nlinear": {"lookback": 48}, "xgboost": {"lookback": 48, "n_estimators": 20},
+              "seasonal_naive": {}}[name]
+    model = build_model(name, 12, **params).fit(panel)
+    windows = np.stack([y[-model.min_history :] for y in panel])
+    assert model.predict(windows).shape == (3, 12)
+    if name == "nlinear":  # windows of the panel: 3 * (300 - 48 - 12 + 1), none across series
+        one = build_model(name, 12, **params).fit(np.concatenate(panel))
+        assert not np.allclose(one.coef, model.coef)
+
+
+def test_per_series_local_models_save_load_and_name_unknown_series(tmp_path: Path) -> None:
+    from pipelines.models.per_series import PerSeries
+
+    panel = _panel(2, 200)
+    model = PerSeries(6, algorithm="arima", p=1, d=0, q=0).fit(panel, ids=["a", "b"])
+    assert model.name == "arima" and model.local
+    assert model.model("a").results.params[0] != model.model("b").results.params[0]
+    windows = np.stack([panel[0][-50:], panel[1][-50:]])
+    point, lower, upper = model.predict_intervals(windows, ids=["a", "b"])
+    assert point.shape == (2, 6) and (lower <= point).all() and (point <= upper).all()
+    np.testing.assert_allclose(point[0], model.model("a").predict(windows[:1])[0])
+    model.save(tmp_path / "m")
+    loaded = Forecaster.load(tmp_path / "m")
+    assert isinstance(loaded, PerSeries) and loaded.ids == ["a", "b"] and not loaded.models
+    np.testing.assert_allclose(loaded.predict(windows, ids=["a", "b"]), point)
+    with pytest.raises(KeyError, match=r"unknown series 'zz'.*2 series"):
+        loaded.predict(windows, ids=["a", "zz"])
