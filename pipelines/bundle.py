@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.models.base import Forecaster
-from pipelines.preprocess import Preprocessor
+from pipelines.preprocess import Preprocessor, UnknownSeriesError
 
 
 class ForecastInputError(ValueError):
@@ -62,6 +62,11 @@ class ForecastBundle:
     def freq(self) -> str:
         return self.forecaster.freq
 
+    @property
+    def series_ids(self) -> list[str]:
+        """The series this model was trained on (any id is served by a one-series model)."""
+        return self.preprocessor.series_ids
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -91,12 +96,18 @@ class ForecastBundle:
         )
 
     def forecast(
-        self, values: np.ndarray, last_ds: np.ndarray, horizon: int | None = None
+        self,
+        values: np.ndarray,
+        last_ds: np.ndarray,
+        horizon: int | None = None,
+        ids: Any = None,
     ) -> Forecast:
         """Forecast ``horizon`` steps after each history window.
 
         ``values``: ``(n_windows, L)`` or ``(L,)`` history in original units, oldest first;
-        ``last_ds``: the timestamp of each window's last value. Raises ForecastInputError.
+        ``last_ds``: the timestamp of each window's last value; ``ids``: the series id of each
+        window (needed when the model was trained on several series). Raises
+        ForecastInputError.
         """
         horizon = self.horizon if horizon is None else int(horizon)
         if not 1 <= horizon <= self.horizon:
@@ -118,14 +129,21 @@ class ForecastBundle:
             raise ForecastInputError(
                 "ds", f"{last_ds.shape[0]} timestamps for {values.shape[0]} windows"
             )
-        scaled = self.preprocessor.transform_target(values)
-        point, lower, upper = self.forecaster.predict_intervals(scaled, last_ds)
-        inv = self.preprocessor.inverse_transform_target
+        if ids is not None and len(ids) != values.shape[0]:
+            raise ForecastInputError(
+                "series_id", f"{len(ids)} series ids for {values.shape[0]} windows"
+            )
+        try:
+            scaled = self.preprocessor.transform_target(values, ids)
+            point, lower, upper = self.forecaster.predict_intervals(scaled, last_ds, ids)
+        except UnknownSeriesError as exc:
+            raise ForecastInputError("series_id", str(exc)) from None
+
+        def inv(v: np.ndarray) -> np.ndarray:
+            return self.preprocessor.inverse_transform_target(v[:, :horizon], ids)
+
         return Forecast(
-            future_timestamps(last_ds, horizon, self.freq),
-            inv(point[:, :horizon]),
-            inv(lower[:, :horizon]),
-            inv(upper[:, :horizon]),
+            future_timestamps(last_ds, horizon, self.freq), inv(point), inv(lower), inv(upper)
         )
 
 

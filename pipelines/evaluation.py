@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -82,12 +83,17 @@ def evaluate(
     pred: np.ndarray,
     lower: np.ndarray | None,
     upper: np.ndarray | None,
-    mase_denominator: float,
+    mase_denominator: float | np.ndarray,
 ) -> Evaluation:
-    """Every metric, overall and per horizon step, on arrays of shape ``(n_windows, horizon)``."""
+    """Every metric, overall and per horizon step, on arrays of shape ``(n_windows, horizon)``.
+
+    ``mase_denominator`` is one number, or one per window (shape ``(n_windows, 1)``) when the
+    windows come from several series: MASE is then the mean of each window's scaled error.
+    """
     actual, pred = np.atleast_2d(actual), np.atleast_2d(pred)
     if actual.shape != pred.shape:
         raise ValueError(f"actual {actual.shape} and forecast {pred.shape} differ in shape")
+    scaled_error = np.abs(actual - pred) / mase_denominator
     mape_all, skipped = mape(actual, pred)
     overall = {
         "mae": float(mae(actual, pred)),
@@ -96,20 +102,38 @@ def evaluate(
         "mape": float(mape_all),
         "smape": float(smape(actual, pred)),
         "wape": float(wape(actual, pred)),
-        "mase": float(mae(actual, pred) / mase_denominator),
+        "mase": float(np.mean(scaled_error)),
     }
     per_step = {
         "mae": mae(actual, pred, axis=0).tolist(),
         "rmse": rmse(actual, pred, axis=0).tolist(),
         "smape": smape(actual, pred, axis=0).tolist(),
         "wape": wape(actual, pred, axis=0).tolist(),
-        "mase": (mae(actual, pred, axis=0) / mase_denominator).tolist(),
+        "mase": np.mean(scaled_error, axis=0).tolist(),
         "mape": mape(actual, pred, axis=0)[0].tolist(),
     }
     if lower is not None and upper is not None:
         overall["coverage"] = float(coverage(actual, lower, upper))
         per_step["coverage"] = coverage(actual, lower, upper, axis=0).tolist()
     return Evaluation(overall, per_step, skipped)
+
+
+def series_table(
+    ids: list[str],
+    actual: list[np.ndarray],
+    pred: list[np.ndarray],
+    lower: list[np.ndarray],
+    upper: list[np.ndarray],
+    mase_denominators: list[float],
+) -> pd.DataFrame:
+    """Overall metrics of each series, one row per series id."""
+    rows = []
+    for uid, a, p, lo, up, den in zip(
+        ids, actual, pred, lower, upper, mase_denominators, strict=True
+    ):
+        overall = evaluate(a, p, lo, up, den).overall
+        rows.append({"unique_id": uid, **overall})
+    return pd.DataFrame(rows)
 
 
 def actual_windows(y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -174,6 +198,30 @@ def plot_per_step(per_step: dict[str, list[float]], title: str, path: Path) -> P
         axes[1].plot(steps, per_step["coverage"])
         axes[1].set(xlabel="horizon step", ylabel="coverage", title="interval coverage by step")
         axes[1].set_ylim(0, 1.05)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_error_distribution(
+    table: pd.DataFrame, metrics: list[str], title: str, path: Path
+) -> Path:
+    """PNG histograms of per-series metrics (one panel per metric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        values = table[metric].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        ax.hist(values, bins=min(30, max(5, len(values) // 2)), color="tab:blue", alpha=0.8)
+        ax.axvline(np.median(values), color="black", ls="--", lw=1, label="median")
+        ax.set(xlabel=metric, ylabel="series", title=f"{metric} per series")
+        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -51,7 +51,12 @@ def forecast_frame(bundle: ForecastBundle, history: pd.DataFrame, horizon: int) 
         if column not in history.columns:
             raise ForecastInputError(column, "column is missing from the history frame")
     if "unique_id" not in history.columns:
-        history = history.assign(unique_id=bundle.meta.get("series_id", "series"))
+        if len(bundle.series_ids) > 1:
+            raise ForecastInputError(
+                "unique_id",
+                f"column is required: this model forecasts {len(bundle.series_ids)} series",
+            )
+        history = history.assign(unique_id=bundle.meta.get("series_id") or "series")
     elif history["unique_id"].isna().any():  # groupby would drop those rows silently
         rows = np.flatnonzero(history["unique_id"].isna().to_numpy())
         raise ForecastInputError("unique_id", f"missing at row(s) {rows[:5].tolist()}")
@@ -60,7 +65,7 @@ def forecast_frame(bundle: ForecastBundle, history: pd.DataFrame, horizon: int) 
         ds = pd.to_datetime(group["ds"]).to_numpy()
         if len(ds) > 1 and not (np.diff(ds) > np.timedelta64(0)).all():
             raise ForecastInputError("ds", f"timestamps of series {uid!r} are not increasing")
-        fc = bundle.forecast(group["y"].to_numpy(float), ds[-1:], horizon)
+        fc = bundle.forecast(group["y"].to_numpy(float), ds[-1:], horizon, [str(uid)])
         frames.append(
             pd.DataFrame(
                 {

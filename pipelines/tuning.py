@@ -1,5 +1,9 @@
 """Optuna tuning per algorithm with rolling-origin time-series cross-validation.
 
+On a panel the folds are cut in each series' own training rows, global models are fitted once
+per fold on every series, and the objective is the mean over series of each series' metric
+(on scaled values), so a few large series cannot dominate.
+
 Studies live in an Optuna storage URL (SQLite in the Tidemill home by default), named after
 the experiment, algorithm and horizon, so a study resumes where it stopped and several
 workers can add trials to it at once. Folds report to a median pruner.
@@ -16,7 +20,6 @@ import numpy as np
 
 from pipelines import evaluation
 from pipelines.config import AlgorithmConfig, SearchParam, TuningConfig
-from pipelines.models.registry import build_model
 
 log = logging.getLogger(__name__)
 
@@ -86,56 +89,91 @@ def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
 def cv_score(
     algorithm: str,
     params: dict[str, Any],
-    y: np.ndarray,
-    ds: np.ndarray | None,
+    y: np.ndarray | list[np.ndarray],
+    ds: np.ndarray | list[np.ndarray | None] | None,
     horizon: int,
-    folds: list[Fold],
+    folds: list[Fold] | list[list[Fold]],
     metric: str,
-    mase_denominator: float,
+    mase_denominator: float | list[float],
     seed: int,
     report: Any = None,
+    ids: list[str] | None = None,
 ) -> float:
-    """Mean validation metric over the folds; ``report(step, value)`` after each fold."""
+    """Mean validation metric over the folds; ``report(step, value)`` after each fold.
+
+    For a panel, ``y``/``ds``/``mase_denominator`` are lists (one per series) and ``folds``
+    one list of folds per series; a fold's score is the mean over series."""
+    from pipelines import panel
+
+    ys, dss, dens, fold_lists = _as_lists(y, ds, mase_denominator, folds)
+    ids = ids or [str(k) for k in range(len(ys))]
     scores = []
-    for k, fold in enumerate(folds):
-        model = build_model(algorithm, horizon=horizon, seed=seed, **params)
-        model.fit(y[: fold.fit_end], None if ds is None else ds[: fold.fit_end])
-        if fold.origins.min() < model.min_history:
+    for k in range(len(fold_lists[0])):
+        fit_ends = [f[k].fit_end for f in fold_lists]
+        model = panel.fit(
+            algorithm,
+            horizon,
+            {"seed": seed, **params},
+            [v[:e] for v, e in zip(ys, fit_ends, strict=True)],
+            [None if t is None else t[:e] for t, e in zip(dss, fit_ends, strict=True)],
+            ids,
+        )
+        fold_origins = [f[k].origins for f in fold_lists]
+        if min(o.min() for o in fold_origins) < model.min_history:
             raise ValueError(
                 f"{algorithm} needs {model.min_history} history values; fold {k} starts at "
-                f"{fold.fit_end}"
+                f"{min(fit_ends)}"
             )
-        pred = model.forecast_origins(y, fold.origins, ds)
-        actual = evaluation.actual_windows(y, fold.origins, horizon)
-        value = evaluation.evaluate(actual, pred, None, None, mase_denominator).overall[metric]
-        scores.append(value)
+        preds = panel.forecast(model, ys, dss, fold_origins, ids)
+        per_series = [
+            evaluation.evaluate(
+                evaluation.actual_windows(v, o, horizon), p, None, None, den
+            ).overall[metric]
+            for v, o, p, den in zip(ys, fold_origins, preds, dens, strict=True)
+        ]
+        scores.append(float(np.mean(per_series)))
         if report is not None:
             report(k, float(np.mean(scores)))
     return float(np.mean(scores))
 
 
+def _as_lists(y: Any, ds: Any, dens: Any, folds: Any) -> tuple[list, list, list, list]:
+    """One series' arguments as lists of one (the panel form)."""
+    if isinstance(y, list):
+        return y, list(ds) if ds is not None else [None] * len(y), list(dens), folds
+    return [y], [ds], [dens], [folds]
+
+
 def tune(
     algorithm: str,
     algo_cfg: AlgorithmConfig,
-    y_train: np.ndarray,
-    ds_train: np.ndarray | None,
+    y_train: np.ndarray | list[np.ndarray],
+    ds_train: np.ndarray | list[np.ndarray | None] | None,
     horizon: int,
     cfg: TuningConfig,
     storage: str,
     study_name: str,
-    mase_denominator: float,
+    mase_denominator: float | list[float],
     min_train: int,
+    ids: list[str] | None = None,
 ) -> TuneResult:
-    """Run (or resume) the study; an empty search space returns the fixed params untuned."""
+    """Run (or resume) the study; an empty search space returns the fixed params untuned.
+
+    ``y_train`` is one series or a list of series (then ``ds_train`` and
+    ``mase_denominator`` are lists too)."""
     if not algo_cfg.search_space:
         log.info("%s: no search space, using fixed params %s", algorithm, algo_cfg.params)
         return TuneResult(algorithm, dict(algo_cfg.params), None, 0, None, None)
 
     import optuna
 
-    folds = rolling_origin_folds(
-        len(y_train), horizon, cfg.cv_folds, min_train, cfg.max_origins_per_fold
-    )
+    ys = y_train if isinstance(y_train, list) else [y_train]
+    folds = [
+        rolling_origin_folds(len(v), horizon, cfg.cv_folds, min_train, cfg.max_origins_per_fold)
+        for v in ys
+    ]
+    if not isinstance(y_train, list):
+        folds = folds[0]
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -166,6 +204,7 @@ def tune(
             mase_denominator,
             cfg.seed,
             report,
+            ids,
         )
 
     if remaining:

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipelines import artifact_store, evaluation, registry, tuning
+from pipelines import artifact_store, evaluation, panel, registry, tuning
 from pipelines.config import ExperimentConfig, load_config, parse_config
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
-from pipelines.data.split import min_rows_required, split_rows
-from pipelines.data.validate import DataValidationError, validate
+from pipelines.data.split import min_rows_required, split_labels, split_problems
+from pipelines.data.validate import validate_panel
 from pipelines.home import TidemillHome
 from pipelines.models.registry import build_model
 from pipelines.preprocess import Preprocessor
@@ -52,10 +52,13 @@ def run_config(url: str) -> ExperimentConfig:
     return parse_config(yaml.safe_load(artifact_store.read_text(url)), origin=url)
 
 
-def min_history(cfg: ExperimentConfig) -> int:
-    """The most history any configured model needs (fixed params and search-space maxima)."""
+def min_history(cfg: ExperimentConfig, algorithm: str | None = None) -> int:
+    """The most history any configured model (or ``algorithm``) needs (fixed params and
+    search-space maxima)."""
     need = 1
     for algo, acfg in cfg.algorithms.items():
+        if algorithm is not None and algo != algorithm:
+            continue
         params = dict(acfg.params)
         for key in ("lookback", "season", "fit_window"):
             space = acfg.search_space.get(key)
@@ -63,6 +66,16 @@ def min_history(cfg: ExperimentConfig) -> int:
                 params[key] = int(space.high)
         need = max(need, build_model(algo, cfg.horizon, **params).min_history)
     return need
+
+
+def history_needed(cfg: ExperimentConfig) -> int:
+    """Training rows before the last window that every series needs: each model's history,
+    plus the cross-validation folds (each ``horizon + 1`` rows) of the tuned ones."""
+    folds = cfg.tuning.cv_folds * (cfg.horizon + 1) - 1
+    return max(
+        min_history(cfg, algo) + (folds if acfg.search_space else 0)
+        for algo, acfg in cfg.algorithms.items()
+    )
 
 
 # ----- stage 1: ingest + validate + snapshot ---------------------------------------------------
@@ -80,24 +93,57 @@ def ingest(
     cfg = load_config(config_path).with_overrides(algorithms, n_trials, horizon)
     _step(f"ingest: reading {cfg.data.source.kind} source for experiment {cfg.name}")
     raw = load_raw(cfg.data)
-    need = min_rows_required(cfg, min_history(cfg))
-    df = validate(raw, cfg.data, need, cfg.preprocess.max_missing_fraction)
-    if df["unique_id"].nunique() != 1:
-        raise DataValidationError(
-            f"column unique_id: training takes one series, found {df['unique_id'].nunique()}"
+    history = history_needed(cfg)
+    need = min_rows_required(cfg, history)
+
+    def series_problems(typed: pd.DataFrame) -> dict[str, str]:
+        labels = split_labels(typed, cfg.split, cfg.data.freq)
+        return split_problems(typed, labels, cfg, history) | constant_series(
+            typed[labels == "train"], season_of(cfg)
         )
+
+    df, dropped = validate_panel(
+        raw, cfg.data, need, cfg.preprocess.max_missing_fraction, series_problems
+    )
     run_url = str(run_dir)
     snap = write_snapshot(df, artifact_store.join(run_url, "ingest"))
+    n_series = int(df["unique_id"].nunique())
+    report = artifact_store.write_text(
+        artifact_store.join(run_url, "ingest", "validation.json"),
+        json.dumps(
+            {"series": n_series, "policy": cfg.data.invalid_series, "dropped": dropped}, indent=2
+        ),
+    )
+    for uid, reasons in dropped.items():
+        _step(f"ingest: dropped series {uid!r}: {'; '.join(reasons)}")
     effective = artifact_store.write_text(
         artifact_store.join(run_url, "config.yaml"),
         yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
     )
-    _step(f"ingest: {snap.rows} rows validated, snapshot {snap.url} (sha256 {snap.sha256})")
+    _step(
+        f"ingest: {snap.rows} rows of {n_series} series validated"
+        + (f" ({len(dropped)} dropped)" if dropped else "")
+        + f", snapshot {snap.url} (sha256 {snap.sha256})"
+    )
     return {
         "config": effective,
         "snapshot": snap.url,
         "sha256": snap.sha256,
         "rows": snap.rows,
+        "series": n_series,
+        "validation": report,
+    }
+
+
+def constant_series(train: pd.DataFrame, season: int) -> dict[str, str]:
+    """Series whose training target never changes at the seasonal lag: their MASE scale is
+    zero and there is nothing to learn (series id -> reason)."""
+    y = train["y"]
+    lagged = y.groupby(train["unique_id"].to_numpy(), sort=False).shift(season)
+    moves = (y - lagged).abs().gt(0).groupby(train["unique_id"].to_numpy(), sort=False).any()
+    return {
+        str(uid): f"constant target in the training rows at lag {season} (MASE undefined)"
+        for uid in moves.index[~moves.to_numpy()]
     }
 
 
@@ -106,19 +152,21 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Split, fit the preprocessor on training rows only, write the prepared series."""
     cfg = run_config(ingested["config"])
     df = read_snapshot(ingested["snapshot"], ingested["sha256"])
-    split = split_rows(len(df), cfg.split, horizon=cfg.horizon)
-    pre = Preprocessor(cfg.preprocess).fit(df.iloc[split.train])
+    # rows grouped by series (in order of appearance), each series in time order
+    first_seen = pd.factorize(df["unique_id"])[0]
+    df = df.iloc[np.argsort(first_seen, kind="stable")].reset_index(drop=True)
+    labels = split_labels(df, cfg.split, cfg.data.freq)
+    pre = Preprocessor(cfg.preprocess).fit(df[labels == "train"])
     out = pre.transform(df)
     prepared = pd.DataFrame(
         {
+            "unique_id": df["unique_id"].to_numpy(),
             "ds": df["ds"].to_numpy(),
             "y": df["y"].to_numpy(float),
             "y_scaled": out["y"].to_numpy(float),
+            "split": labels,
         }
     )
-    prepared["split"] = "unused"
-    for name in ("train", "val", "test"):
-        prepared.iloc[getattr(split, name), prepared.columns.get_loc("split")] = name
     stage = artifact_store.join(str(run_dir), "preprocess")
     prepared_url = artifact_store.write_parquet(
         prepared, artifact_store.join(stage, "prepared.parquet")
@@ -129,7 +177,8 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     counts = prepared["split"].value_counts().to_dict()
     _step(
         f"preprocess: train {counts.get('train', 0)}, val {counts.get('val', 0)}, "
-        f"test {counts.get('test', 0)} rows; {cfg.preprocess.scaler} scaler fitted on train"
+        f"test {counts.get('test', 0)} rows ({cfg.split.align} split); "
+        f"{cfg.preprocess.scaler} scaler fitted per series on train"
     )
     return {
         **ingested,
@@ -139,45 +188,29 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-class _Prepared:
-    """The prepared series with its split as index ranges."""
-
-    def __init__(self, url: str) -> None:
-        df = artifact_store.read_parquet(url)
-        self.ds = df["ds"].to_numpy("datetime64[ns]")
-        self.y_raw = df["y"].to_numpy(float)
-        self.y = df["y_scaled"].to_numpy(float)
-        split = df["split"].to_numpy()
-        self.train = np.flatnonzero(split == "train")
-        self.val = np.flatnonzero(split == "val")
-        self.test = np.flatnonzero(split == "test")
-
-    def origins(self, rows: np.ndarray, horizon: int) -> np.ndarray:
-        """Stride-1 forecast origins whose whole horizon lies inside ``rows``."""
-        return np.arange(rows[0], rows[-1] - horizon + 2)
-
-
 # ----- stage 3: tune ---------------------------------------------------------------------------
 def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[str, Any]:
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
     cfg = run_config(prepared["config"])
-    data = _Prepared(prepared["prepared"])
-    y_train = data.y[data.train]
-    ds_train = data.ds[data.train]
-    need = min_history(cfg)
-    _step(f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds")
+    series = panel.read_prepared(prepared["prepared"])
+    need = min_history(cfg, algorithm)
+    _step(
+        f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds, "
+        f"{len(series)} series"
+    )
     started = time.perf_counter()
     result = tuning.tune(
         algorithm,
         cfg.algorithms[algorithm],
-        y_train,
-        ds_train,
+        [s.y[s.train] for s in series],
+        [s.ds[s.train] for s in series],
         cfg.horizon,
         cfg.tuning,
         storage=Settings.resolve(home, cfg).optuna_storage_url,
         study_name=f"{cfg.name}-{algorithm}-h{cfg.horizon}",
-        mase_denominator=evaluation.mase_scale(y_train, season_of(cfg)),
+        mase_denominator=[evaluation.mase_scale(s.y[s.train], season_of(cfg)) for s in series],
         min_train=need + cfg.horizon,
+        ids=[s.uid for s in series],
     )
     _step(
         f"tune {algorithm}: best params {result.best_params} ({time.perf_counter() - started:.1f}s)"
@@ -199,45 +232,60 @@ def train(
 
     cfg = run_config(prepared["config"])
     algorithm = tuned["algorithm"]
-    data = _Prepared(prepared["prepared"])
+    series = panel.read_prepared(prepared["prepared"])
+    ids = [s.uid for s in series]
     pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
-    train_start, train_end = data.train[0], data.train[-1] + 1
     started = time.perf_counter()
-    _step(f"train {algorithm}: fitting on {len(data.train)} rows with {tuned['best_params']}")
-    model = build_model(
+    _step(
+        f"train {algorithm}: fitting on {sum(len(s.train) for s in series)} rows of "
+        f"{len(series)} series with {tuned['best_params']}"
+    )
+    model = panel.fit(
         algorithm,
         cfg.horizon,
-        level=cfg.level,
-        freq=cfg.data.freq,
-        seed=cfg.tuning.seed,
-        **tuned["best_params"],
+        {"level": cfg.level, "freq": cfg.data.freq, "seed": cfg.tuning.seed,
+         **tuned["best_params"]},
+        [s.y[s.train] for s in series],
+        [s.ds[s.train] for s in series],
+        ids,
     )
-    model.fit(data.y[train_start:train_end], data.ds[train_start:train_end])
     fit_s = time.perf_counter() - started
-    val_origins = data.origins(data.val, cfg.horizon)
-    model.calibrate(data.y, val_origins, data.ds)
-    mase_den = evaluation.mase_scale(data.y_raw[train_start:train_end], season_of(cfg))
-    results = {}
-    forecasts = {}
-    for part, rows in (("val", data.val), ("test", data.test)):
-        origins = data.origins(rows, cfg.horizon)
-        point = model.forecast_origins(data.y, origins, data.ds)
-        # interval half-widths per step: conformal from validation, or ARIMA's native ones
-        lower = point - model.interval_halfwidth
-        upper = point + model.interval_halfwidth
-        inv = pre.inverse_transform_target
-        actual = evaluation.actual_windows(data.y_raw, origins, cfg.horizon)
-        ev = evaluation.evaluate(actual, inv(point), inv(lower), inv(upper), mase_den)
-        scaled = evaluation.actual_windows(data.y, origins, cfg.horizon)
-        ev.overall["mse_scaled"] = float(evaluation.mse(scaled, point))
-        ev.overall["mae_scaled"] = float(evaluation.mae(scaled, point))
+    panel.calibrate(model, series, cfg.horizon)
+    season = season_of(cfg)
+    mase_dens = [evaluation.mase_scale(s.y_raw[s.train], season) for s in series]
+    widths = panel.halfwidths(model, ids)
+    results, tables, forecasts = {}, {}, {}
+    for part in ("val", "test"):
+        part_origins = [panel.origins(getattr(s, part), cfg.horizon) for s in series]
+        points = panel.forecast(
+            model, [s.y for s in series], [s.ds for s in series], part_origins, ids
+        )
+        # per series, in original units: actual, point, lower, upper (n_origins, horizon)
+        windows = []
+        for s, o, p, w in zip(series, part_origins, points, widths, strict=True):
+            inv = [uid_inverse(pre, s.uid, v) for v in (p, p - w, p + w)]
+            windows.append((evaluation.actual_windows(s.y_raw, o, cfg.horizon), *inv))
+        actual, point, lower, upper = (np.concatenate(x) for x in zip(*windows, strict=True))
+        dens = np.concatenate(
+            [np.full((len(o), 1), d) for o, d in zip(part_origins, mase_dens, strict=True)]
+        )
+        ev = evaluation.evaluate(actual, point, lower, upper, dens)
+        scaled = np.concatenate(
+            [evaluation.actual_windows(s.y, o, cfg.horizon) for s, o in zip(series, part_origins,
+                                                                               strict=True)]
+        )
+        ev.overall["mse_scaled"] = float(evaluation.mse(scaled, np.concatenate(points)))
+        ev.overall["mae_scaled"] = float(evaluation.mae(scaled, np.concatenate(points)))
         results[part] = ev
-        forecasts[part] = (origins, inv(point), inv(lower), inv(upper))
+        tables[part] = evaluation.series_table(ids, *map(list, zip(*windows, strict=True)),
+                                               mase_dens)
+        forecasts[part] = (part_origins, windows)
     eval_s = time.perf_counter() - started - fit_s
     _step(
         f"train {algorithm}: val {cfg.tuning.metric} "
         f"{results['val'].overall[cfg.tuning.metric]:.4f}, test MAE "
-        f"{results['test'].overall['mae']:.4f}, coverage "
+        f"{results['test'].overall['mae']:.4f}, sMAPE {results['test'].overall['smape']:.3f}, "
+        f"MASE {results['test'].overall['mase']:.3f}, coverage "
         f"{results['test'].overall.get('coverage', float('nan')):.2f} "
         f"(fit {fit_s:.1f}s, eval {eval_s:.1f}s)"
     )
@@ -247,12 +295,14 @@ def train(
     scratch = tempfile.TemporaryDirectory(prefix=f"tidemill-{algorithm}-")
     cand_dir = Path(scratch.name)
     bundle_dir = cand_dir / "bundle"
+    last = series[0]
     meta = {
-        "series_id": cfg.data.series_id,
+        "series_id": cfg.data.series_id if len(series) == 1 else None,
+        "n_series": len(series),
         "target": cfg.data.target_column,
         "experiment": cfg.name,
         "snapshot_sha256": prepared["sha256"],
-        "trained_until": str(data.ds[train_end - 1]),
+        "trained_until": str(max(s.ds[s.train_end - 1] for s in series)),
     }
     ForecastBundle(pre, model, meta).save(bundle_dir)
 
@@ -266,6 +316,7 @@ def train(
                 "algorithm": algorithm,
                 "horizon": cfg.horizon,
                 "level": cfg.level,
+                "n_series": len(series),
                 **{f"hp.{k}": v for k, v in tuned["best_params"].items()},
             }
         )
@@ -287,17 +338,7 @@ def train(
             mlflow.log_metric("cv_best_value", tuned["best_value"])
         plots = cand_dir / "plots"
         plots.mkdir(parents=True, exist_ok=True)
-        origins, point, lower, upper = forecasts["test"]
-        evaluation.plot_forecast(
-            data.ds,
-            data.y_raw,
-            int(origins[-1]),
-            point[-1],
-            lower[-1],
-            upper[-1],
-            f"{algorithm}: last test forecast",
-            plots / "forecast_vs_actual.png",
-        )
+        _series_plots(algorithm, series, tables["test"], forecasts["test"], plots)
         evaluation.plot_per_step(
             results["test"].per_step,
             f"{algorithm}: test metrics by step",
@@ -314,11 +355,18 @@ def train(
             )
         )
         mlflow.log_artifact(str(cand_dir / "evaluation.json"))
+        for part, table in tables.items():
+            table.to_csv(cand_dir / f"series_metrics_{part}.csv", index=False)
+            mlflow.log_artifact(str(cand_dir / f"series_metrics_{part}.csv"))
+        if prepared.get("validation"):
+            report = cand_dir / "validation.json"
+            report.write_text(artifact_store.read_text(prepared["validation"]))
+            mlflow.log_artifact(str(report))
         example = pd.DataFrame(
             {
-                "unique_id": cfg.data.series_id,
-                "ds": data.ds[train_end - model.min_history : train_end],
-                "y": data.y_raw[train_end - model.min_history : train_end],
+                "unique_id": last.uid if len(series) > 1 else cfg.data.series_id,
+                "ds": last.ds[last.train_end - model.min_history : last.train_end],
+                "y": last.y_raw[last.train_end - model.min_history : last.train_end],
             }
         )
         model_uri = registry.log_bundle_model(bundle_dir, algorithm, example, cfg.horizon)
@@ -336,6 +384,41 @@ def train(
         "val": results["val"].overall,
         "test": results["test"].overall,
     }
+
+
+def uid_inverse(pre: Preprocessor, uid: str, values: np.ndarray) -> np.ndarray:
+    """Scaled values of series ``uid`` back in its original units."""
+    return pre.inverse_transform_target(values, [uid] * len(values))
+
+
+def _series_plots(
+    algorithm: str,
+    series: list[panel.SeriesData],
+    table: pd.DataFrame,
+    forecasts: tuple[list[np.ndarray], list[tuple[np.ndarray, ...]]],
+    plots: Path,
+) -> None:
+    """The last test forecast of the median series (``forecast_vs_actual.png``); with several
+    series also the best, median and worst by test MASE and the per-series error histograms."""
+    origins, windows = forecasts
+    ranked = table["mase"].to_numpy().argsort(kind="stable")
+    picks = {"median": int(ranked[len(ranked) // 2])}
+    if len(series) > 1:
+        picks = {"best": int(ranked[0]), **picks, "worst": int(ranked[-1])}
+        evaluation.plot_error_distribution(
+            table, ["smape", "mase"], f"{algorithm}: test error per series",
+            plots / "error_distribution.png",
+        )
+    for label, k in picks.items():
+        s = series[k]
+        _, point, lower, upper = windows[k]
+        name = "forecast_vs_actual.png" if label == "median" else f"series_{label}.png"
+        evaluation.plot_forecast(
+            s.ds, s.y_raw, int(origins[k][-1]), point[-1], lower[-1], upper[-1],
+            f"{algorithm}: last test forecast, series {s.uid!r} ({label} test MASE "
+            f"{table['mase'].iat[k]:.3f})",
+            plots / name,
+        )
 
 
 # ----- stage 5: select + register --------------------------------------------------------------
