@@ -119,12 +119,18 @@ class ForecastModel(kserve.Model):
             path = Path(served.model_dir) / "input_example.json"
             if path.exists():
                 example = json.loads(path.read_text())  # dataframe_split: columns, data
-                ds, y = (example["columns"].index(c) for c in ("ds", "y"))
-                rows = [[r[ds], r[y]] for r in example.get("data", [])]
+                cols = example["columns"]
+                ds, y = (cols.index(c) for c in ("ds", "y"))
+                uid = cols.index("unique_id") if "unique_id" in cols else None
+                rows = [[r[ds], r[y], None if uid is None else r[uid]]
+                        for r in example.get("data", [])]
                 best = rows if len(rows) > len(best) else best
         if not best:
             raise RequestError("model", "no input example is stored with the live models", 404)
-        return {"instances": [{"timestamps": [r[0] for r in best], "values": [r[1] for r in best]}]}
+        instance = {"timestamps": [r[0] for r in best], "values": [r[1] for r in best]}
+        if best[0][2] is not None:  # the series it belongs to (needed by a panel model)
+            instance["series_id"] = str(best[0][2])
+        return {"instances": [instance]}
 
     # ----- the stock kserve data plane (gRPC, transformers) ---------------------------------
     async def predict(

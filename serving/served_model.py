@@ -149,28 +149,47 @@ class ServedModel:
                     f"history has {group.values.shape[1]} values; model version {self.version} "
                     f"needs at least {self.min_history}",
                 )
+        ids = self._series_ids(request)
         try:
             if len(request.groups) == 1:
                 g = request.groups[0]
-                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon)
+                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon, ids)
                 return fc.ds, fc.yhat, fc.lower, fc.upper
             shape = (request.n_windows, horizon)
             out = (np.empty(shape, "datetime64[ns]"), np.empty(shape), np.empty(shape),
                    np.empty(shape))
             for g in request.groups:
-                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon)
+                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon,
+                                          None if ids is None else [ids[i] for i in g.index])
                 for arr, part in zip(out, (fc.ds, fc.yhat, fc.lower, fc.upper), strict=True):
                     arr[g.index] = part
             return out
         except ForecastInputError as exc:
-            raise RequestError(exc.field, str(exc).split(": ", 1)[-1]) from exc
+            status, kind = (404, "unknown_series") if exc.field == "series_id" else (400,
+                                                                                     "bad_request")
+            raise RequestError(exc.field, str(exc).split(": ", 1)[-1], status, kind) from exc
+
+    def _series_ids(self, request: ForecastRequest) -> list[str] | None:
+        """The series id of each window; None for a one-series model (it answers any id).
+        A model of several series needs every window's id and must know it (else 4xx)."""
+        known = self.bundle.series_ids
+        if len(known) <= 1:
+            return None
+        ids = request.series_ids
+        field = {"data": "series_id", "inputs": "parameters.series_id"}.get(
+            request.field_prefix, "instances[{}].series_id")
+        for i, uid in enumerate(ids):
+            if uid is None:
+                raise RequestError(field.format(i), f"is required: model version {self.version} "
+                                   f"forecasts {len(known)} series ({', '.join(known[:3])}, ...)")
+        return ids
 
     def self_test(self) -> None:
         """Forecast a synthetic history; raises if the model cannot predict."""
         n = self.min_history
         ds = np.datetime64("2020-01-01T00:00", "ns") + np.arange(n) * np.timedelta64(1, "h")
         values = np.linspace(1.0, 2.0, n)
-        fc = self.bundle.forecast(values, ds[-1:], self.horizon)
+        fc = self.bundle.forecast(values, ds[-1:], self.horizon, self.bundle.series_ids[:1])
         if not np.isfinite(fc.yhat).all():
             raise RuntimeError(f"model version {self.version} produced non-finite forecasts")
 
