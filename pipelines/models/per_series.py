@@ -96,6 +96,15 @@ class PerSeries(Forecaster):
                 arr[rows] = part
         return out[0], out[1], out[2]
 
+    def forecast_origins(
+        self, y: np.ndarray, origins: np.ndarray, ds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The one series' model's forecasts from origins (its fast path, e.g. ARIMA's Kalman
+        pass); a panel of several series needs ``pipelines.panel.forecast`` and the ids."""
+        if len(self.ids) != 1:
+            raise UnknownSeriesError("<none>", self.ids)
+        return self.model(self.ids[0]).forecast_origins(y, origins, ds)
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
