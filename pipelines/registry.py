@@ -124,8 +124,11 @@ def register_version(
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=model_description)
+    # a logged model's URI (models:/m-<id>) needs its id too on an MLflow tracking server
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     mv = client.create_model_version(
-        name, source=model_uri, run_id=run_id, tags=tags, description=description
+        name, source=model_uri, run_id=run_id, tags=tags, description=description,
+        model_id=model_id,
     )
     try:
         _wait_ready(client, name, mv.version)
