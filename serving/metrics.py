@@ -42,6 +42,10 @@ LOG_QUEUE = Gauge(
     multiprocess_mode="livesum",
 )
 LOG_ROWS = Counter("tidemill_prediction_log_rows", "Prediction-log rows written (one per request)")
+LOG_DROPPED = Counter(
+    "tidemill_prediction_log_dropped_rows",
+    "Prediction-log rows dropped (queue full while inserts failed, or not encodable)",
+)
 
 
 @functools.lru_cache(maxsize=256)

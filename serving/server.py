@@ -45,7 +45,7 @@ from serving.config import Limits, model_name
 from serving.connection_balancer import ConnectionBalancer, HandedConnections, listening_socket
 from serving.forecast_model import ForecastModel
 from serving.http_protocol import BodyBufferingProtocol
-from serving.prediction_log.writer import close_all
+from serving.prediction_log.writer import backlogged, close_all, relieve
 from serving.protocol import (
     INFERENCE_HEADER_LENGTH,
     REQUEST_ID_HEADER,
@@ -205,6 +205,8 @@ class ForecastRoutes:
     async def forecast(self, scope: Scope, receive: Receive, send: Send, name: str,
                         parse: Parser, fmt: Formatter) -> None:
         """Answer one forecast request for the model ``name``."""
+        if backlogged():  # the prediction log is behind: this request waits for it
+            await relieve()
         started = time.perf_counter()
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:  # the first of repeated headers, as Starlette

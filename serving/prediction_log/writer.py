@@ -14,6 +14,16 @@ wants the GIL back at once, then waited for a thread the OS had to schedule next
 worker and the clients: on 2 cores that was +0.35 ms of CPU a batch-100 request and
 batch-100 p99 at 8 connections 15-18 ms instead of 11-13 ms (``bench/RESULTS.md``).
 
+Loss is bounded. The queue holds at most ``high_water`` entries (500) while the writer
+keeps up: past that mark, each new forecast request waits (``backlogged``/``relieve``: up to
+``MAX_WAIT_S`` a request, the event loop idle, so the writer thread gets the CPU and the GIL)
+until the queue is under half the mark. So a worker killed with SIGKILL loses at most what its
+queue held - about ``high_water`` entries plus the batch being inserted (``batch_rows``) - where
+an unbounded queue lost 8.7% of a 60 s load run (``bench/RESULTS.md``). While inserts fail
+(the database is down) requests do not wait; entries beyond ``max_pending`` (10,000) are
+then dropped, and every dropped entry (or one that cannot be encoded) is counted in
+``tidemill_prediction_log_dropped_rows_total``.
+
 The interval is short (20 ms) on purpose: a flush every 250 ms was a ~20 ms burst that every
 request in flight waited through (batch 100 at 64 connections: p99 104-114 ms at 250 ms,
 80-88 ms at 20 ms; 5 ms cost more CPU in commits than it saved).
@@ -143,12 +153,14 @@ class PredictionLogWriter:
 
     def __init__(
         self, url: str, flush_interval: float = 0.02, batch_rows: int = 500,
-        max_pending: int = 1_000_000,
+        high_water: int = 500, max_pending: int = 10_000,
     ) -> None:
         self.url = url
         self.flush_interval = flush_interval
         self.batch_rows = batch_rows
+        self.high_water = high_water
         self.max_pending = max_pending
+        self.failing = False  # the last insert failed: requests do not wait for it
         self._entries: collections.deque[LogEntry] = collections.deque()  # not encoded yet
         self._rows: collections.deque[tuple[Any, ...]] = collections.deque()  # entry_row rows
         self._encode_scheduled = False
@@ -177,6 +189,15 @@ class PredictionLogWriter:
     def depth(self) -> int:
         return len(self._entries) + len(self._rows)
 
+    async def drained(self) -> None:
+        """Wait (on an event loop) until the queue is under half of ``high_water``, the
+        inserts fail, or ``MAX_WAIT_S`` passed."""
+        deadline = time.monotonic() + MAX_WAIT_S
+        low = self.high_water // 2
+        while self.depth >= low and not self.failing and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(self.flush_interval)
+
     def _encode(self) -> None:
         """Turn every queued entry into its row (on whichever thread calls it; each entry is
         taken off the queue once)."""
@@ -192,6 +213,7 @@ class PredictionLogWriter:
             except Exception:  # a row that cannot be encoded is dropped, and counted
                 log.exception("prediction log: could not encode request %s", entry.request_id)
                 metrics.ERRORS.labels(kind="log_encode", model="prediction_log").inc()
+                metrics.LOG_DROPPED.inc()
 
     def _take(self) -> list[tuple[Any, ...]]:
         taken: list[tuple[Any, ...]] = []
@@ -210,7 +232,9 @@ class PredictionLogWriter:
             log.exception("prediction log: insert of %d rows failed; will retry", len(rows))
             metrics.ERRORS.labels(kind="log_write", model="prediction_log").inc()
             self._rows.extendleft(reversed(rows))
+            self.failing = True
             return False
+        self.failing = False
         metrics.LOG_ROWS.inc(len(rows))
         return True
 
@@ -225,6 +249,7 @@ class PredictionLogWriter:
             log.error("prediction log: queue over %d entries, dropped %d", self.max_pending,
                       dropped)
             metrics.ERRORS.labels(kind="log_dropped", model="prediction_log").inc(dropped)
+            metrics.LOG_DROPPED.inc(dropped)
 
     def _run(self) -> None:
         with contextlib.suppress(AttributeError, OSError):  # not on every platform
@@ -260,6 +285,23 @@ class PredictionLogWriter:
 
 _writers: dict[str, PredictionLogWriter] = {}
 _lock = threading.Lock()
+MAX_WAIT_S = 2.0
+
+
+def backlogged() -> bool:
+    """Whether a writer of this process is past its mark while its inserts succeed (checked
+    on every forecast request: a few attribute reads)."""
+    for writer in _writers.values():
+        if writer.depth >= writer.high_water and not writer.failing:
+            return True
+    return False
+
+
+async def relieve() -> None:
+    """Back-pressure: wait until every backlogged writer drained (see the module docstring)."""
+    for writer in list(_writers.values()):
+        if writer.depth >= writer.high_water:
+            await writer.drained()
 
 
 def writer_for(url: str) -> PredictionLogWriter:
