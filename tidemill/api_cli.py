@@ -6,6 +6,8 @@ tidemill api clean ID [--drop-columns a,b]
 tidemill api select-features ID --task T --method M | split ID --task T
 tidemill api train ID --task classification --algorithms random_forest --trials 2 --wait
 tidemill api job JOB_ID [--wait]
+tidemill api deployed [--name N] | deploy MODEL VERSION --canary-percent P | promote MODEL
+tidemill api rollback MODEL [--to-version V]
 """
 
 from __future__ import annotations
@@ -46,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(exc.job), indent=2))
             print(f"tidemill api: {exc}", file=sys.stderr)
             return 1
-    shown = [asdict(i) for i in out] if isinstance(out, list) else asdict(out)
+    shown = [_plain(i) for i in out] if isinstance(out, list) else _plain(out)
     print(json.dumps(shown, indent=2, default=str))
     return 0
+
+
+def _plain(item: Any) -> Any:
+    return item if isinstance(item, dict) else asdict(item)
 
 
 def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
@@ -73,6 +79,14 @@ def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
         job = api.train(args.id, task=args.task, algorithms=args.algorithms,
                         n_trials=args.trials)  # fmt: skip
         return api.wait(job.job_id) if args.wait else job
+    if verb == "deployed":
+        return api.deployed(args.name, args.status)
+    if verb == "deploy":
+        return api.deploy(args.model, args.version, args.canary_percent)
+    if verb == "promote":
+        return api.promote(args.model)
+    if verb == "rollback":
+        return api.rollback(args.model, args.to_version)
     return api.wait(args.id) if args.wait else api.job(args.id)
 
 
@@ -117,4 +131,15 @@ def add_parser(sub: Any) -> None:
     p = verbs.add_parser("job", help="a training job's status (and result)")
     p.add_argument("id")
     p.add_argument("--wait", action="store_true")
+    p = verbs.add_parser("deployed", help="registered versions, aliases, live weights")
+    p.add_argument("--name", default=None)
+    p.add_argument("--status", default="all", choices=["champion", "challenger", "live", "all"])
+    p = verbs.add_parser("deploy", help="a version becomes the challenger at a canary percent")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--canary-percent", type=int, required=True)
+    verbs.add_parser("promote", help="the challenger becomes champion").add_argument("model")
+    p = verbs.add_parser("rollback", help="back to the previous (or a named) champion")
+    p.add_argument("model")
+    p.add_argument("--to-version", default=None)
     api.set_defaults(func=run)

@@ -8,7 +8,8 @@ tidemill demo [--drift]                       train (real forecast_training DAG 
 tidemill serve                                the local serving stack on 127.0.0.1
 tidemill up | down | status                   the whole local platform (Airflow, MLflow UI,
                                               serving, platform API, Prometheus) on 127.0.0.1
-tidemill api upload|datasets|dataset|clean|select-features|split|train|job
+tidemill api upload|datasets|dataset|clean|select-features|split|train|job|deployed|deploy|
+             promote|rollback
                                               the platform API through tidemill.client
 """
 

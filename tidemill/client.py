@@ -208,3 +208,39 @@ class TidemillClient:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"job {job_id} still {job.status} after {timeout:.0f}s")
                 time.sleep(poll)
+
+    # ----- models (the control API's registry aliases and split control) ---------------------
+    def deployed(self, name: str | None = None,
+                 status: Literal["champion", "challenger", "live", "all"] = "all",
+                 ) -> list[dict[str, Any]]:  # fmt: skip
+        """Registered versions with aliases and live traffic weight."""
+        params = {"status": status, **({"name": name} if name else {})}
+        return self._call("GET", "/api/ml/models/deployed", params=params)["models"]
+
+    def deploy(self, model_name: str, version: str | int, canary_percent: int) -> dict[str, Any]:
+        """``version`` becomes the challenger at ``canary_percent`` percent of traffic."""
+        return self._call("POST", "/api/ml/models/deploy", json={
+            "model_name": model_name, "version": str(version), "canary_percent": canary_percent})
+
+    def promote(self, model_name: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/ml/models/{model_name}/promote")
+
+    def rollback(self, model_name: str, to_version: str | int | None = None) -> dict[str, Any]:
+        params = {"to_version": str(to_version)} if to_version is not None else {}
+        return self._call("POST", f"/api/ml/models/{model_name}/rollback", params=params)
+
+    def start_ab_test(self, model_name: str, challenger_version: str | int, split: int,
+                      duration_minutes: float, metric: str = "mae") -> dict[str, Any]:
+        return self._call("POST", "/api/ml/models/ab-test", json={
+            "model_name": model_name, "challenger_version": str(challenger_version),
+            "split": split, "duration_minutes": duration_minutes, "metric": metric})
+
+    def ab_test(self, test_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/ml/models/ab-test/{test_id}")
+
+    def predict(self, history: list[tuple[str, float]], horizon: int,
+                user_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """A forecast through the serving router (sticky champion/challenger by ``user_id``)."""
+        body = {"data": [list(row) for row in history], "forecast_horizon": horizon,
+                **({"user_id": user_id} if user_id else {})}  # fmt: skip
+        return self._call("POST", "/api/ml/models/predict", json=body)

@@ -32,6 +32,7 @@ from serving.platform_api import jobs as jobs_mod
 from serving.platform_api import store
 from serving.platform_api.airflow import AirflowClient, AirflowUnavailable
 from serving.platform_api.db import as_utc, datasets, jobs, new_id, open_engine, utcnow
+from serving.platform_api.models import add_model_routes
 from serving.platform_api.settings import PlatformSettings
 
 Task = Literal["classification", "regression", "anomaly"]
@@ -337,6 +338,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
             row.update(changes)
         return job_view(row)
 
+    add_model_routes(app, settings, write)
     return app
 
 

@@ -1,0 +1,171 @@
+"""The platform API's model endpoints: deploy, deployed, promote, rollback, A/B tests, predict.
+
+They call what the control API calls: ``serving.split.SplitControl`` (registry aliases and the
+serving split changed together, each version loaded and test-predicted before it goes live)
+and ``serving.ab_tests``; only the paths differ. Predictions go to the serving router.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from pipelines.settings import Settings
+from serving import ab_tests
+from serving.platform_api.settings import PlatformSettings
+from serving.prediction_log.schema import engine_for
+from serving.split import SplitControl, SplitError, backend_from_env
+
+ROUTER_ENV = "TIDEMILL_ROUTER_URL"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+ModelName = Annotated[str, Path(pattern=NAME, description="registered model name")]
+
+
+class DeployBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    model_name: str = Field(pattern=NAME)
+    version: str = Field(pattern=r"^[0-9]{1,9}$", description="becomes the challenger")
+    canary_percent: int = Field(ge=0, le=100, description="challenger share of traffic")
+
+
+class AbTestBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    model_name: str = Field(pattern=NAME)
+    challenger_version: str = Field(pattern=r"^[0-9]{1,9}$")
+    split: int = Field(ge=1, le=99, description="challenger percent of traffic")
+    duration_minutes: float = Field(gt=0, le=60 * 24 * 90)
+    metric: Literal["mae", "rmse", "mape", "coverage"] = "mae"
+
+
+class PredictBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    data: list[tuple[str, float]] = Field(min_length=1, max_length=100_000,
+                                          description="history: [timestamp, value] rows")
+    forecast_horizon: int = Field(ge=1, le=10_000)
+    user_id: str | None = Field(None, min_length=1, max_length=200,
+                                description="caller key of the sticky champion/challenger split")
+
+
+def router_url(settings: PlatformSettings) -> str | None:
+    """``TIDEMILL_ROUTER_URL``, else the router of the home's running stack (stack.json)."""
+    url = os.environ.get(ROUTER_ENV)
+    if url:
+        return url.rstrip("/")
+    stack = settings.home.root / "serving" / "stack.json"
+    try:
+        return json.loads(stack.read_text())["router"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any]) -> None:
+    state: dict[str, Any] = {}
+
+    def client() -> MlflowClient:
+        if "client" not in state:
+            uri = settings.tracking_uri
+            state["client"] = MlflowClient(uri, registry_uri=uri)
+        return state["client"]
+
+    def log_engine() -> Engine:
+        if "engine" not in state:
+            state["engine"] = engine_for(Settings.resolve(settings.home).prediction_log_url)
+        return state["engine"]
+
+    def control(name: str) -> SplitControl:
+        key = f"control:{name}"
+        if key not in state:
+            ctl = SplitControl(client(), name, backend_from_env(settings.home))
+            ctl.alias_versions()  # 404 when not registered
+            state[key] = ctl
+        return state[key]
+
+    @app.exception_handler(SplitError)
+    async def split_error(_request: Any, exc: SplitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, exc.status)
+
+    @app.exception_handler(MlflowException)
+    async def registry_error(_request: Any, exc: MlflowException) -> JSONResponse:
+        status = {"RESOURCE_DOES_NOT_EXIST": 404, "INVALID_PARAMETER_VALUE": 400}.get(
+            exc.error_code, 503)  # fmt: skip
+        return JSONResponse({"detail": f"registry: {exc.message}"}, status)
+
+    @app.get("/api/ml/models/deployed", tags=["models"])
+    def deployed(
+        name: Annotated[str | None, Query(pattern=NAME)] = None,
+        status: Literal["champion", "challenger", "live", "all"] = "all",
+    ) -> dict[str, Any]:
+        """Registered versions with their aliases and live traffic weight (``name``: one
+        model; ``status``: champion, challenger, live (serving traffic) or all)."""
+        names = [name] if name else sorted(m.name for m in client().search_registered_models())
+        out = []
+        for model in names:
+            view = control(model).status()
+            weights = {entry["version"]: entry["weight"] for entry in view["live"]}
+            for version in view["versions"]:
+                row = {"model_name": model, **version,
+                       "weight": weights.get(version["version"], 0)}  # fmt: skip
+                keep = (status == "all" or status in version["aliases"]
+                        or (status == "live" and row["weight"] > 0))  # fmt: skip
+                if keep:
+                    out.append(row)
+        return {"models": out}
+
+    @app.post("/api/ml/models/deploy", tags=["models"], dependencies=write)
+    def deploy(body: DeployBody) -> dict[str, Any]:
+        """Make a version the challenger at ``canary_percent`` percent of traffic."""
+        return control(body.model_name).deploy(body.version, body.canary_percent)
+
+    @app.post("/api/ml/models/{model_name}/promote", tags=["models"], dependencies=write)
+    def promote(model_name: ModelName) -> dict[str, Any]:
+        """The model's challenger becomes champion and takes all traffic."""
+        return control(model_name).promote()
+
+    @app.post("/api/ml/models/{model_name}/rollback", tags=["models"], dependencies=write)
+    def rollback(
+        model_name: ModelName,
+        to_version: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
+    ) -> dict[str, Any]:
+        """Back to the previous champion, or to ``to_version``; the challenger is removed."""
+        return control(model_name).rollback(to_version)
+
+    @app.post("/api/ml/models/ab-test", tags=["models"], dependencies=write, status_code=201)
+    def start_ab_test(body: AbTestBody) -> dict[str, Any]:
+        """Deploy the challenger at ``split`` percent and record the experiment."""
+        return ab_tests.start(log_engine(), control(body.model_name), body.challenger_version,
+                              body.split, body.duration_minutes, body.metric)  # fmt: skip
+
+    @app.post("/api/ml/models/predict", tags=["models"])
+    def predict(body: PredictBody) -> JSONResponse:
+        """Forecast through the serving router (the champion/challenger split, sticky by
+        ``user_id``); the answer names the variant and version that served it."""
+        router = router_url(settings)
+        if router is None:
+            raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
+                                     "serve` (or `tidemill up`) on this home")  # fmt: skip
+        headers = {"x-user-id": body.user_id} if body.user_id else {}
+        payload = {"data": [list(row) for row in body.data],
+                   "forecast_horizon": body.forecast_horizon}  # fmt: skip
+        try:
+            resp = httpx.post(f"{router}/predict", json=payload, headers=headers, timeout=60)
+            return JSONResponse(resp.json(), resp.status_code)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise HTTPException(503, f"serving router at {router}: {exc}") from exc
+
+    @app.get("/api/ml/models/ab-test/{test_id}", tags=["models"])
+    def get_ab_test(test_id: str) -> dict[str, Any]:
+        """Per-variant request counts and, once actuals arrived, live errors and the leader."""
+        found = ab_tests.read(log_engine(), test_id)
+        if found is None:
+            raise HTTPException(404, f"no A/B test {test_id!r}")
+        return found
+
