@@ -35,6 +35,13 @@ from serving.protocol import (
     v2_request,
 )
 from serving.served_model import ServedModel
+from serving.tabular_model import (
+    parse_tabular_v1,
+    serve_tabular,
+    tabular_example,
+    tabular_metadata,
+    tabular_v1_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,12 @@ class ForecastModel(kserve.Model):
     @abstractmethod
     def live(self) -> dict[str, ServedModel]:
         """Variant label -> served version, for everything this model can answer with."""
+
+    @property
+    def task(self) -> str:
+        """``forecast``, or the tabular task of the served versions (``serving.tabular_model``
+        answers then)."""
+        return "forecast"
 
     def pinned(self, version: str, field: str) -> tuple[ServedModel, str]:
         """The live variant serving ``version``, or a 404 naming what is live."""
@@ -98,6 +111,8 @@ class ForecastModel(kserve.Model):
 
     def metadata(self) -> dict[str, Any]:
         """V2 model metadata with the live registered versions."""
+        if self.task != "forecast":
+            return tabular_metadata(self)
         live = self.live()
         return {
             "name": self.name,
@@ -114,6 +129,8 @@ class ForecastModel(kserve.Model):
 
     def example_request(self) -> dict[str, Any]:
         """A V1 request every live variant can answer (its longest saved input example)."""
+        if self.task != "forecast":
+            return tabular_example(self)
         best: list[list[Any]] = []
         for served in self.live().values():
             path = Path(served.model_dir) / "input_example.json"
@@ -140,6 +157,9 @@ class ForecastModel(kserve.Model):
         headers = headers or {}
         request_id = headers.get("x-request-id") or new_request_id()
         try:
+            if self.task != "forecast" and not isinstance(payload, InferRequest):
+                request = parse_tabular_v1(payload, headers, self.limits)
+                return tabular_v1_response(serve_tabular(self, request, request_id), None, 0.0)
             if isinstance(payload, InferRequest):
                 return self._predict_v2(payload, headers, request_id)
             return v1_response(*self._serve_v1(payload, headers, request_id))
@@ -202,6 +222,10 @@ class TidemillPredictor(ForecastModel):
 
     def live(self) -> dict[str, ServedModel]:
         return {self.variant: self.served} if self.served else {}
+
+    @property
+    def task(self) -> str:
+        return self.served.task if self.served else "forecast"
 
     def choose(self, request: ForecastRequest, request_id: str) -> tuple[ServedModel, str]:
         if self.served is None:

@@ -109,6 +109,9 @@ class TidemillRouter(ForecastModel):
 
         champion = get(split.champion_uri)
         challenger = get(split.challenger_uri) if split.challenger_uri else None
+        if challenger is not None and challenger.task != champion.task:
+            raise ValueError(f"challenger {split.challenger_uri} is a {challenger.task} model, "
+                             f"champion {split.champion_uri} a {champion.task} model")
         return Routes(champion, challenger, split.challenger_percent if challenger else 0, split)
 
     def load(self) -> bool:
@@ -169,6 +172,11 @@ class TidemillRouter(ForecastModel):
         if routes.challenger is not None:
             live[CHALLENGER] = routes.challenger
         return live
+
+    @property
+    def task(self) -> str:
+        routes = self.routes
+        return routes.champion.task if routes is not None else "forecast"
 
     def choose(self, request: ForecastRequest, request_id: str) -> tuple[ServedModel, str]:
         now = time.monotonic()

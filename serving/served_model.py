@@ -23,6 +23,7 @@ import yaml
 from pipelines.bundle import ForecastBundle, ForecastInputError
 from serving.compiled_trees import compile_booster
 from serving.protocol import ForecastRequest, RequestError
+from serving.tabular_model import load_tabular_dir, tabular_bundle_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class ServedModel:
     version: str
     model_dir: str
     source_uri: str
+    task = "forecast"  # ``ServedTabular.task`` says which tabular task
 
     @property
     def horizon(self) -> int:
@@ -200,18 +202,20 @@ def load_from_dir(
     version: str | None = None,
     source_uri: str | None = None,
 ) -> ServedModel:
-    """Load a model directory; name and version default to ``registered_model_meta``."""
+    """Load a model directory; name and version default to ``registered_model_meta``. A
+    tabular bundle loads as a ``serving.tabular_model.ServedTabular``."""
     model_dir = Path(model_dir)
+    meta_name, meta_version = registered_identity(model_dir)
+    name = name or meta_name or os.environ.get("TIDEMILL_REGISTERED_MODEL", "unregistered")
+    version = version or meta_version or os.environ.get("TIDEMILL_MODEL_VERSION", "unknown")
+    source_uri = source_uri or model_dir.as_uri()
+    tabular = tabular_bundle_dir(model_dir)
+    if tabular is not None:
+        return load_tabular_dir(model_dir, tabular, name, version, source_uri)
     bundle = ForecastBundle.load(bundle_dir(model_dir))
     _serving_threads(bundle)
-    meta_name, meta_version = registered_identity(model_dir)
-    return ServedModel(
-        bundle=bundle,
-        name=name or meta_name or os.environ.get("TIDEMILL_REGISTERED_MODEL", "unregistered"),
-        version=version or meta_version or os.environ.get("TIDEMILL_MODEL_VERSION", "unknown"),
-        model_dir=str(model_dir),
-        source_uri=source_uri or model_dir.as_uri(),
-    )
+    return ServedModel(bundle=bundle, name=name, version=version, model_dir=str(model_dir),
+                       source_uri=source_uri)
 
 
 def registry_uri(name: str, version: str) -> str:

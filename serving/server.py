@@ -19,6 +19,7 @@ the fewest open ones (``serving.connection_balancer``); every worker runs asynci
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -60,6 +61,8 @@ from serving.protocol import (
     v2_binary_body,
     v2_response,
 )
+from serving.tabular_model import WIRE as TABULAR_WIRE
+from serving.tabular_model import serve_tabular
 from serving.v1_body import parse_v1_large
 
 log = logging.getLogger(__name__)
@@ -220,12 +223,16 @@ class ForecastRoutes:
             _check_content(headers.get("content-type"), headers.get("content-encoding"),
                            binary is not None)
             model = _lookup(self.models, name)
+            serve = model.serve
+            if model.task != "forecast":  # a tabular model: its wire formats, same route
+                parse, fmt = TABULAR_WIRE[parse]
+                serve = functools.partial(serve_tabular, model)
             raw_parse = _RAW_PARSERS.get(parse) if binary is None else None
             parsed = raw_parse(body, headers, self.limits) if raw_parse else None
             if parsed is None:
                 payload = _loads(body) if binary is None else v2_binary_body(body, binary)
                 parsed = parse(payload, headers, self.limits)
-            result = model.serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
+            result = serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:
             metrics.ERRORS.labels(kind=exc.kind, model=name).inc()

@@ -125,6 +125,8 @@ def logged_windows(
     for req in _requests(engine, since, until, model_name):
         head = tuple(req[: len(REQUEST_COLUMNS)])
         payload = dict(req.payload)
+        if "features" in payload:  # a tabular model's request (serving.tabular_model)
+            continue
         payload["history_last_ds"] = _iso(payload["history_last_ds"]).tolist()
         payload["ds"] = _iso(payload["ds"]).tolist()
         per_window = zip(*(payload[k] for k in PAYLOAD_KEYS), strict=True)
@@ -151,6 +153,8 @@ def forecast_points(
     parts: dict[str, list[Any]] = {c: [] for c in POINT_COLUMNS[:-2]}
     for req in _requests(engine, since, until, model_name):
         payload = req.payload
+        if "features" in payload:  # a tabular model's request (serving.tabular_model)
+            continue
         yhat = np.asarray(payload["yhat"], dtype=float)
         n, horizon = yhat.shape
         for column, value in (("request_id", req.request_id), ("variant", req.variant),

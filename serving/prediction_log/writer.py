@@ -116,7 +116,10 @@ def _epoch_seconds(ds: np.ndarray) -> np.ndarray:
 
 def entry_row(entry: LogEntry) -> tuple[Any, ...]:
     """The entry's ``prediction_requests`` row, values in ``COLUMNS`` order, with ``ts`` still
-    epoch seconds (``_Insert.params`` converts it for the driver). The payload is JSON text."""
+    epoch seconds (``_Insert.params`` converts it for the driver). The payload is JSON text.
+    Entries of other kinds (``serving.tabular_model.TabularLogEntry``) make their own row."""
+    if not isinstance(entry, LogEntry):
+        return entry.row()
     payload = orjson.dumps(entry_payload(entry), option=orjson.OPT_SERIALIZE_NUMPY).decode()
     return (entry.request_id, entry.ts, entry.caller, entry.variant, entry.model_name,
             entry.model_version, entry.yhat.shape[0], entry.yhat.shape[1], entry.exog_columns,

@@ -101,7 +101,8 @@ class Stack:
         return held_by
 
 
-def start_stack(home: Path, challenger_percent: int, log: Path) -> Stack:
+def start_stack(home: Path, challenger_percent: int, log: Path,
+                extra: tuple[str, ...] = ()) -> Stack:
     port, control_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
     env["TIDEMILL_CONTROL_TOKEN"] = "test-token-123"
@@ -109,7 +110,7 @@ def start_stack(home: Path, challenger_percent: int, log: Path) -> Stack:
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving.stack", "--home", str(home), "--port", str(port),
              "--control-port", str(control_port), "--workers", "2",
-             "--challenger-percent", str(challenger_percent)],
+             "--challenger-percent", str(challenger_percent), *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     stack = Stack(proc, home, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{control_port}",

@@ -1,0 +1,182 @@
+"""A registered tabular classifier (two versions trained by the real tabular pipeline on an
+AI4I 2020 slice) served by a real local stack: V1 feature records, V2 tensors by feature
+name, ``/predict`` with ``prediction_proba``, the sticky split, the prediction log, metrics
+and bad input refused by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from tests.serving.conftest import REPO, TIDEMILL, Stack, start_stack, wait_for
+
+ENDPOINT = "tidemill-classifier"
+REGISTERED = "serving-test-classifier"
+FEATURES = ["Type", "Air temperature", "Process temperature", "Rotational speed", "Torque",
+            "Tool wear"]
+
+
+def _config() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "configs" / "ai4i_classification.yaml").read_text())
+    data["data"]["source"]["path"] = str(REPO / "data" / "ai4i2020.csv")
+    data["data"]["rows"] = {"start": 0, "stop": 2000}
+    data["algorithms"] = {"logistic_regression": {"params": {"C": 1.0}},
+                          "decision_tree": {"params": {"max_depth": 4}}}
+    data["tuning"] |= {"n_trials": 1}
+    data["cv"] = {"method": "stratified", "folds": 2}
+    data["mlflow"] = {"experiment": "serving-tabular", "registered_model_name": REGISTERED}
+    return data
+
+
+@pytest.fixture(scope="module")
+def tabular_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version 1 (logistic regression, champion) and 2 (decision tree, challenger)."""
+    root = tmp_path_factory.mktemp("tabular-home")
+    config = root / "ai4i.yaml"
+    config.write_text(yaml.safe_dump(_config()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    for algorithm in ("logistic_regression", "decision_tree"):
+        subprocess.run(
+            [str(TIDEMILL), "train", "--config", str(config), "--home", str(root / "home"),
+             "--trials", "1", "--algorithms", algorithm],
+            cwd=root, env=env, check=True, capture_output=True, timeout=300,
+        )
+    return root / "home"
+
+
+@pytest.fixture(scope="module")
+def tabular_stack(tabular_home: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    log = tmp_path_factory.mktemp("logs") / "tabular-stack.log"
+    running = start_stack(tabular_home, 50, log, ("--endpoint", ENDPOINT))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def tc(tabular_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    """100 real AI4I records from outside the training rows: 20 failures, 80 not."""
+    frame = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig").iloc[2000:6000]
+    failed = frame["Machine failure"] == 1
+    mixed = pd.concat([frame[~failed].head(80), frame[failed].head(20)]).sort_index()
+    return mixed[FEATURES].to_dict("records")
+
+
+def expected(home: Path, version: str, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """What the registered version predicts, loaded in this process from the registry."""
+    from pipelines.settings import Settings
+    from serving.served_model import load_from_registry
+
+    served = load_from_registry(Settings.resolve(home).mlflow_tracking_uri, REGISTERED, version)
+    return served.bundle.predict(pd.DataFrame(records))
+
+
+def test_v1_records_get_the_registered_versions_predictions(tabular_stack, tc, records):
+    url = f"{tabular_stack.router}/v1/models/{ENDPOINT}:predict"
+    for version in ("1", "2"):
+        r = tc.post(url, json={"instances": records, "model_version": version})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["model_version"], body["task"]) == (version, "classification")
+        want = expected(tabular_stack.home, version, records)
+        got = pd.DataFrame(body["predictions"])
+        assert list(got.columns) == ["prediction", "prediction_proba"]
+        assert got["prediction"].tolist() == want["prediction"].tolist()
+        assert got["prediction_proba"].tolist() == pytest.approx(
+            want["prediction_proba"].tolist(), abs=1e-12)
+        assert set(got["prediction"]) == {0, 1}  # the slice holds failures the model finds
+    assert body["variant"] in ("champion", "challenger")
+
+
+def test_v2_tensors_by_feature_name(tabular_stack, tc, records):
+    frame = pd.DataFrame(records)
+    inputs = [{"name": c, "shape": [len(frame)],
+               "datatype": "BYTES" if c == "Type" else "FP64", "data": frame[c].tolist()}
+              for c in FEATURES]
+    r = tc.post(f"{tabular_stack.router}/v2/models/{ENDPOINT}/infer",
+                json={"inputs": inputs, "parameters": {"model_version": "1"}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == ENDPOINT and body["model_version"] == "1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert set(outputs) == {"prediction", "prediction_proba"}
+    want = expected(tabular_stack.home, "1", records)
+    assert outputs["prediction"]["datatype"] == "INT64"
+    assert outputs["prediction"]["shape"] == [len(records)]
+    assert outputs["prediction"]["data"] == want["prediction"].tolist()
+    assert outputs["prediction_proba"]["data"] == pytest.approx(
+        want["prediction_proba"].tolist(), abs=1e-12)
+    meta = tc.get(f"{tabular_stack.router}/v2/models/{ENDPOINT}").json()
+    assert sorted(i["name"] for i in meta["inputs"]) == sorted(FEATURES)
+    assert meta["parameters"]["champion"]["task"] == "classification"
+
+
+def test_predict_with_user_id_is_sticky_and_splits(tabular_stack, tc, records):
+    url = f"{tabular_stack.router}/predict"
+    seen = {}
+    for i in range(40):
+        user = f"user-{i}"
+        answers = [tc.post(url, json={"features": records[i], "user_id": user}).json()
+                   for _ in range(2)]
+        assert answers[0]["variant"] == answers[1]["variant"]  # sticky by user_id
+        a = answers[0]
+        assert a["prediction"] in (0, 1) and 0.0 <= a["prediction_proba"] <= 1.0
+        assert {"model_version", "request_id", "execution_time_ms"} <= set(a)
+        seen[a["variant"]] = a["model_version"]
+    assert seen == {"champion": "1", "challenger": "2"}  # 50 % split: both serve
+    metrics = tc.get(f"{tabular_stack.router}/metrics").text
+    assert f'model="{ENDPOINT}"' in metrics
+
+
+def _log_rows(home: Path) -> list[Any]:
+    from sqlalchemy import select
+
+    from serving.prediction_log.schema import engine_for, prediction_requests
+
+    with engine_for(f"sqlite:///{home / 'prediction_log.db'}").connect() as conn:
+        return conn.execute(select(prediction_requests)).all()
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"Pressure": 1.0}, "Pressure", "unknown feature"),
+    ({"Torque": None, "drop": "Torque"}, "Torque", "missing"),
+    ({"Torque": "high"}, "Torque", "not a number"),
+    ({"Torque": [1.0]}, "Torque", "must be a number, a string or null"),
+    ({"Type": "X"}, "Type", "unseen categor"),
+])
+def test_bad_features_are_refused_by_name_and_not_logged(tabular_stack, tc, records, change,
+                                                         field, words):
+    before = len(_log_rows(tabular_stack.home))
+    record = dict(records[0])
+    record.update({k: v for k, v in change.items() if k != "drop"})
+    record.pop(change.get("drop", ""), None)
+    for path, body in ((f"/v1/models/{ENDPOINT}:predict", {"instances": [records[1], record]}),
+                       ("/predict", {"features": record, "user_id": "u"})):
+        r = tc.post(f"{tabular_stack.router}{path}", json=body)
+        assert r.status_code == 400, r.text
+        assert field in r.json()["field"] and words in r.json()["error"], r.text
+    ok = tc.post(f"{tabular_stack.router}/predict", json={"features": records[0]}).json()
+    rows = wait_for(lambda: [row for row in _log_rows(tabular_stack.home)
+                             if row.request_id == ok["request_id"]], what="the logged request")
+    assert len(_log_rows(tabular_stack.home)) == before + 1
+    payload = rows[0].payload
+    assert payload["features"]["Torque"] == [records[0]["Torque"]]
+    assert payload["prediction_proba"] == [ok["prediction_proba"]]
+    assert (rows[0].model_name, rows[0].model_version, rows[0].windows) == (
+        REGISTERED, ok["model_version"], 1)
