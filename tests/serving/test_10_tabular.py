@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,19 +163,22 @@ def _log_rows(home: Path) -> list[Any]:
 ])
 def test_bad_features_are_refused_by_name_and_not_logged(tabular_stack, tc, records, change,
                                                          field, words):
-    before = len(_log_rows(tabular_stack.home))
     record = dict(records[0])
     record.update({k: v for k, v in change.items() if k != "drop"})
     record.pop(change.get("drop", ""), None)
-    for path, body in ((f"/v1/models/{ENDPOINT}:predict", {"instances": [records[1], record]}),
-                       ("/predict", {"features": record, "user_id": "u"})):
-        r = tc.post(f"{tabular_stack.router}{path}", json=body)
+    bad_ids = [f"bad-{uuid.uuid4().hex}" for _ in range(2)]
+    for path, body, request_id in (
+        (f"/v1/models/{ENDPOINT}:predict", {"instances": [records[1], record]}, bad_ids[0]),
+        ("/predict", {"features": record, "user_id": "u"}, bad_ids[1]),
+    ):
+        r = tc.post(f"{tabular_stack.router}{path}", json=body,
+                    headers={"x-request-id": request_id})
         assert r.status_code == 400, r.text
         assert field in r.json()["field"] and words in r.json()["error"], r.text
     ok = tc.post(f"{tabular_stack.router}/predict", json={"features": records[0]}).json()
     rows = wait_for(lambda: [row for row in _log_rows(tabular_stack.home)
                              if row.request_id == ok["request_id"]], what="the logged request")
-    assert len(_log_rows(tabular_stack.home)) == before + 1
+    assert not [row for row in _log_rows(tabular_stack.home) if row.request_id in bad_ids]
     payload = rows[0].payload
     assert payload["features"]["Torque"] == [records[0]["Torque"]]
     assert payload["prediction_proba"] == [ok["prediction_proba"]]
