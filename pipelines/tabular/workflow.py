@@ -529,6 +529,7 @@ def run_pipeline(
     _step(f"done in {seconds:.0f}s")
     return {
         "run_key": run_key,
+        "prepared": prepared,
         "candidates": candidates,
         "registered": registered,
         "seconds": seconds,
