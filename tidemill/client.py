@@ -238,9 +238,17 @@ class TidemillClient:
     def ab_test(self, test_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/ml/models/ab-test/{test_id}")
 
-    def predict(self, history: list[tuple[str, float]], horizon: int,
+    def predict(self, history: list[tuple[str, float]] | None = None, horizon: int | None = None,
+                *, features: dict[str, Any] | list[dict[str, Any]] | None = None,
+                model_version: str | int | None = None,
                 user_id: str | None = None) -> dict[str, Any]:  # fmt: skip
-        """A forecast through the serving router (sticky champion/challenger by ``user_id``)."""
-        body = {"data": [list(row) for row in history], "forecast_horizon": horizon,
-                **({"user_id": user_id} if user_id else {})}  # fmt: skip
+        """A forecast (``history`` + ``horizon``) or a tabular prediction (``features``)
+        through the serving router: sticky champion/challenger by ``user_id``, or the live
+        ``model_version``."""
+        body: dict[str, Any] = {"features": features} if features is not None else {
+            "data": [list(row) for row in history or []], "forecast_horizon": horizon}
+        if model_version is not None:
+            body["model_version"] = str(model_version)
+        if user_id:
+            body["user_id"] = user_id
         return self._call("POST", "/api/ml/models/predict", json=body)

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
 from pipelines.settings import Settings
@@ -47,12 +47,29 @@ class AbTestBody(BaseModel):
 
 
 class PredictBody(BaseModel):
+    """A forecast (``data`` history + ``forecast_horizon``) or tabular ``features`` (one record
+    or a list), as the router's ``/predict`` takes them."""
+
     model_config = {"extra": "forbid"}
-    data: list[tuple[str, float]] = Field(min_length=1, max_length=100_000,
-                                          description="history: [timestamp, value] rows")
-    forecast_horizon: int = Field(ge=1, le=10_000)
+    data: list[tuple[str, float]] | None = Field(None, min_length=1, max_length=100_000,
+                                                 description="history: [timestamp, value] rows")
+    forecast_horizon: int | None = Field(None, ge=1, le=10_000)
+    features: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        None, description="tabular models: one feature record or a list of them")
+    model_version: str | None = Field(None, pattern=r"^[0-9]{1,9}$",
+                                      description="a live version (champion or challenger)")
     user_id: str | None = Field(None, min_length=1, max_length=200,
                                 description="caller key of the sticky champion/challenger split")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PredictBody:
+        forecast = self.data is not None or self.forecast_horizon is not None
+        if forecast == (self.features is not None):
+            raise ValueError("send either data + forecast_horizon (forecasting) or features "
+                             "(tabular models)")
+        if forecast and (self.data is None or self.forecast_horizon is None):
+            raise ValueError("a forecast needs both data and forecast_horizon")
+        return self
 
 
 def router_url(settings: PlatformSettings) -> str | None:
@@ -152,11 +169,9 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
         if router is None:
             raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
                                      "serve` (or `tidemill up`) on this home")  # fmt: skip
-        headers = {"x-user-id": body.user_id} if body.user_id else {}
-        payload = {"data": [list(row) for row in body.data],
-                   "forecast_horizon": body.forecast_horizon}  # fmt: skip
+        payload = body.model_dump(mode="json", exclude_none=True)
         try:
-            resp = httpx.post(f"{router}/predict", json=payload, headers=headers, timeout=60)
+            resp = httpx.post(f"{router}/predict", json=payload, timeout=60)
             return JSONResponse(resp.json(), resp.status_code)
         except (httpx.HTTPError, ValueError) as exc:
             raise HTTPException(503, f"serving router at {router}: {exc}") from exc

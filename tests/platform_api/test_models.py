@@ -118,6 +118,9 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
         try:
             first = sdk.predict(history, 12, user_id="alice")
             again = sdk.predict(history, 12, user_id="alice")
+            pinned = [sdk.predict(history, 12, model_version=v)["model_version"] for v in "12"]
+            wrong_kind = httpx.post(f"{api.url}/api/ml/models/predict", timeout=60, json={
+                "features": {"Torque": 40.0}})
             bad = httpx.post(f"{api.url}/api/ml/models/predict", timeout=60, json={
                 "data": [["not a time", 1.0]] * 60, "forecast_horizon": 12})
         finally:
@@ -126,6 +129,8 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
     assert len(first["predictions"]) == len(first["timestamps"]) == 12, first
     assert first["model_name"] == REGISTERED and first["variant"] in ("champion", "challenger")
     assert (first["variant"], first["model_version"]) == (again["variant"], again["model_version"])
+    assert pinned == ["1", "2"]
+    assert 400 <= wrong_kind.status_code < 500, wrong_kind.text
     assert bad.status_code == 400 and bad.json()["field"] == "data.timestamps"
 
 
