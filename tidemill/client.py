@@ -178,6 +178,14 @@ class TidemillClient:
             "time_column": time_column,
         })  # fmt: skip
 
+    # ----- comparing and training ------------------------------------------------------------
+    def compare(self, dataset_id: str, *, task: Task, algorithms: list[str],
+                **options: Any) -> dict[str, Any]:  # fmt: skip
+        """Cross-validated mean ± std of the metric per algorithm, best first; ``options``:
+        target_column, hyperparameters, metric, cv_method, cv_folds, id_columns, ..."""
+        body = {"dataset_id": dataset_id, "task": task, "algorithms": algorithms, **options}
+        return self._call("POST", "/api/ml/models/compare", json=body)
+
     # ----- training jobs -----------------------------------------------------------------------
     def train(self, dataset_id: str, *, task: Task, algorithms: list[str], **options: Any) -> Job:
         """Start a training job; ``options``: the other fields of ``POST /api/ml/models/train``

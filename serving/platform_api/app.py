@@ -27,6 +27,7 @@ from pipelines.tabular.config import (
     OutlierConfig,
     SplitConfig,
 )
+from serving.platform_api import compare as compare_mod
 from serving.platform_api import datasets as ops
 from serving.platform_api import jobs as jobs_mod
 from serving.platform_api import store
@@ -71,6 +72,20 @@ class SplitBody(_Body):
     stratify: bool = True
     seed: int = 42
     time_column: str | None = Field(None, description="split chronologically by this column")
+
+
+class CompareBody(_Body):
+    dataset_id: str
+    task: Task
+    algorithms: list[str] = Field(min_length=1, max_length=20)
+    target_column: str | None = Field(None, description="default: the dataset's target")
+    hyperparameters: dict[str, dict[str, Any]] = Field({}, description="fixed, per algorithm")
+    metric: str | None = None
+    cv_method: Literal["kfold", "stratified", "timeseries"] = "stratified"
+    cv_folds: int = Field(3, ge=2, le=20)
+    id_columns: list[str] = Field([], max_length=1000)
+    time_column: str | None = None
+    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
 
 
 class TrainBody(_Body):
@@ -286,6 +301,17 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
                          source["target_column"], body.task, split_cfg, body.time_column)
         params = {**body.model_dump(mode="json"), "split": split_cfg.model_dump(mode="json")}
         return derived(source, "split", params, result)
+
+    # ----- comparing and training ------------------------------------------------------------
+    @app.post("/api/ml/models/compare", tags=["models"], dependencies=write)
+    def compare(body: CompareBody) -> dict[str, Any]:
+        """Cross-validated mean ± std of the metric per algorithm (fixed parameters), ranked;
+        runs in the request (small data; tune in a training job for more)."""
+        source = load(body.dataset_id)
+        train_like = TrainBody(**body.model_dump(), n_trials=1)
+        config = checked(jobs_mod.experiment, source, train_like, "compare")
+        result = checked(compare_mod.compare, frame_of(source), config)
+        return {"dataset_id": source["id"], **result}
 
     # ----- training jobs -----------------------------------------------------------------------
     @app.post("/api/ml/models/train", tags=["models"], dependencies=write, status_code=202)

@@ -30,6 +30,17 @@ def test_client_dataset_flow(api: ApiServer) -> None:
         parts = client.split(chosen.id, task="classification", test_size=0.25)
         assert sum(parts.summary["parts"].values()) == clean.rows
         assert [d.version for d in client.datasets("sdk")] == [4, 3, 2, 1]
+        ranked = client.compare(clean.id, task="classification", cv_folds=3,
+                                algorithms=["logistic_regression", "decision_tree"],
+                                hyperparameters={"decision_tree": {"max_depth": 3}})
+        assert ranked["metric"] == "pr_auc" and ranked["rows"] == clean.rows
+        assert {r["algorithm"] for r in ranked["results"]} == {"logistic_regression",
+                                                               "decision_tree"}
+        assert all(len(r["folds"]) == 3 and 0 <= r["mean"] <= 1 for r in ranked["results"])
+        assert ranked["results"][0]["mean"] >= ranked["results"][1]["mean"]
+        with pytest.raises(ApiError) as unknown:
+            client.compare(clean.id, task="classification", algorithms=["magic"])
+        assert unknown.value.status == 422 and "'magic'" in unknown.value.detail
         with pytest.raises(ApiError) as bad:
             client.split(raw.id, task="regression", time_column="when")
         assert bad.value.status == 422 and "'when'" in str(bad.value.detail)
