@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipelines import artifact_store, evaluation, panel, registry, tuning
+from pipelines import artifact_store, evaluation, naive2, panel, registry, tuning
 from pipelines.config import ExperimentConfig, load_config, parse_config
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
@@ -270,6 +270,15 @@ def train(
             [np.full((len(o), 1), d) for o, d in zip(part_origins, mase_dens, strict=True)]
         )
         ev = evaluation.evaluate(actual, point, lower, upper, dens)
+        reference = [
+            naive2.forecast(s.y_raw, o, cfg.horizon, season)
+            for s, o in zip(series, part_origins, strict=True)
+        ]
+        ref = evaluation.evaluate(actual, np.concatenate(reference), None, None, dens).overall
+        ev.overall["naive2_smape"], ev.overall["naive2_mase"] = ref["smape"], ref["mase"]
+        ev.overall["owa"] = naive2.owa(
+            ev.overall["smape"], ev.overall["mase"], ref["smape"], ref["mase"]
+        )
         scaled = np.concatenate(
             [evaluation.actual_windows(s.y, o, cfg.horizon) for s, o in zip(series, part_origins,
                                                                                strict=True)]
@@ -279,13 +288,20 @@ def train(
         results[part] = ev
         tables[part] = evaluation.series_table(ids, *map(list, zip(*windows, strict=True)),
                                                mase_dens)
+        ref_table = evaluation.series_table(
+            ids, [w[0] for w in windows], reference, reference, reference, mase_dens
+        )
+        tables[part]["owa"] = 0.5 * (
+            tables[part]["smape"] / ref_table["smape"] + tables[part]["mase"] / ref_table["mase"]
+        )
         forecasts[part] = (part_origins, windows)
     eval_s = time.perf_counter() - started - fit_s
     _step(
         f"train {algorithm}: val {cfg.tuning.metric} "
         f"{results['val'].overall[cfg.tuning.metric]:.4f}, test MAE "
         f"{results['test'].overall['mae']:.4f}, sMAPE {results['test'].overall['smape']:.3f}, "
-        f"MASE {results['test'].overall['mase']:.3f}, coverage "
+        f"MASE {results['test'].overall['mase']:.3f}, OWA {results['test'].overall['owa']:.3f}, "
+        "coverage "
         f"{results['test'].overall.get('coverage', float('nan')):.2f} "
         f"(fit {fit_s:.1f}s, eval {eval_s:.1f}s)"
     )

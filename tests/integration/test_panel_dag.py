@@ -94,6 +94,9 @@ def test_per_series_metrics_and_plots_are_logged(panel_run):
         assert len(table) == 18 and "H3" not in set(table["unique_id"])
         # the run's MASE is the mean of the series' (one test window each)
         assert table["mase"].mean() == pytest.approx(m["test_mase"], rel=1e-9)
+        ratios = (m["test_smape"] / m["test_naive2_smape"], m["test_mase"] / m["test_naive2_mase"])
+        assert m["test_owa"] == pytest.approx(sum(ratios) / 2)
+        assert table["owa"].notna().all()
         plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         for name in ("error_distribution.png", "series_best.png", "series_worst.png",
                      "forecast_vs_actual.png"):
