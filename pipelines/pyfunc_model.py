@@ -20,6 +20,7 @@ from pipelines.bundle import ForecastBundle, ForecastInputError
 # Libraries each algorithm needs at load time, besides the common ones.
 _ALGORITHM_REQUIREMENTS = {
     "xgboost": ["xgboost-cpu"],
+    "lightgbm": ["xgboost-cpu", "lightgbm"],
     "arima": ["statsmodels"],
     "lstm": ["tensorflow-cpu"],
 }

@@ -17,6 +17,7 @@ MODELS: dict[str, str] = {
     "nlinear": "pipelines.models.nlinear:NLinearRidge",
     "arima": "pipelines.models.arima:Arima",
     "xgboost": "pipelines.models.xgboost_model:XGBoostForecaster",
+    "lightgbm": "pipelines.models.lightgbm_model:LightGBMForecaster",
     "lstm": "pipelines.models.lstm:LSTMForecaster",
 }
 

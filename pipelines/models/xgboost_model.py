@@ -112,14 +112,22 @@ class XGBoostForecaster(Forecaster):
             next_ds = np.asarray(t)[self.lookback :] if self.calendar else None
             features.append(self._features(windows, next_ds))
             target.append(v[self.lookback :] - windows[:, -1])
-        dtrain = xgb.DMatrix(np.concatenate(features), label=np.concatenate(target))
-        rounds = int(self.params.get("n_estimators", 200))
-        self.booster = xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
+        self.booster = self._train(np.concatenate(features), np.concatenate(target))
         return self
+
+    def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
+        """The booster fitted on feature rows and one-step changes."""
+        rounds = int(self.params.get("n_estimators", 200))
+        dtrain = xgb.DMatrix(features, label=target)
+        return xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
+
+    def _predict_rows(self, features: np.ndarray) -> np.ndarray:
+        """The booster's predicted change for each feature row."""
+        return self.booster.inplace_predict(features)
 
     def predict(self, histories: np.ndarray, last_ds: np.ndarray | None = None) -> np.ndarray:
         if self.booster is None:
-            raise RuntimeError("xgboost: call fit() or load() before predict()")
+            raise RuntimeError(f"{self.name}: call fit() or load() before predict()")
         histories = self._check_history(histories)
         if self.calendar and last_ds is None:
             raise ValueError("xgboost was fit with calendar features: predict needs last_ds")
@@ -132,7 +140,7 @@ class XGBoostForecaster(Forecaster):
             window = buffer[:, k : k + lookback]
             next_ds = None if steps is None else steps[:, k]
             features = self._features(window, next_ds, features)
-            change = self.booster.inplace_predict(features)
+            change = self._predict_rows(features)
             buffer[:, lookback + k] = window[:, -1] + self.damping**k * change
         return buffer[:, lookback:].copy()
 

@@ -21,6 +21,7 @@ TINY_PARAMS: dict[str, dict[str, object]] = {
     "nlinear": {"lookback": 96},
     "arima": {"p": 1, "d": 1, "q": 1, "fit_window": 600},
     "xgboost": {"lookback": 48, "n_estimators": 40, "max_depth": 3, "min_child_weight": 5},
+    "lightgbm": {"lookback": 48, "n_estimators": 40, "num_leaves": 8},
     "lstm": {"lookback": 48, "units": 16, "epochs": 2, "batch_size": 64},
 }
 
@@ -204,11 +205,11 @@ def _panel(n_series: int = 3, n: int = 300) -> list[np.ndarray]:
             for k in range(n_series)]
 
 
-@pytest.mark.parametrize("name", ["nlinear", "xgboost", "seasonal_naive"])
+@pytest.mark.parametrize("name", ["nlinear", "xgboost", "lightgbm", "seasonal_naive"])
 def test_global_model_fits_a_panel_without_crossing_series(name: str) -> None:
     panel = _panel()
     params = {"nlinear": {"lookback": 48}, "xgboost": {"lookback": 48, "n_estimators": 20},
-              "seasonal_naive": {}}[name]
+              "lightgbm": {"lookback": 48, "n_estimators": 20}, "seasonal_naive": {}}[name]
     model = build_model(name, 12, **params).fit(panel)
     windows = np.stack([y[-model.min_history :] for y in panel])
     assert model.predict(windows).shape == (3, 12)
