@@ -199,3 +199,26 @@ def filter_literal(value: str, what: str = "value") -> str:
         raise ValueError(f"{what} {value!r} may not contain quotes, backslashes or control "
                          "characters")
     return f"'{value}'"
+
+
+def check_version(tracking_uri: str, name: str, version: str) -> None:
+    """Load ``name`` version ``version`` as an MLflow pyfunc and predict its logged input
+    example: raises (naming the version and the failure) when it cannot load or forecast.
+    Runs in both environments; serving's ``check_registered`` also loads it as the router does.
+    """
+    import numpy as np
+    import pandas as pd
+
+    try:
+        use_store(tracking_uri)
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        example = model.input_example
+        if example is None:
+            raise RuntimeError("the version has no logged input example to predict")
+        out = model.predict(example)
+        numeric = pd.DataFrame(out).select_dtypes("number").to_numpy(dtype=float)
+        if len(numeric) == 0 or not np.isfinite(numeric).all():
+            raise RuntimeError("its test prediction is empty or not finite")
+    except Exception as exc:
+        raise RuntimeError(f"{name} version {version} failed its load and test prediction: "
+                           f"{type(exc).__name__}: {exc}") from exc

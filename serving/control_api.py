@@ -42,6 +42,7 @@ from serving.prediction_log.reader import record_actuals
 from serving.prediction_log.schema import engine_for
 from serving.prediction_log.writer import close_all, writer_for
 from serving.protocol import RequestError, parse_timestamps
+from serving.served_model import check_registered
 from serving.split import SplitControl, SplitError, backend_from_env, only_registered_model
 from serving.textfile_metrics import TextfileCollector
 
@@ -144,7 +145,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         name = model_name or only_registered_model(client())
         key = f"control:{name}"
         if key not in state:
-            ctl = SplitControl(client(), name, backend_from_env(settings.home))  # 400: bad name
+            ctl = SplitControl(client(), name, backend_from_env(settings.home),  # 400: bad name
+                               check=check_registered)
             ctl.alias_versions()  # 404: not registered (kept only for registered models)
             state[key] = ctl
         return state[key]

@@ -41,7 +41,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipelines.home import TidemillHome
-from pipelines.registry import CHALLENGER, CHAMPION, filter_literal, set_alias
+from pipelines.registry import CHALLENGER, CHAMPION, check_version, filter_literal, set_alias
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,9 @@ class SplitControl:
     def __init__(self, client: MlflowClient, model_name: str, backend: SplitBackend,
                  check: Callable[[str, str, str], None] | None = None) -> None:
         """``check(tracking_uri, model_name, version)`` raises when a version cannot serve
-        (default: ``serving.served_model.check_registered``, a load and a test prediction)."""
+        (default: ``pipelines.registry.check_version``, a pyfunc load and a prediction of its
+        input example, which runs in both environments; serving passes
+        ``serving.served_model.check_registered``, a load as the router does)."""
         try:
             self.name_literal = filter_literal(model_name, "model_name")
         except ValueError as exc:
@@ -205,7 +207,7 @@ class SplitControl:
         self.client = client
         self.model_name = model_name
         self.backend = backend
-        self.check = check
+        self.check = check or check_version
         self._lock = threading.Lock()
         self._recovered = False
         self.left_out: str | None = None  # why sync left the challenger out, if it did
@@ -292,10 +294,6 @@ class SplitControl:
 
     def _verify(self, version: str) -> None:
         """A 422 naming the failure when ``version`` cannot load and forecast."""
-        if self.check is None:
-            from serving.served_model import check_registered
-
-            self.check = check_registered
         try:
             self.check(self.client.tracking_uri, self.model_name, version)
         except MlflowException:

@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
 from serving.config import DEFAULT_MODEL_NAME
+from serving.served_model import check_registered
 from serving.split import LocalSplitBackend, SplitControl, only_registered_model
 
 READY_TIMEOUT_S = 240.0
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     registered = args.model or only_registered_model(client)
     backend = LocalSplitBackend.for_home(home)
-    control = SplitControl(client, registered, backend)
+    control = SplitControl(client, registered, backend, check=check_registered)
     split = control.sync(args.challenger_percent)
     if control.left_out:
         print(f"[stack] {control.left_out}", file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ from pipelines.settings import Settings
 from serving import ab_tests
 from serving.platform_api.settings import PlatformSettings
 from serving.prediction_log.schema import engine_for
+from serving.served_model import check_registered
 from serving.split import SplitControl, SplitError, backend_from_env
 
 ROUTER_ENV = "TIDEMILL_ROUTER_URL"
@@ -101,7 +102,8 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
     def control(name: str) -> SplitControl:
         key = f"control:{name}"
         if key not in state:
-            ctl = SplitControl(client(), name, backend_from_env(settings.home))
+            ctl = SplitControl(client(), name, backend_from_env(settings.home),
+                               check=check_registered)
             ctl.alias_versions()  # 404 when not registered
             state[key] = ctl
         return state[key]
