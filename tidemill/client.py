@@ -194,6 +194,14 @@ class TidemillClient:
         body = {"dataset_id": dataset_id, "task": task, "algorithms": algorithms, **options}
         return Job.of(self._call("POST", "/api/ml/models/train", json=body))
 
+    def tune(self, dataset_id: str, *, task: Task, algorithms: list[str],
+             search_spaces: dict[str, dict[str, Any]], **options: Any) -> Job:
+        """A training job that tunes every algorithm over its search space (Optuna TPE, grid
+        or random: ``tuning_method``; ``n_trials`` per algorithm); wait for it like ``train``."""
+        body = {"dataset_id": dataset_id, "task": task, "algorithms": algorithms,
+                "search_spaces": search_spaces, **options}  # fmt: skip
+        return Job.of(self._call("POST", "/api/ml/models/tune", json=body))
+
     def job(self, job_id: str) -> Job:
         return Job.of(self._call("GET", f"/api/ml/models/train/{job_id}"))
 

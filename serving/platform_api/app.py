@@ -317,6 +317,20 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     @app.post("/api/ml/models/train", tags=["models"], dependencies=write, status_code=202)
     def train(body: TrainBody) -> dict[str, Any]:
         """Start a ``tabular_training`` DAG run on a dataset version; poll the job."""
+        return start_job(body, "train")
+
+    @app.post("/api/ml/models/tune", tags=["models"], dependencies=write, status_code=202)
+    def tune(body: TrainBody) -> dict[str, Any]:
+        """A training job whose every algorithm has a search space: Optuna (``tuning_method``
+        tpe, grid or random) for ``n_trials`` per algorithm, cross-validated; poll it at
+        ``/api/ml/models/train/{job_id}`` (each candidate's tuned params and CV score)."""
+        untuned = [a for a in body.algorithms if not body.search_spaces.get(a)]
+        if untuned:
+            raise HTTPException(422, f"search_spaces: algorithm(s) {untuned} have no search "
+                                     "space to tune")  # fmt: skip
+        return start_job(body, "tune")
+
+    def start_job(body: TrainBody, kind: str) -> dict[str, Any]:
         source = load(body.dataset_id)
         job_id = new_id()
         config = checked(jobs_mod.experiment, source, body, job_id)
@@ -335,7 +349,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
             store.remove(config_url)
             raise HTTPException(503, str(exc)) from exc
         row = {
-            "id": job_id, "kind": "train", "dataset_id": source["id"],
+            "id": job_id, "kind": kind, "dataset_id": source["id"],
             "request": body.model_dump(mode="json"), "config_url": config_url,
             "dag_id": jobs_mod.DAG_ID, "dag_run_id": run_id, "status": "pending",
             "progress": {"fraction": 0.0}, "created_at": utcnow(),

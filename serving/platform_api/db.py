@@ -50,7 +50,7 @@ jobs = Table(
     "platform_jobs",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("kind", String(32), nullable=False),  # train
+    Column("kind", String(32), nullable=False),  # train, tune
     Column("dataset_id", String(32), ForeignKey("platform_datasets.id"), nullable=False),
     Column("request", JSON, nullable=False),
     Column("config_url", Text, nullable=False),

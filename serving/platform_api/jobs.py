@@ -34,9 +34,9 @@ def experiment(dataset: dict[str, Any], body: Any, job_id: str) -> dict[str, Any
     if SPLIT_COLUMN in columns:  # a split version: the same parameters give the same parts
         split = {**split, **dataset["params"].get("split", {})}
         id_columns.append(SPLIT_COLUMN)
+    spaces = body.model_dump(mode="json", exclude_none=True)["search_spaces"]
     algorithms = {
-        name: {"params": body.hyperparameters.get(name, {}),
-               "search_space": body.search_spaces.get(name, {})}
+        name: {"params": body.hyperparameters.get(name, {}), "search_space": spaces.get(name, {})}
         for name in body.algorithms
     }  # fmt: skip
     unknown = sorted(set(body.hyperparameters) - set(body.algorithms))

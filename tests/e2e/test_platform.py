@@ -249,7 +249,7 @@ def test_mlflow_ui_shows_the_champion_alias(live_platform: Platform, browser: Ch
     assert shot.stat().st_size > 10_000
 
 
-def test_sdk_upload_clean_split_train_wait(live_platform: Platform) -> None:
+def test_sdk_upload_clean_split_tune_wait(live_platform: Platform) -> None:
     """The notebook flow through the platform API that ``up`` started: a real
     ``tabular_training`` DAG run through Airflow's REST API registers a model in MLflow; a
     run that fails in Airflow says why."""
@@ -269,8 +269,11 @@ def test_sdk_upload_clean_split_train_wait(live_platform: Platform) -> None:
         clean = api.clean(raw.id, drop_columns=["UDI", "Product ID", "TWF", "HDF", "PWF",
                                                 "OSF", "RNF"])  # fmt: skip
         parts = api.split(clean.id, task="classification", val_size=0.2, test_size=0.2)
-        job = api.train(parts.id, task="classification", algorithms=["logistic_regression"],
-                        n_trials=1, cv_folds=2, registered_model_name="e2e-api-classifier")
+        space = {"logistic_regression": {"C": {"type": "float", "low": 0.1, "high": 10,
+                                               "log": True}}}  # fmt: skip
+        job = api.tune(parts.id, task="classification", algorithms=["logistic_regression"],
+                       search_spaces=space, n_trials=2, cv_folds=2,
+                       registered_model_name="e2e-api-classifier")
         assert job.status == "pending" and job.dag_id == "tabular_training"
 
         with pytest.raises(JobFailed) as failed:
@@ -284,6 +287,8 @@ def test_sdk_upload_clean_split_train_wait(live_platform: Platform) -> None:
     assert done.model["name"] == "e2e-api-classifier" and done.model["version"] == "1"
     assert done.evaluation["algorithm"] == "logistic_regression"
     assert 0.0 <= done.evaluation["test"]["pr_auc"] <= 1.0
+    assert 0.1 <= float(done.evaluation["params"]["C"]) <= 10  # tuned by Optuna in the DAG
+    assert done.evaluation["cv_best_value"] is not None
     client = MlflowClient(live.home.mlflow_uri)
     run = client.get_run(done.model["run_id"])
     assert run.data.tags["tidemill.pipeline_run"] == done.dag_run_id

@@ -67,7 +67,9 @@ def start_api(home: Path, log: Path, **env_extra: str) -> ApiServer:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("platform-api")
-    server = start_api(root / "home", root / "api.log", TIDEMILL_MAX_UPLOAD_MB="1")
+    nothing_there = f"http://127.0.0.1:{free_port()}"  # no Airflow: jobs cannot start
+    server = start_api(root / "home", root / "api.log", TIDEMILL_MAX_UPLOAD_MB="1",
+                       TIDEMILL_AIRFLOW_URL=nothing_there, TIDEMILL_AIRFLOW_PASSWORD="x")
     try:
         yield server
     finally:

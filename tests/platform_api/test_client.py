@@ -41,6 +41,16 @@ def test_client_dataset_flow(api: ApiServer) -> None:
         with pytest.raises(ApiError) as unknown:
             client.compare(clean.id, task="classification", algorithms=["magic"])
         assert unknown.value.status == 422 and "'magic'" in unknown.value.detail
+        with pytest.raises(ApiError) as untuned:
+            client.tune(clean.id, task="classification", algorithms=["decision_tree"],
+                        search_spaces={})
+        assert untuned.value.status == 422 and "['decision_tree']" in untuned.value.detail
+        space = {"decision_tree": {"max_depth": {"type": "int", "low": 2, "high": 6}}}
+        with pytest.raises(ApiError) as no_airflow:
+            client.tune(clean.id, task="classification", algorithms=["decision_tree"],
+                        search_spaces=space, n_trials=2)
+        assert no_airflow.value.status == 503 and "unreachable" in no_airflow.value.detail
+        assert not list((api.home / "platform").rglob("*.yaml"))  # the job left nothing
         with pytest.raises(ApiError) as bad:
             client.split(raw.id, task="regression", time_column="when")
         assert bad.value.status == 422 and "'when'" in str(bad.value.detail)
