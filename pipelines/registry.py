@@ -39,16 +39,18 @@ def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
 def use_store(uri: str) -> None:
     """Make ``uri`` MLflow's tracking and registry store in this process.
 
-    ``mlflow.set_tracking_uri`` also exports the URI as ``$MLFLOW_TRACKING_URI``, which
-    ``tracking_uri`` would then prefer to the next home's own store (a second home in the
-    same process would write into the first); the caller's environment is put back."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    ``mlflow.set_tracking_uri`` and ``set_registry_uri`` also export the URI as
+    ``$MLFLOW_TRACKING_URI`` and ``$MLFLOW_REGISTRY_URI``, which ``tracking_uri`` and every
+    child process (``airflow dags test``) would then prefer to the next home's own store (a
+    second home would register into the first); the caller's environment is put back."""
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:

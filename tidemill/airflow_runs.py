@@ -26,6 +26,7 @@ def airflow_env(home: TidemillHome) -> dict[str, str]:
     airflow_home = home.airflow_home
     airflow_home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # the registry is the tracking store below
     env.update(
         {
             HOME_ENV: str(home.root),

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from pipelines.data.validate import DataValidationError
 from pipelines.home import TidemillHome
+from pipelines.registry import use_store
 from pipelines.tabular.workflow import run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,7 +177,7 @@ def test_anomaly_detector_with_supervised_companion(tmp_path):
     assert result["candidates"][0]["test"]["f1"] > 0  # flags at the best-F1 threshold
     import mlflow
 
-    mlflow.set_tracking_uri(home.mlflow_uri)
+    use_store(home.mlflow_uri)  # not mlflow.set_tracking_uri: it exports the URI to later tests
     model = mlflow.pyfunc.load_model("models:/it-anomaly@champion")
     raw = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig", nrows=50)
     out = model.predict(raw[["Type", "Air temperature", "Process temperature",
@@ -226,7 +227,7 @@ def test_multiclass_on_sklearn_wine(tmp_path):
     import mlflow
     from sklearn.datasets import load_wine
 
-    mlflow.set_tracking_uri(home.mlflow_uri)
+    use_store(home.mlflow_uri)
     model = mlflow.pyfunc.load_model("models:/it-wine@champion")
     wine = load_wine(as_frame=True).frame
     out = model.predict(wine.drop(columns="target").head(20))
