@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -134,6 +136,8 @@ def register_version(
     )
     try:
         _wait_ready(client, name, mv.version)
+        if model_id:
+            _record_identity(client, model_id, name, mv.version)
         aliases = [CHALLENGER]
         if not _has_alias(client, name, CHAMPION):
             aliases.append(CHAMPION)
@@ -144,6 +148,16 @@ def register_version(
         client.delete_model_version(name, mv.version)
         raise
     return mv, aliases
+
+
+def _record_identity(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """Write ``registered_model_meta`` (what MLflow writes when it downloads
+    ``models:/<name>/<version>``) into the logged model's artifacts, so the directory KServe
+    mounts from the version's storage URI says which registered version it is."""
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = Path(tmp) / "registered_model_meta"
+        meta.write_text(yaml.safe_dump({"model_name": name, "model_version": str(version)}))
+        client.log_model_artifact(model_id, str(meta))
 
 
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:

@@ -259,7 +259,7 @@ def test_airflow_values() -> None:
     assert values["dags"]["gitSync"]["enabled"] is False  # DAGs are baked into the image
     dockerfile = (ROOT / "docker" / "airflow" / "Dockerfile").read_text()
     assert "COPY --chown=airflow:root dags /opt/airflow/dags" in dockerfile
-    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11" in dockerfile
 
 
 def test_airflow_tasks_get_every_shared_state_url() -> None:
