@@ -52,10 +52,9 @@ def run_config(url: str) -> ExperimentConfig:
     return parse_config(yaml.safe_load(artifact_store.read_text(url)), origin=url)
 
 
-def min_history(cfg: ExperimentConfig, algorithm: str | None = None) -> int:
-    """The most history any configured model (or ``algorithm``) needs (fixed params and
-    search-space maxima)."""
-    need = 1
+def _largest_models(cfg: ExperimentConfig, algorithm: str | None = None) -> list[Any]:
+    """Each configured model (or ``algorithm``) at its fixed params and search-space maxima."""
+    models = []
     for algo, acfg in cfg.algorithms.items():
         if algorithm is not None and algo != algorithm:
             continue
@@ -64,8 +63,21 @@ def min_history(cfg: ExperimentConfig, algorithm: str | None = None) -> int:
             space = acfg.search_space.get(key)
             if space is not None and space.high is not None:
                 params[key] = int(space.high)
-        need = max(need, build_model(algo, cfg.horizon, **params).min_history)
-    return need
+        models.append(build_model(algo, cfg.horizon, **params))
+    return models
+
+
+def min_history(cfg: ExperimentConfig, algorithm: str | None = None) -> int:
+    """The most history any configured model (or ``algorithm``) needs (fixed params and
+    search-space maxima)."""
+    return max([1, *(m.min_history for m in _largest_models(cfg, algorithm))])
+
+
+def min_fit_rows(cfg: ExperimentConfig, algorithm: str) -> int:
+    """The fewest rows ``algorithm`` fits on: its history plus one horizon, or more where the
+    model asks for more (the LSTM wants ten training windows)."""
+    return max(getattr(m, "min_fit_rows", m.min_history + cfg.horizon)
+               for m in _largest_models(cfg, algorithm))
 
 
 def history_needed(cfg: ExperimentConfig) -> int:
@@ -73,7 +85,7 @@ def history_needed(cfg: ExperimentConfig) -> int:
     plus the cross-validation folds (each ``horizon + 1`` rows) of the tuned ones."""
     folds = cfg.tuning.cv_folds * (cfg.horizon + 1) - 1
     return max(
-        min_history(cfg, algo) + (folds if acfg.search_space else 0)
+        min_fit_rows(cfg, algo) - cfg.horizon + (folds if acfg.search_space else 0)
         for algo, acfg in cfg.algorithms.items()
     )
 
@@ -193,7 +205,6 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
     cfg = run_config(prepared["config"])
     series = panel.read_prepared(prepared["prepared"])
-    need = min_history(cfg, algorithm)
     _step(
         f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds, "
         f"{len(series)} series"
@@ -209,7 +220,7 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
         storage=Settings.resolve(home, cfg).optuna_storage_url,
         study_name=f"{cfg.name}-{algorithm}-h{cfg.horizon}",
         mase_denominator=[evaluation.mase_scale(s.y[s.train], season_of(cfg)) for s in series],
-        min_train=need + cfg.horizon,
+        min_train=min_fit_rows(cfg, algorithm),
         ids=[s.uid for s in series],
     )
     _step(

@@ -69,6 +69,11 @@ class LSTMForecaster(Forecaster):
     def min_history(self) -> int:
         return self.lookback
 
+    @property
+    def min_fit_rows(self) -> int:
+        """Rows ``fit`` needs in the longest series: ten windows of lookback + horizon."""
+        return self.lookback + self.horizon + 9
+
     def _build(self) -> keras.Model:
         units = int(self.params.get("units", 64))
         dropout = float(self.params.get("dropout", 0.0))
@@ -89,7 +94,7 @@ class LSTMForecaster(Forecaster):
 
     def fit(self, y: Panel, ds: Any = None) -> LSTMForecaster:
         ys, _ = as_panel(y, ds)
-        need = self.lookback + self.horizon + 9
+        need = self.min_fit_rows
         if max(len(v) for v in ys) < need:
             raise ValueError(
                 f"lstm needs at least lookback+horizon+9={need} values in a series, got "
