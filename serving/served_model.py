@@ -237,11 +237,12 @@ def load_from_registry(tracking_uri: str, name: str, ref: str) -> ServedModel:
     import mlflow
     from mlflow import MlflowClient
 
+    from pipelines.registry import use_store
+
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     mv = client.get_model_version(name, ref) if ref.isdigit() else \
         client.get_model_version_by_alias(name, ref)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use_store(tracking_uri)
     local = mlflow.artifacts.download_artifacts(registry_uri(name, mv.version))
     log.info("loaded %s v%s from %s", name, mv.version, local)
     return load_from_dir(local, name, str(mv.version), registry_uri(name, mv.version))

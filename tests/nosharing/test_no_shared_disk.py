@@ -210,9 +210,11 @@ def _when(platform: Platform, task: str, timeout: float = 900) -> dict[str, Any]
 
 
 def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform) -> None:
-    """S3 stops once ingest is done (preprocess's first try fails naming the URL, the retry
-    after the restart succeeds); the MLflow server stops once training is done (register's first
-    try fails, nothing is half-registered, the retry registers exactly one version)."""
+    """S3 is down when the run starts (ingest's first try fails naming the URL, nothing is
+    written; the retry after the restart succeeds); the MLflow server stops once training is done
+    (register's first try fails, nothing is half-registered, the retry registers exactly one
+    version). S3 is stopped before the run, not once ingest ends: a quiet machine started
+    preprocess, and read the store, before a stop there took effect."""
     import threading
 
     from .conftest import _mlflow_server, _stop
@@ -224,8 +226,6 @@ def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform)
     def faults() -> None:
         try:
             _when(trained, "forecast_training.ingest.-1.1")
-            trained.s3.stop()
-            _when(trained, "forecast_training.preprocess.-1.1")
             trained.s3.start()
             # stopped before select starts (select needs no MLflow), so register finds it down
             _when(trained, "forecast_training.train.0.1")
@@ -239,6 +239,7 @@ def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform)
 
     # this run's task records start afresh (the earlier runs' are kept aside)
     (trained.root / "tasks.jsonl").rename(trained.root / "tasks-before-faults.jsonl")
+    trained.s3.stop()
     thread = threading.Thread(target=faults, daemon=True)
     thread.start()
     proc = trained.run_dag("forecast_training", {"config": str(trained.config),
@@ -247,10 +248,10 @@ def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform)
     assert not errors, errors
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     tries = {r["task"] for r in trained.task_records()}
-    assert {"forecast_training.preprocess.-1.2", "forecast_training.register.-1.2"} <= tries
-    first = trained.task_log("forecast_training.preprocess.-1.1")
-    assert "artifact store error while trying to read s3://tidemill/store/runs/" in first, first[
-        -3000:]
+    assert {"forecast_training.ingest.-1.2", "forecast_training.register.-1.2"} <= tries
+    first = trained.task_log("forecast_training.ingest.-1.1")
+    assert "artifact store error while trying to" in first, first[-3000:]
+    assert "s3://tidemill/store/runs/" in first, first[-3000:]
     register = trained.task_log("forecast_training.register.-1.1")
     assert trained.mlflow_url.split("//")[1] in register, register[-3000:]
     # nothing half-registered while MLflow was down; one new version after the retry

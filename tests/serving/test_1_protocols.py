@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pipelines.registry import use_store
 from serving.v1_body import MIN_BYTES
 from tests.serving.conftest import ENDPOINT, REGISTERED, Stack, free_port, v1
 
@@ -178,7 +179,7 @@ def predictor(trained_home: Any) -> Iterator[str]:
     """``python -m serving.predictor`` on version 2's model directory (the storageUri layout)."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{trained_home / 'mlflow.db'}")
+    use_store(f"sqlite:///{trained_home / 'mlflow.db'}")  # tracking and registry
     model_dir = mlflow.artifacts.download_artifacts(f"models:/{REGISTERED}/2")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
@@ -228,7 +229,7 @@ def test_kserve_model_predict_path(trained_home: Any, history: dict[str, Any]) -
 
     from serving.forecast_model import TidemillPredictor
 
-    mlflow.set_tracking_uri(f"sqlite:///{trained_home / 'mlflow.db'}")
+    use_store(f"sqlite:///{trained_home / 'mlflow.db'}")
     model = TidemillPredictor(ENDPOINT, mlflow.artifacts.download_artifacts(
         f"models:/{REGISTERED}/1"), log_url="")
     assert model.load() and model.ready

@@ -185,7 +185,8 @@ class _BrokenBackend(LocalSplitBackend):
 
 
 def test_registry_and_split_change_together(stack: Stack, client: httpx.Client) -> None:
-    mlflow = MlflowClient(f"sqlite:///{stack.home / 'mlflow.db'}")
+    uri = f"sqlite:///{stack.home / 'mlflow.db'}"
+    mlflow = MlflowClient(uri, registry_uri=uri)
     path = stack.home / "serving" / "split.json"
     before_split = path.read_text()
     before = _aliases(client, stack)
