@@ -4,16 +4,9 @@ actuals; rows submitted while the server is down are kept and written once it is
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,48 +21,16 @@ from serving.prediction_log.reader import (
 )
 from serving.prediction_log.schema import engine_for
 from serving.prediction_log.writer import LogEntry, PredictionLogWriter
-from tests.serving.conftest import REPO, free_port, wait_for
-
-
-@dataclass
-class Postgres:
-    url: str
-    pg_ctl: list[str]
-
-    def stop(self) -> None:
-        subprocess.run([*self.pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True)
-
-    def start(self) -> None:
-        subprocess.run([*self.pg_ctl, "-w", "-t", "60", "start"], check=True, capture_output=True)
+from tests.servers import Postgres
+from tests.servers import postgres as start_postgres
+from tests.serving.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    """A throw-away PostgreSQL cluster (trust auth, no fsync) on a free loopback port."""
-    found = subprocess.run([str(REPO / "scripts" / "install-postgresql.sh")], check=True,
-                           capture_output=True, text=True).stdout.split()
-    bin_dir = Path(found[-1])
-    root = Path(tempfile.mkdtemp(prefix="tidemill-pg-"))
-    data = root / "data"
-    data.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        user = pwd.getpwnam("postgres")
-        root.chmod(0o755)
-        os.chown(data, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "postgres", "--no-sync"], check=True, capture_output=True)
-    pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
-              "-o", f"-p {port} -h 127.0.0.1 -k {data} -F"]
-    server = Postgres(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_ctl)
-    server.start()
-    try:
+    """A throw-away PostgreSQL cluster on a free loopback port (``tests.servers``)."""
+    with start_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _entry(request_id: str, variant: str, version: str, start: float) -> LogEntry:
@@ -87,11 +48,11 @@ def _entry(request_id: str, variant: str, version: str, start: float) -> LogEntr
 
 def test_round_trip_on_postgres(postgres: Postgres) -> None:
     since = utcnow() - timedelta(minutes=1)
-    writer = PredictionLogWriter(postgres.url, flush_interval=0.05)
+    writer = PredictionLogWriter(postgres.url(), flush_interval=0.05)
     writer.submit(_entry("pg-1", "champion", "1", 10.0))
     writer.submit(_entry("pg-2", "challenger", "2", 20.0))
     assert writer.close() == 0
-    engine = engine_for(postgres.url)
+    engine = engine_for(postgres.url())
 
     windows = logged_windows(engine, since).sort_values(["request_id", "window"])
     assert list(windows["series_id"]) == ["a", "b", "a", "b"]
@@ -122,7 +83,7 @@ def test_round_trip_on_postgres(postgres: Postgres) -> None:
 
 def test_rows_wait_while_postgres_is_down(postgres: Postgres) -> None:
     since = utcnow() - timedelta(minutes=1)
-    writer = PredictionLogWriter(postgres.url, flush_interval=0.05)
+    writer = PredictionLogWriter(postgres.url(), flush_interval=0.05)
     writer.submit(_entry("pg-up", "champion", "1", 1.0))
     wait_for(lambda: writer.depth == 0, what="the first row written")
     postgres.stop()
@@ -133,5 +94,5 @@ def test_rows_wait_while_postgres_is_down(postgres: Postgres) -> None:
     finally:
         postgres.start()
     assert writer.close() == 0
-    ids = set(logged_windows(engine_for(postgres.url), since)["request_id"])
+    ids = set(logged_windows(engine_for(postgres.url()), since)["request_id"])
     assert {"pg-up", "pg-down"} <= ids
