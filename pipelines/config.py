@@ -194,20 +194,24 @@ class ExperimentConfig(_Strict):
         return parse_config(data)
 
 
+def config_error(exc: ValidationError, origin: str) -> ConfigError:
+    """One error naming every failing field path of a pydantic validation."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
+    return ConfigError(f"{origin}: {problems}")
+
+
 def parse_config(data: dict[str, Any], origin: str = "config") -> ExperimentConfig:
     """Validate a config mapping; errors name the field path."""
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{origin}: {problems}") from None
+        raise config_error(exc, origin) from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; resolve relative data paths against its folder."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; errors name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -217,7 +221,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    cfg = parse_config(raw, origin=str(path))
+    return raw
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; resolve relative data paths against its folder."""
+    path = Path(path)
+    cfg = parse_config(read_yaml(path), origin=str(path))
     source = cfg.data.source
     if isinstance(source, CsvSource | ParquetSource) and not source.path.is_absolute():
         source.path = (path.parent / source.path).resolve()

@@ -9,25 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, read_yaml
 
 TASKS = ("forecast", "classification", "regression", "anomaly")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; errors name the file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
 
 
 def task_of(path: str | Path) -> str:

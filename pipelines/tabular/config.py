@@ -20,6 +20,8 @@ from pipelines.config import (
     ParquetSource,
     RowSlice,
     SqlSource,
+    config_error,
+    read_yaml,
 )
 
 TabularTask = Literal["classification", "regression", "anomaly"]
@@ -267,17 +269,11 @@ def parse_tabular_config(data: dict[str, Any], origin: str = "config") -> Tabula
     try:
         return TabularConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{origin}: {problems}") from None
+        raise config_error(exc, origin) from None
 
 
 def load_tabular_config(path: str | Path) -> TabularConfig:
     """Read and validate a tabular experiment YAML; relative data paths against its folder."""
-    from pipelines.experiment import read_yaml
-
     path = Path(path)
     cfg = parse_tabular_config(read_yaml(path), origin=str(path))
     source = cfg.data.source
