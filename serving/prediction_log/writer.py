@@ -166,6 +166,7 @@ class PredictionLogWriter:
         self.failing = False  # the last insert failed: requests do not wait for it
         self._entries: collections.deque[LogEntry] = collections.deque()  # not encoded yet
         self._rows: collections.deque[tuple[Any, ...]] = collections.deque()  # entry_row rows
+        self._in_flight = 0  # rows taken off ``_rows`` by an insert not finished yet
         self._encode_scheduled = False
         self._wake = threading.Event()
         self._closing = False
@@ -190,7 +191,7 @@ class PredictionLogWriter:
 
     @property
     def depth(self) -> int:
-        return len(self._entries) + len(self._rows)
+        return len(self._entries) + len(self._rows) + self._in_flight
 
     async def drained(self) -> None:
         """Wait (on an event loop) until the queue is under half of ``high_water``, the
@@ -222,6 +223,7 @@ class PredictionLogWriter:
         taken: list[tuple[Any, ...]] = []
         while self._rows and len(taken) < self.batch_rows:
             taken.append(self._rows.popleft())
+        self._in_flight = len(taken)
         return taken
 
     def _write(self, rows: list[tuple[Any, ...]]) -> bool:
@@ -235,8 +237,10 @@ class PredictionLogWriter:
             log.exception("prediction log: insert of %d rows failed; will retry", len(rows))
             metrics.ERRORS.labels(kind="log_write", model="prediction_log").inc()
             self._rows.extendleft(reversed(rows))
+            self._in_flight = 0
             self.failing = True
             return False
+        self._in_flight = 0
         self.failing = False
         metrics.LOG_ROWS.inc(len(rows))
         return True
