@@ -72,6 +72,9 @@ def test_expected_resources(rendered: dict[str, list[dict[str, Any]]]) -> None:
         ("ServingRuntime", "tidemill-predictor"),
         ("ConfigMap", "tidemill-dashboard"),
         ("NetworkPolicy", "tidemill-mlflow"),
+        ("Deployment", "tidemill-platform-api"),
+        ("Service", "tidemill-platform-api"),
+        ("NetworkPolicy", "tidemill-platform-api"),
     ]:
         assert expected in kinds
     assert not manifests.find(rendered["default"], "ServiceMonitor")
@@ -95,7 +98,8 @@ def test_pod_security_and_resources(
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert {"requests", "limits"} <= set(c["resources"]), name
             assert "readinessProbe" in c and "livenessProbe" in c, name
-        expects_token = name.startswith("Deployment/tidemill-control-api")
+        expects_token = name in ("Deployment/tidemill-control-api",
+                                 "Deployment/tidemill-platform-api")
         assert spec["automountServiceAccountToken"] is expects_token, name
     (isvc,) = manifests.find(docs, "InferenceService")
     for predictor in predictors(isvc):
@@ -215,7 +219,12 @@ def test_standard_mode_rejects_knative_scale_metric(helm_bin: str) -> None:
 
 def test_external_database_requires_secret(helm_bin: str) -> None:
     proc = manifests.helm(helm_bin, *manifests.template_args(sets=("postgresql.enabled=false",)))
-    assert proc.returncode != 0 and "backendStore.existingSecret" in proc.stderr
+    assert proc.returncode != 0
+    assert "existingSecret is required when postgresql.enabled=false" in proc.stderr
+    others = ("postgresql.enabled=false", "mlflow.backendStore.existingSecret=m",
+              "controlApi.predictionLog.existingSecret=p")
+    proc = manifests.helm(helm_bin, *manifests.template_args(sets=others))
+    assert proc.returncode != 0 and "platformApi.database.existingSecret" in proc.stderr
 
 
 def test_monitoring_files_in_sync_and_embedded(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -280,6 +289,47 @@ def test_airflow_tasks_get_every_shared_state_url() -> None:
         assert name in secret and name not in env, name
     assert not values.get("volumes") and not values.get("volumeMounts")
     assert values["dags"]["persistence"]["enabled"] is False
+
+
+@pytest.mark.parametrize("profile", ["default", "production"])
+def test_platform_api_shares_nothing_but_urls(rendered: dict[str, list[dict[str, Any]]],
+                                              profile: str) -> None:
+    """The platform API's state is PostgreSQL and the same artifact store URL as the Airflow
+    tasks that run its jobs; secrets come from Secrets; it acts with the control API's Role."""
+    from pipelines import settings
+
+    db_env, password_env = "TIDEMILL_PLATFORM_DB_URL", "TIDEMILL_AIRFLOW_PASSWORD"
+    docs = rendered[profile]
+    (deploy,) = manifests.find(docs, "Deployment", "tidemill-platform-api")
+    spec = deploy["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "tidemill-control-api"
+    (container,) = spec["containers"]
+    assert container["command"][:2] == ["uvicorn", "serving.platform_api.app:app"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in (db_env, settings.PREDICTION_LOG_ENV, "TIDEMILL_CONTROL_TOKEN",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", password_env):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    airflow = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
+    airflow_store = {e["name"]: e["value"] for e in airflow["env"]}[settings.ARTIFACT_STORE_ENV]
+    store = env[settings.ARTIFACT_STORE_ENV]["value"]
+    assert store.startswith("s3://") and store.split("/", 3)[3] == airflow_store.split("/", 3)[3]
+    assert env["TIDEMILL_SPLIT_BACKEND"]["value"] == "kubernetes"
+    router = env["TIDEMILL_ROUTER_URL"]["value"]
+    if profile == "default":  # serverless: the Knative service; standard: the predictor's
+        assert router == f"http://tidemill-forecaster.{manifests.NAMESPACE}.svc.cluster.local"
+        (urls,) = manifests.find(docs, "Secret", "tidemill-postgresql-urls")
+        assert env[db_env]["valueFrom"]["secretKeyRef"] == {
+            "name": "tidemill-postgresql-urls", "key": "platform-db-url"}
+        assert "platform-db-url" in urls["stringData"]
+    else:
+        assert router.startswith("http://tidemill-forecaster-predictor.")
+        assert env[db_env]["valueFrom"]["secretKeyRef"]["name"] == "tidemill-platform-db"
+    assert {v["name"] for v in spec["volumes"]} == {"tmp"}  # no shared volume
+
+
+def test_platform_api_can_be_left_out(helm_bin: str) -> None:
+    docs = manifests.render(helm_bin, sets=("platformApi.enabled=false",))
+    assert not [d for d in docs if "platform-api" in d["metadata"]["name"]]
 
 
 def test_postgresql_serves_the_airflow_tasks(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -30,6 +30,7 @@ ACCEPTED: dict[tuple[str, str], str] = {
         for kind, name in (
             ("Deployment", "mlflow"),
             ("Deployment", "control-api"),
+            ("Deployment", "platform-api"),
             ("StatefulSet", "postgresql"),
         )
     },
@@ -40,6 +41,14 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("CKV_K8S_35", "Deployment.tidemill.tidemill-control-api"): (
         "The control API's runtime contract reads TIDEMILL_CONTROL_TOKEN and "
         "TIDEMILL_PREDICTION_LOG_URL from the environment."
+    ),
+    ("CKV_K8S_35", "Deployment.tidemill.tidemill-platform-api"): (
+        "The platform API reads its token, database URL, S3 credentials and Airflow password "
+        "from the environment (pipelines.settings, serving.platform_api.settings)."
+    ),
+    ("CKV_K8S_38", "Deployment.tidemill.tidemill-platform-api"): (
+        "deploy/promote/rollback patch the InferenceService with the control API's "
+        "Role-scoped ServiceAccount, so the token is mounted."
     ),
     ("CKV_K8S_38", "Deployment.tidemill.tidemill-control-api"): (
         "The control API is the one pod that calls the Kubernetes API (get/patch of its "

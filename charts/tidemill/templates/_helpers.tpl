@@ -51,6 +51,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tidemill.mlflow.fullname" -}}{{ include "tidemill.fullname" . }}-mlflow{{- end }}
 {{- define "tidemill.postgresql.fullname" -}}{{ include "tidemill.fullname" . }}-postgresql{{- end }}
 {{- define "tidemill.controlApi.fullname" -}}{{ include "tidemill.fullname" . }}-control-api{{- end }}
+{{- define "tidemill.platformApi.fullname" -}}{{ include "tidemill.fullname" . }}-platform-api{{- end }}
 {{- define "tidemill.predictor.serviceAccount" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
 {{- define "tidemill.runtime.fullname" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
 
@@ -84,6 +85,26 @@ http://{{ include "tidemill.controlApi.fullname" . }}.{{ .Release.Namespace }}.s
 {{- end }}
 {{- define "tidemill.predictionLog.secretKey" -}}
 {{- if .Values.controlApi.predictionLog.existingSecret }}{{ .Values.controlApi.predictionLog.secretKey }}{{ else }}prediction-log-url{{ end }}
+{{- end }}
+
+{{- define "tidemill.platformDb.secretName" -}}
+{{- if .Values.platformApi.database.existingSecret }}{{ .Values.platformApi.database.existingSecret }}
+{{- else if .Values.postgresql.enabled }}{{ include "tidemill.postgresql.fullname" . }}-urls
+{{- else }}{{ fail "platformApi.database.existingSecret is required when postgresql.enabled=false" }}
+{{- end }}
+{{- end }}
+{{- define "tidemill.platformDb.secretKey" -}}
+{{- if .Values.platformApi.database.existingSecret }}{{ .Values.platformApi.database.secretKey }}{{ else }}platform-db-url{{ end }}
+{{- end }}
+
+{{/* The forecaster's in-cluster URL (Knative service in serverless mode, the predictor
+Service in standard mode): where the platform API's /predict goes. */}}
+{{- define "tidemill.isvc.url" -}}
+{{- if eq .Values.forecaster.deploymentMode "standard" -}}
+http://{{ include "tidemill.isvc.name" . }}-predictor.{{ .Release.Namespace }}.svc.cluster.local
+{{- else -}}
+http://{{ include "tidemill.isvc.name" . }}.{{ .Release.Namespace }}.svc.cluster.local
+{{- end -}}
 {{- end }}
 
 {{- define "tidemill.controlToken.secretName" -}}
