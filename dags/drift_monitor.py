@@ -40,7 +40,7 @@ from tidemill.dag_support import home as _home
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     max_active_runs=1,
     params={
-        "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (YAML path)"),
+        "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (path or URL)"),
         "window_rows": Param(168, type="integer", minimum=24, title="Current window (rows)"),
         "since_hours": Param(168, type="number", minimum=1, title="Prediction log window (h)"),
         "current_path": Param(None, type=["null", "string"], title="Batch to check instead"),

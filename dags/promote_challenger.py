@@ -37,7 +37,7 @@ from tidemill.dag_support import home as _home
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     max_active_runs=1,
     params={
-        "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (YAML path)"),
+        "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (path or URL)"),
         "alpha": Param(0.05, type="number", exclusiveMinimum=0, maximum=0.5, title="Alpha"),
         "min_samples": Param(30, type="integer", minimum=2, title="Minimum paired errors"),
         "backtest_rows": Param(720, type="integer", minimum=24, title="Backtest window rows"),

@@ -50,7 +50,7 @@ def _run_dir(run_id: str) -> str:
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
     max_active_runs=1,
     params={
-        "config": Param(TABULAR_CONFIG, type="string", title="Experiment config (YAML path)"),
+        "config": Param(TABULAR_CONFIG, type="string", title="Experiment config (path or URL)"),
         "algorithms": Param(
             [],
             type="array",

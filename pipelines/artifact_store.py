@@ -99,6 +99,14 @@ def read_bytes(url: str) -> bytes:
         return fs.cat_file(path)
 
 
+@contextlib.contextmanager
+def opened(url: str) -> Iterator[Any]:
+    """``url`` open for binary reading (a stream: large sources are not read whole first)."""
+    fs, path = filesystem(url)
+    with reaching(url, "read"), fs.open(path, "rb") as handle:
+        yield handle
+
+
 def write_text(url: str, text: str) -> str:
     return write_bytes(url, text.encode())
 

@@ -1,7 +1,9 @@
 """Experiment configuration: one YAML file per experiment, validated with pydantic.
 
 Relative paths in the file are resolved against the file's own folder, so a config works from
-any working directory. Another dataset needs another YAML file, not new code.
+any working directory. A config and the data it names may also sit behind an fsspec URL
+(``s3://bucket/configs/x.yaml``): a task on another machine reads them through the artifact
+store. Another dataset needs another YAML file, not new code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -19,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines import artifact_store
 from pipelines.models.registry import MODELS
 
 
@@ -30,14 +34,44 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _location(value: Any) -> Any:
+    """A local path or an fsspec URL, kept as text (``Path`` would fold ``s3://`` to ``s3:/``)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must name a file (a path or a URL such as s3://bucket/data.csv)")
+    return value
+
+
+Location = Annotated[
+    str,
+    BeforeValidator(_location),
+    Field(description="a local path (relative: to the config file's folder) or an fsspec URL"),
+]
+
+
+def resolve_location(location: str, config_location: str | Path) -> str:
+    """``location`` as an absolute path or a URL: a relative one is taken against the folder
+    of the config that names it (a local folder or the config's own URL)."""
+    if not artifact_store.is_local(location):
+        return location
+    path = Path(location.removeprefix("file://"))
+    if path.is_absolute():
+        return str(path)
+    origin = str(config_location)
+    if artifact_store.is_local(origin):
+        return str((Path(origin.removeprefix("file://")).parent / path).resolve())
+    return artifact_store.join(origin.rsplit("/", 1)[0], path.as_posix())
+
+
 class CsvSource(_Strict):
     kind: Literal["csv"] = "csv"
-    path: Path
+    path: Location
 
 
 class ParquetSource(_Strict):
     kind: Literal["parquet"] = "parquet"
-    path: Path
+    path: Location
 
 
 class SqlSource(_Strict):
@@ -210,25 +244,27 @@ def parse_config(data: dict[str, Any], origin: str = "config") -> ExperimentConf
         raise config_error(exc, origin) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; errors name the file."""
-    path = Path(path)
+def read_yaml(location: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (a path or an artifact-store URL); errors name it."""
+    location = str(location)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(artifact_store.read_text(location))
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {location}") from None
+    except artifact_store.ArtifactStoreError as exc:
+        raise ConfigError(f"config file {location} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{location}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{location}: expected a mapping at the top level")
     return raw
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; resolve relative data paths against its folder."""
-    path = Path(path)
-    cfg = parse_config(read_yaml(path), origin=str(path))
+def load_config(location: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML (a path or a URL); relative data paths are taken
+    against its folder."""
+    cfg = parse_config(read_yaml(location), origin=str(location))
     source = cfg.data.source
-    if isinstance(source, CsvSource | ParquetSource) and not source.path.is_absolute():
-        source.path = (path.parent / source.path).resolve()
+    if isinstance(source, CsvSource | ParquetSource):
+        source.path = resolve_location(source.path, location)
     return cfg

@@ -7,10 +7,10 @@ bad values. The SQL and Parquet readers are imported only when such a source is 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import pandas as pd
 
+from pipelines import artifact_store
 from pipelines.config import CsvSource, DataConfig, ParquetSource, SqlSource
 from pipelines.data.validate import DataValidationError, describe_source
 
@@ -79,7 +79,7 @@ def _check_columns(available: Iterable[str], cfg: DataConfig) -> None:
         raise DataValidationError(f"{describe_source(cfg.source)}: {problem}", [problem])
 
 
-def _unreadable(path: Path, exc: Exception) -> DataValidationError:
+def _unreadable(path: str, exc: Exception) -> DataValidationError:
     problem = f"cannot read {path}: {type(exc).__name__}: {exc}"
     return DataValidationError(problem, [problem])
 
@@ -87,19 +87,21 @@ def _unreadable(path: Path, exc: Exception) -> DataValidationError:
 def _read_csv(source: CsvSource, cfg: DataConfig, start: int, stop: int | None) -> pd.DataFrame:
     """Only the needed columns and rows; time and id columns stay strings."""
     try:
-        header = pd.read_csv(source.path, nrows=0).columns
+        with artifact_store.opened(source.path) as handle:
+            header = pd.read_csv(handle, nrows=0).columns
     except (OSError, ValueError) as exc:
         raise _unreadable(source.path, exc) from exc
     _check_columns(header, cfg)
     try:
-        return pd.read_csv(
-            source.path,
-            usecols=list(_needed(cfg)),
-            dtype={c: str for c in (cfg.time_column, cfg.id_column) if c},
-            skiprows=range(1, start + 1),
-            nrows=None if stop is None else stop - start,
-            low_memory=False,
-        )
+        with artifact_store.opened(source.path) as handle:
+            return pd.read_csv(
+                handle,
+                usecols=list(_needed(cfg)),
+                dtype={c: str for c in (cfg.time_column, cfg.id_column) if c},
+                skiprows=range(1, start + 1),
+                nrows=None if stop is None else stop - start,
+                low_memory=False,
+            )
     except (OSError, ValueError) as exc:
         raise _unreadable(source.path, exc) from exc
 
@@ -109,12 +111,14 @@ def _read_parquet(source: ParquetSource, cfg: DataConfig) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        available = pq.read_schema(source.path).names
+        with artifact_store.opened(source.path) as handle:
+            available = pq.read_schema(handle).names
     except (OSError, ValueError) as exc:
         raise _unreadable(source.path, exc) from exc
     _check_columns(available, cfg)
     try:
-        table = pq.read_table(source.path, columns=list(_needed(cfg)))
+        with artifact_store.opened(source.path) as handle:
+            table = pq.read_table(handle, columns=list(_needed(cfg)))
     except (OSError, ValueError) as exc:
         raise _unreadable(source.path, exc) from exc
     return table.to_pandas(ignore_metadata=True)

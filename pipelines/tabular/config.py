@@ -16,12 +16,14 @@ from pipelines.config import (
     AlgorithmConfig,
     ConfigError,
     CsvSource,
+    Location,
     MlflowConfig,
     ParquetSource,
     RowSlice,
     SqlSource,
     config_error,
     read_yaml,
+    resolve_location,
 )
 
 TabularTask = Literal["classification", "regression", "anomaly"]
@@ -33,7 +35,7 @@ class _Strict(BaseModel):
 
 class ExcelSource(_Strict):
     kind: Literal["excel"] = "excel"
-    path: Path
+    path: Location
     sheet: str | int = 0
 
 
@@ -272,11 +274,11 @@ def parse_tabular_config(data: dict[str, Any], origin: str = "config") -> Tabula
         raise config_error(exc, origin) from None
 
 
-def load_tabular_config(path: str | Path) -> TabularConfig:
-    """Read and validate a tabular experiment YAML; relative data paths against its folder."""
-    path = Path(path)
-    cfg = parse_tabular_config(read_yaml(path), origin=str(path))
+def load_tabular_config(location: str | Path) -> TabularConfig:
+    """Read and validate a tabular experiment YAML (a path or a URL); relative data paths are
+    taken against its folder."""
+    cfg = parse_tabular_config(read_yaml(location), origin=str(location))
     source = cfg.data.source
-    if not isinstance(source, SqlSource | SklearnSource) and not source.path.is_absolute():
-        source.path = (path.parent / source.path).resolve()
+    if not isinstance(source, SqlSource | SklearnSource):
+        source.path = resolve_location(source.path, location)
     return cfg

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipelines import artifact_store
 from pipelines.config import CsvSource, ParquetSource, SqlSource
 from pipelines.data.validate import DataValidationError, _listing, describe_source
 from pipelines.tabular.config import (
@@ -37,11 +38,14 @@ def read_table(cfg: TabularDataConfig) -> pd.DataFrame:
     source = cfg.source
     try:
         if isinstance(source, CsvSource):
-            frame = pd.read_csv(source.path, encoding="utf-8-sig", low_memory=False)
+            with artifact_store.opened(source.path) as handle:
+                frame = pd.read_csv(handle, encoding="utf-8-sig", low_memory=False)
         elif isinstance(source, ParquetSource):
-            frame = pd.read_parquet(source.path)
+            with artifact_store.opened(source.path) as handle:
+                frame = pd.read_parquet(handle)
         elif isinstance(source, ExcelSource):
-            frame = pd.read_excel(source.path, sheet_name=source.sheet)
+            with artifact_store.opened(source.path) as handle:
+                frame = pd.read_excel(handle, sheet_name=source.sheet)
         elif isinstance(source, SklearnSource):
             frame = _read_sklearn(source.name)
         else:

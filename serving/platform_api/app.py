@@ -282,7 +282,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
             raise HTTPException(422, f"dataset {source['id']} has no target column to select "
                                      "features for")  # fmt: skip
         result = checked(
-            ops.select_features, frame_of(source), store.local_path(source["url"]),
+            ops.select_features, frame_of(source), source["url"],
             source["target_column"], body.task, body.method, body.n_features,
             body.keep_columns, body.seed,
         )  # fmt: skip
@@ -297,7 +297,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(422, f"split: {exc}") from exc
         source = load(body.dataset_id)
-        result = checked(ops.split, frame_of(source), store.local_path(source["url"]),
+        result = checked(ops.split, frame_of(source), source["url"],
                          source["target_column"], body.task, split_cfg, body.time_column)
         params = {**body.model_dump(mode="json"), "split": split_cfg.model_dump(mode="json")}
         return derived(source, "split", params, result)
@@ -334,14 +334,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         source = load(body.dataset_id)
         job_id = new_id()
         config = checked(jobs_mod.experiment, source, body, job_id)
-        if not store.is_local(settings.store_url):
-            raise HTTPException(501, f"training from datasets in {settings.store_url}: the "
-                                "tabular pipeline reads its data and config from paths, so "
-                                "jobs need a local artifact store for now")  # fmt: skip
         config_url = store.job_config_url(settings.store_url, job_id)
         store.write_text(config_url, jobs_mod.config_yaml(config))
         run_id = f"platform-{job_id}"
-        conf = {"config": store.local_path(config_url), "algorithms": [], "n_trials": None,
+        conf = {"config": config_url, "algorithms": [], "n_trials": None,
                 "reason": f"platform API job {job_id}"}  # fmt: skip
         try:
             airflow().trigger(jobs_mod.DAG_ID, run_id, conf)

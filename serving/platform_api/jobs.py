@@ -14,7 +14,6 @@ from pipelines.tabular.config import parse_tabular_config
 from pipelines.tabular.data import SPLIT_COLUMN
 from serving.platform_api.airflow import AirflowClient
 from serving.platform_api.datasets import DatasetError
-from serving.platform_api.store import local_path
 
 DAG_ID = "tabular_training"
 STATES = {"queued": "pending", "running": "running", "success": "completed", "failed": "failed"}
@@ -48,7 +47,7 @@ def experiment(dataset: dict[str, Any], body: Any, job_id: str) -> dict[str, Any
         "name": f"{dataset['name']}-{job_id}",
         "task": body.task,
         "data": {
-            "source": {"kind": "parquet", "path": local_path(dataset["url"])},
+            "source": {"kind": "parquet", "path": dataset["url"]},
             "target_column": target,
             "id_columns": id_columns,
             "time_column": body.time_column,

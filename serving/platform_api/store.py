@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 
 from pipelines import artifact_store
-from pipelines.artifact_store import is_local, read_parquet, write_parquet, write_text
+from pipelines.artifact_store import read_parquet, write_parquet, write_text
 
-__all__ = ["dataset_url", "is_local", "job_config_url", "local_path", "read_parquet",
-           "remove", "write_parquet", "write_text"]  # fmt: skip
+__all__ = ["dataset_url", "job_config_url", "read_parquet", "remove", "write_parquet",
+           "write_text"]  # fmt: skip
 
 
 def dataset_url(store_url: str, name: str, dataset_id: str) -> str:
@@ -19,11 +19,6 @@ def dataset_url(store_url: str, name: str, dataset_id: str) -> str:
 
 def job_config_url(store_url: str, job_id: str) -> str:
     return artifact_store.join(store_url, "platform", "jobs", job_id, "config.yaml")
-
-
-def local_path(url: str) -> str:
-    """The path of an object of a local store (what a ``path`` field of a config takes)."""
-    return artifact_store.filesystem(url)[1]
 
 
 def remove(url: str) -> None:

@@ -144,3 +144,57 @@ def test_stages_write_only_to_the_store(s3_env: str, tmp_path: Path,
     assert artifact_store.read_parquet(prepared["prepared"])["split"].nunique() == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "small.yaml"]
     assert list(home.root.iterdir()) == []
+
+
+def test_config_and_data_by_url(s3_env: str, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config in the store naming its data relative to itself: ingest reads both from S3 (a
+    task on another machine needs no copy of either); a missing one is an error naming its URL."""
+    monkeypatch.setenv("TIDEMILL_ARTIFACT_STORE_URL", s3_env)
+    monkeypatch.chdir(tmp_path)
+    rows = (REPO / "data" / "ETTh1.csv").read_text().splitlines(keepends=True)[:801]
+    artifact_store.write_text(artifact_store.join(s3_env, "data", "etth1-800.csv"), "".join(rows))
+    raw = {**SMALL_CONFIG, "data": {**SMALL_CONFIG["data"], "rows": {"start": 0, "stop": 800},
+                                    "source": {"kind": "csv", "path": "data/etth1-800.csv"}},
+           "split": {"val_size": 100, "test_size": 100}}
+    config_url = artifact_store.write_text(artifact_store.join(s3_env, "cfg.yaml"),
+                                           yaml.safe_dump(raw))
+    from pipelines.config import ConfigError, load_config
+    from pipelines.data.validate import DataValidationError
+
+    assert load_config(config_url).data.source.path == f"{s3_env}/data/etth1-800.csv"
+    ingested = ingest(config_url, artifact_store.join(s3_env, "runs", "r2"), ["seasonal_naive"],
+                      1, 12)
+    snapshot = read_snapshot(ingested["snapshot"], ingested["sha256"])
+    assert len(snapshot) == 800 and snapshot["y"].iloc[0] == pytest.approx(30.531)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    with pytest.raises(ConfigError, match=f"config file not found: {s3_env}/nope.yaml"):
+        load_config(f"{s3_env}/nope.yaml")
+    raw["data"]["source"]["path"] = "data/missing.csv"
+    missing = artifact_store.write_text(artifact_store.join(s3_env, "missing.yaml"),
+                                        yaml.safe_dump(raw))
+    with pytest.raises(DataValidationError, match=f"cannot read {s3_env}/data/missing.csv"):
+        ingest(missing, artifact_store.join(s3_env, "runs", "r3"), ["seasonal_naive"], 1, 12)
+    assert not artifact_store.exists(artifact_store.join(s3_env, "runs", "r3"))
+
+
+def test_tabular_config_and_dataset_by_url(s3_env: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform API's training job: a Parquet dataset and a tabular config, both in S3."""
+    from pipelines.tabular.workflow import ingest as tabular_ingest
+    from pipelines.tabular.workflow import prepare as tabular_prepare
+
+    monkeypatch.chdir(tmp_path)
+    frame = pd.read_csv(REPO / "data" / "ai4i2020.csv", nrows=600)
+    dataset = artifact_store.write_parquet(frame, artifact_store.join(s3_env, "ds", "a.parquet"))
+    raw = yaml.safe_load((REPO / "configs" / "ai4i_classification.yaml").read_text())
+    raw["data"]["source"] = {"kind": "parquet", "path": dataset}
+    config_url = artifact_store.write_text(artifact_store.join(s3_env, "jobs", "cfg.yaml"),
+                                           yaml.safe_dump(raw))
+    run_url = artifact_store.join(s3_env, "runs", "tabular")
+    prepared = tabular_prepare(tabular_ingest(config_url, run_url, ["logistic_regression"], 1),
+                               run_url)
+    assert prepared["rows"] == 600 and sum(prepared["parts"].values()) == 600
+    assert prepared["config"].startswith(run_url) and prepared["prepared"].startswith(run_url)
+    assert list(tmp_path.iterdir()) == []

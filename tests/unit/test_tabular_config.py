@@ -42,7 +42,7 @@ def test_bundled_tabular_configs_load(name, task, metric):
     cfg = load_experiment(REPO / "configs" / f"{name}.yaml")
     assert isinstance(cfg, TabularConfig)
     assert (cfg.task, cfg.metric) == (task, metric)
-    assert cfg.data.source.kind == "sklearn" or cfg.data.source.path.exists()
+    assert cfg.data.source.kind == "sklearn" or Path(cfg.data.source.path).exists()
 
 
 def test_ai4i_excludes_the_failure_modes():
