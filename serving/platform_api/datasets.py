@@ -148,7 +148,8 @@ def _config(
     from pipelines.tabular.config import TabularTuningConfig
 
     data = TabularDataConfig.model_construct(
-        source=ParquetSource.model_construct(path=path), target_column=target, time_column=time_column,
+        source=ParquetSource.model_construct(path=path), target_column=target,
+        time_column=time_column,
         feature_columns=None, categorical_columns=None, id_columns=[], leakage_columns=[],
         rows=None, max_missing_fraction=1.0,
     )  # fmt: skip
