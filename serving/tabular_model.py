@@ -43,6 +43,7 @@ from pipelines.tabular.bundle import TabularBundle, TabularInputError
 from serving import metrics
 from serving.config import Limits
 from serving.protocol import RequestError, caller_of
+from serving.tabular_fast import FastTabular, verified
 
 if TYPE_CHECKING:
     from serving.forecast_model import ForecastModel
@@ -92,6 +93,7 @@ class ServedTabular:
     version: str
     model_dir: str
     source_uri: str
+    fast: FastTabular | None = None  # numpy checks + preprocessing (serving.tabular_fast)
 
     @property
     def task(self) -> str:
@@ -108,7 +110,7 @@ class ServedTabular:
 
     def predict(self, request: TabularRequest) -> pd.DataFrame:
         try:
-            return self.bundle.predict(request.frame)
+            return self.bundle.predict(request.frame, self.fast.matrix if self.fast else None)
         except TabularInputError as exc:
             raise RequestError(f"{request.field_prefix}.{exc.field}",
                                str(exc).split(": ", 1)[-1]) from exc
@@ -133,7 +135,10 @@ class ServedTabular:
 
 def load_tabular_dir(model_dir: Path, bundle: Path, name: str, version: str,
                      source_uri: str) -> ServedTabular:
-    return ServedTabular(TabularBundle.load(bundle), name, version, str(model_dir), source_uri)
+    """The version, with the numpy fast path when it reproduces the pipeline on the example."""
+    served = ServedTabular(TabularBundle.load(bundle), name, version, str(model_dir), source_uri)
+    served.fast = verified(served.bundle, pd.DataFrame(served.example_records()))
+    return served
 
 
 # ----- parsing --------------------------------------------------------------------------------

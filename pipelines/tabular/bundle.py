@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,17 +103,27 @@ class TabularBundle:
             out[col] = values
         return pd.DataFrame(out, index=frame.index)[self.features]
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(
+        self, frame: pd.DataFrame,
+        transform: Callable[[pd.DataFrame], np.ndarray | None] | None = None,
+    ) -> pd.DataFrame:
         """``prediction`` per row; classifiers add ``prediction_proba`` (of the positive class
-        when binary, else of the predicted class) and ``proba_<class>``; anomaly ``score``."""
-        X = self.check(frame)
+        when binary, else of the predicted class) and ``proba_<class>``; anomaly ``score``.
+
+        ``transform``: an equivalent of ``check`` + the fitted preprocessing giving the model's
+        matrix (``serving.tabular_fast``), or None for a frame it leaves to the pipeline."""
+        matrix = transform(frame) if transform is not None else None
+        if matrix is None:
+            X, model = self.check(frame), self.pipeline
+        else:
+            X, model = matrix, self.pipeline.named_steps["model"]
         if self.task == "regression":
-            return pd.DataFrame({"prediction": self.pipeline.predict(X)})
+            return pd.DataFrame({"prediction": model.predict(X)})
         if self.task == "anomaly":
-            scores = -self.pipeline.score_samples(X)
+            scores = -model.score_samples(X)
             flags = (scores >= self.meta["threshold"]).astype(int)
             return pd.DataFrame({"prediction": flags, "score": scores})
-        proba = self.pipeline.predict_proba(X)
+        proba = model.predict_proba(X)
         classes = self.meta["classes"]
         encoded = predict_classes(proba, self.meta.get("threshold"))
         out = pd.DataFrame({"prediction": np.asarray(classes, dtype=object)[encoded]})
