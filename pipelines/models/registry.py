@@ -19,6 +19,8 @@ MODELS: dict[str, str] = {
     "xgboost": "pipelines.models.xgboost_model:XGBoostForecaster",
     "lightgbm": "pipelines.models.lightgbm_model:LightGBMForecaster",
     "lstm": "pipelines.models.lstm:LSTMForecaster",
+    "ets": "pipelines.models.ets:ETS",
+    "theta": "pipelines.models.theta:Theta",
 }
 
 

@@ -23,6 +23,8 @@ TINY_PARAMS: dict[str, dict[str, object]] = {
     "xgboost": {"lookback": 48, "n_estimators": 40, "max_depth": 3, "min_child_weight": 5},
     "lightgbm": {"lookback": 48, "n_estimators": 40, "num_leaves": 8},
     "lstm": {"lookback": 48, "units": 16, "epochs": 2, "batch_size": 64},
+    "ets": {"trend": "add", "damped": True, "lookback": 168},
+    "theta": {"lookback": 168},
 }
 
 
