@@ -32,7 +32,8 @@ from serving.prediction_log.schema import engine_for
 def current_window(
     config_path: str | Path, window_rows: int, current_path: str | Path | None = None
 ) -> pd.DataFrame:
-    """The last ``window_rows`` validated rows of the source (or of ``current_path``)."""
+    """The last ``window_rows`` validated rows of each series of the source (or of
+    ``current_path``)."""
     cfg = load_config(config_path)
     data = cfg.data
     if current_path is not None:
@@ -41,7 +42,7 @@ def current_window(
     frame = validate(
         load_raw(data), data, min_rows=1, max_missing_fraction=cfg.preprocess.max_missing_fraction
     )
-    return frame.tail(window_rows).reset_index(drop=True)
+    return frame.groupby("unique_id", sort=False).tail(window_rows).reset_index(drop=True)
 
 
 def drift_monitor(
@@ -69,7 +70,9 @@ def drift_monitor(
     predictions = (
         None
         if points.empty
-        else points.rename(columns={"lower": "yhat_lower", "upper": "yhat_upper"})
+        else points.rename(
+            columns={"lower": "yhat_lower", "upper": "yhat_upper", "series_id": "unique_id"}
+        )
     )
     outcome = run_drift_check(
         lineage.load_reference(),

@@ -19,7 +19,14 @@ from mlflow import MlflowClient
 from monitoring.drift_job import current_window
 from pipelines.config import load_config
 from pipelines.home import TidemillHome
-from pipelines.promotion import PromotionPolicy, compare_backtest, decide, live_evidence
+from pipelines.promotion import (
+    PromotionPolicy,
+    compare_backtest,
+    decide,
+    live_evidence,
+    season_of_freq,
+    series_scales,
+)
 from pipelines.registry import CHALLENGER, CHAMPION, load_registered_bundle, tracking_uri
 from pipelines.settings import Settings
 from serving.prediction_log.reader import forecast_points, joined_errors
@@ -75,7 +82,9 @@ def evaluate_challenger(
     log_url = Settings.resolve(home).prediction_log_url
     points = forecast_points(engine_for(log_url), since, model_name=name)
     points = points[points["model_version"].isin({champion, challenger})].dropna(subset=["y"])
-    evidence = decide(backtest, live_evidence(points, policy), mae)
+    panel = series["unique_id"].nunique() > 1
+    scales = series_scales(series, season_of_freq(champ.freq), {}) if panel else None
+    evidence = decide(backtest, live_evidence(points, policy, scales), mae)
     verdict = "promote" if evidence.promote else "keep champion"
     _say(
         f"promote_challenger: v{challenger} vs champion v{champion}: {verdict} - {evidence.reason}"

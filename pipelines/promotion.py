@@ -3,6 +3,10 @@
 The backtest forecasts from every origin of a recent window with each model's own bundle
 (preprocessor included) and compares the per-origin mean absolute error over the common
 horizon with the Diebold–Mariano test (``h`` = that horizon, since stride-1 windows overlap).
+On a panel (several series) each series' errors are divided by its seasonal-naive scale (the
+MASE denominator, from the window's values before the first origin), and the loss at each
+origin is the mean over series of those scaled errors, so large series do not dominate;
+origins are aligned from the end of each series.
 Live evidence is the same test on paired live errors from the prediction log. A challenger is
 promoted only when the backtest says it is significantly better and live evidence, where
 there is enough of it, agrees.
@@ -16,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines import panel
 from pipelines.bundle import ForecastBundle
-from pipelines.evaluation import actual_windows
+from pipelines.evaluation import actual_windows, mase_scale
 from pipelines.significance import Decision, SignificanceResult, diebold_mariano
 
 
@@ -57,12 +62,43 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def backtest_errors(
-    bundle: ForecastBundle, ds: np.ndarray, y: np.ndarray, origins: np.ndarray, horizon: int
+    bundle: ForecastBundle,
+    ds: np.ndarray,
+    y: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    series_id: str | None = None,
 ) -> np.ndarray:
-    """Forecast errors ``actual - forecast`` in original units, shape ``(n_origins, horizon)``."""
-    scaled = bundle.preprocessor.transform_target(np.asarray(y, dtype=float))
-    pred = bundle.forecaster.forecast_origins(scaled, origins, ds)[:, :horizon]
-    return actual_windows(y, origins, horizon) - bundle.preprocessor.inverse_transform_target(pred)
+    """Forecast errors ``actual - forecast`` in original units, shape ``(n_origins, horizon)``,
+    of series ``series_id`` (needed when the bundle was trained on several series)."""
+    y = np.asarray(y, dtype=float)
+    ids = None if series_id is None else [series_id] * len(y)
+    scaled = bundle.preprocessor.transform_target(y, ids)
+    uid = series_id if series_id is not None else bundle.series_ids[0]
+    pred = panel.forecast(bundle.forecaster, [scaled], [ds], [origins], [uid])[0][:, :horizon]
+    inverse = bundle.preprocessor.inverse_transform_target(
+        pred, None if ids is None else ids[: len(pred)]
+    )
+    return actual_windows(y, origins, horizon) - inverse
+
+
+def season_of_freq(freq: str) -> int:
+    """The seasonal lag of the MASE scale for a frequency (1 when it has no usual season)."""
+    from pipelines.workflow import SEASON_OF_FREQ
+
+    return SEASON_OF_FREQ.get(freq, 1)
+
+
+def series_scales(series: pd.DataFrame, season: int, before: dict[str, int]) -> dict[str, float]:
+    """Each series' MASE denominator from its first ``before[uid]`` values (seasonal naive)."""
+    out = {}
+    for uid, group in series.groupby("unique_id", sort=False):
+        head = group["y"].to_numpy(float)[: before.get(str(uid), len(group))]
+        try:
+            out[str(uid)] = mase_scale(head, season)
+        except ValueError:  # too short or constant: this series cannot be scaled
+            continue
+    return out
 
 
 def compare_backtest(
@@ -71,20 +107,18 @@ def compare_backtest(
     series: pd.DataFrame,
     policy: PromotionPolicy,
 ) -> tuple[SignificanceResult, dict[str, float]]:
-    """Both models on the last ``policy.backtest_rows`` rows of ``series`` (``ds``, ``y``)."""
+    """Both models on the last ``policy.backtest_rows`` rows of each series of ``series``
+    (``unique_id`` (optional for one series), ``ds``, ``y``).
+
+    Models of one series: per-origin MAE in original units. Panel models: per-origin mean
+    over series of each series' MAE divided by its MASE scale (``backtest_mae`` then holds
+    mean MASE); only series both models know take part, and at least one must."""
     horizon = min(champion.horizon, challenger.horizon)
-    ds = pd.to_datetime(series["ds"]).to_numpy("datetime64[ns]")
-    y = series["y"].to_numpy(float)
     history = max(champion.min_history, challenger.min_history)
-    first = max(history, len(y) - policy.backtest_rows)
-    origins = np.arange(first, len(y) - horizon + 1)
-    if origins.size == 0:
-        raise ValueError(
-            f"backtest needs more than {history + horizon} rows (history {history} + horizon "
-            f"{horizon}); the series has {len(y)}"
-        )
-    champ = np.abs(backtest_errors(champion, ds, y, origins, horizon)).mean(axis=1)
-    chall = np.abs(backtest_errors(challenger, ds, y, origins, horizon)).mean(axis=1)
+    if "unique_id" not in series or len(champion.series_ids) == 1 == len(challenger.series_ids):
+        champ, chall = _series_losses(champion, challenger, series, history, horizon, policy)
+    else:
+        champ, chall = _panel_losses(champion, challenger, series, history, horizon, policy)
     result = diebold_mariano(
         champ,
         chall,
@@ -96,12 +130,94 @@ def compare_backtest(
     return result, {"champion": float(champ.mean()), "challenger": float(chall.mean())}
 
 
-def live_evidence(errors: pd.DataFrame, policy: PromotionPolicy) -> SignificanceResult | None:
+def _origins(n: int, history: int, horizon: int, policy: PromotionPolicy, what: str) -> np.ndarray:
+    origins = np.arange(max(history, n - policy.backtest_rows), n - horizon + 1)
+    if origins.size == 0:
+        raise ValueError(
+            f"backtest needs more than {history + horizon} rows (history {history} + horizon "
+            f"{horizon}); {what} has {n}"
+        )
+    return origins
+
+
+def _series_losses(
+    champion: ForecastBundle,
+    challenger: ForecastBundle,
+    series: pd.DataFrame,
+    history: int,
+    horizon: int,
+    policy: PromotionPolicy,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-origin MAE of each model (of one series) on the series, in original units."""
+    ds = pd.to_datetime(series["ds"]).to_numpy("datetime64[ns]")
+    y = series["y"].to_numpy(float)
+    origins = _origins(len(y), history, horizon, policy, "the series")
+    return tuple(  # type: ignore[return-value]
+        np.abs(backtest_errors(b, ds, y, origins, horizon)).mean(axis=1)
+        for b in (champion, challenger)
+    )
+
+
+def _panel_losses(
+    champion: ForecastBundle,
+    challenger: ForecastBundle,
+    series: pd.DataFrame,
+    history: int,
+    horizon: int,
+    policy: PromotionPolicy,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-origin mean over series of scaled MAE (origins aligned from each series' end)."""
+    known = set(champion.series_ids) & set(challenger.series_ids)
+    groups = {
+        str(uid): g for uid, g in series.groupby("unique_id", sort=False) if str(uid) in known
+    }
+    if not groups:
+        raise ValueError(
+            f"backtest: none of the {series['unique_id'].nunique()} series in the window is "
+            f"known to both models (e.g. {sorted(known)[:3]})"
+        )
+    origins = {
+        uid: _origins(len(g), history, horizon, policy, f"series {uid!r}")
+        for uid, g in groups.items()
+    }
+    season = season_of_freq(champion.freq)
+    scales = series_scales(
+        pd.concat(groups.values()), season, {u: int(o[0]) for u, o in origins.items()}
+    )
+    if not scales:
+        raise ValueError("backtest: no series has a non-constant history to scale errors by")
+    count = min(len(origins[uid]) for uid in scales)
+    losses = []
+    for bundle in (champion, challenger):
+        per_series = []
+        for uid, scale in scales.items():
+            g = groups[uid]
+            errors = backtest_errors(
+                bundle,
+                pd.to_datetime(g["ds"]).to_numpy("datetime64[ns]"),
+                g["y"].to_numpy(float),
+                origins[uid][-count:],
+                horizon,
+                uid,
+            )
+            per_series.append(np.abs(errors).mean(axis=1) / scale)
+        losses.append(np.mean(per_series, axis=0))
+    return losses[0], losses[1]
+
+
+def live_evidence(
+    errors: pd.DataFrame, policy: PromotionPolicy, scales: dict[str, float] | None = None
+) -> SignificanceResult | None:
     """DM test on live errors paired by (series, target timestamp, step) across variants.
 
     ``errors`` has columns ``variant`` (champion/challenger), ``series_id``, ``ds``, ``step``
-    and ``error`` (actual - forecast). None when either variant has no errors at all.
+    and ``error`` (actual - forecast). With ``scales`` (a panel) each series' errors are
+    divided by its scale and series without one are left out. None when either variant has
+    no errors at all.
     """
+    if scales is not None and not errors.empty:
+        scale = errors["series_id"].astype(str).map(scales)
+        errors = errors.assign(error=errors["error"] / scale)[scale.notna().to_numpy()]
     if errors.empty or set(errors["variant"]) < {"champion", "challenger"}:
         return None
     keyed = errors.pivot_table(

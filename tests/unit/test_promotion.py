@@ -104,3 +104,71 @@ def test_live_evidence_can_veto_and_confirm(series):
         )
         is None
     )
+
+
+# ----- panels: several series, per-series (local) and global models -----------------------------
+M4 = Path(__file__).resolve().parents[2] / "data" / "m4" / "hourly_long.parquet"
+PANEL_IDS = ["H1", "H20", "H150", "H300"]
+
+
+@pytest.fixture(scope="module")
+def m4_panel() -> pd.DataFrame:
+    data = pd.read_parquet(M4)
+    data = data[data["unique_id"].isin(PANEL_IDS)].groupby("unique_id", sort=False).tail(600)
+    return data.reset_index(drop=True)
+
+
+def _panel_bundle(frame: pd.DataFrame, algorithm: str, **params: object) -> ForecastBundle:
+    from pipelines import panel
+
+    train = frame.groupby("unique_id", sort=False).head(400)
+    pre = Preprocessor(PreprocessConfig()).fit(train)
+    ys = [pre.transform_target(g["y"].to_numpy(float), [uid] * len(g))
+          for uid, g in train.groupby("unique_id", sort=False)]
+    model = panel.fit(algorithm, 24, params, ys, [None] * len(ys), PANEL_IDS)
+    if model.interval_halfwidth is None and not model.local:
+        model.interval_halfwidth = np.ones(24)
+    return ForecastBundle(pre, model, {"n_series": len(PANEL_IDS)})
+
+
+def test_panel_backtest_promotes_better_local_model_over_all_series(m4_panel):
+    champion = _panel_bundle(m4_panel, "seasonal_naive", season=1)  # repeat the last value
+    challenger = _panel_bundle(m4_panel, "ets", seasonal="add", lookback=168)
+    policy = PromotionPolicy(backtest_rows=150)
+    result, mase = compare_backtest(champion, challenger, m4_panel, policy)
+    assert result.decision is Decision.PROMOTE, result.reason
+    assert mase["challenger"] < mase["champion"]
+    assert 0.1 < mase["challenger"] < 5  # mean MASE over series: scale-free
+    # one series whose level is 1000x larger does not decide alone
+    loud = m4_panel.assign(y=np.where(m4_panel["unique_id"] == "H1", m4_panel["y"] * 1000.0,
+                                      m4_panel["y"]))
+    big = _panel_bundle(loud, "seasonal_naive", season=1), _panel_bundle(
+        loud, "ets", seasonal="add", lookback=168)
+    _, loud_mase = compare_backtest(*big, loud, policy)
+    assert loud_mase["challenger"] == pytest.approx(mase["challenger"], rel=1e-3)
+
+
+def test_panel_backtest_skips_unknown_series_and_names_none_known(m4_panel):
+    bundle = _panel_bundle(m4_panel, "seasonal_naive", season=24)
+    extra = m4_panel[m4_panel["unique_id"] == "H1"].assign(unique_id="H999")
+    policy = PromotionPolicy(backtest_rows=150)
+    result, _ = compare_backtest(bundle, bundle, pd.concat([m4_panel, extra]), policy)
+    assert result.decision is Decision.KEEP
+    with pytest.raises(ValueError, match="none of the 1 series in the window is known"):
+        compare_backtest(bundle, bundle, extra, policy)
+    one = m4_panel[m4_panel["unique_id"] == "H20"]  # one series of a panel model
+    result, mae = compare_backtest(bundle, bundle, one, policy)
+    assert result.decision is Decision.KEEP and mae["champion"] > 0
+
+
+def test_live_panel_errors_are_scaled_per_series():
+    rng = np.random.default_rng(1)
+    a = _live(rng.normal(0, 3, 100), rng.normal(0, 1, 100)).assign(series_id="a")
+    b = _live(rng.normal(0, 1, 100), rng.normal(0, 1.5, 100)).assign(series_id="b")
+    errors = pd.concat([a, b.assign(error=b["error"] * 1000.0)], ignore_index=True)
+    raw = live_evidence(errors, PromotionPolicy())
+    assert raw.mean_loss_diff < 0 and not raw.promote  # unscaled, the large series b decides
+    scaled = live_evidence(errors, PromotionPolicy(), {"a": 1.0, "b": 1000.0})
+    assert scaled.mean_loss_diff > 0 and scaled.promote, scaled.reason
+    only_a = live_evidence(errors, PromotionPolicy(), {"a": 1.0})  # b has no scale: left out
+    assert only_a.n == 100 and only_a.promote
