@@ -6,8 +6,9 @@ Trains Tidemill forecasters and registers the best one in MLflow.
 `ingest` (validate the source, write a hashed Parquet snapshot) → `preprocess` (split, fit the
 scaler on training rows) → `tune` (one Optuna study per algorithm, mapped) → `train` (fit,
 calibrate intervals, evaluate on validation and test, log an MLflow run per candidate) →
-`select` (best validation error) → `register` (new version: alias `challenger`, and
-`champion` when there is none; emits the model Asset).
+`ensemble` (when the config's `ensemble.enabled`: the mean or median of the best candidates,
+one more candidate) → `select` (best validation error) → `register` (new version: alias
+`challenger`, and `champion` when there is none; emits the model Asset).
 
 Every task is a thin call into `pipelines.workflow`; the same pipeline runs without Airflow as
 `tidemill train --config X`. Tasks pass artifact-store URLs and small dicts through XCom, never
@@ -102,6 +103,14 @@ def forecast_training() -> None:
         return run(prepared, tuned, _run_dir(run_id), _home(), run_id)
 
     @task
+    def ensemble(
+        prepared: dict[str, Any], candidates: list[dict[str, Any]], run_id: str
+    ) -> list[dict[str, Any]]:
+        from pipelines.workflow import ensemble as run
+
+        return run(prepared, list(candidates), _run_dir(run_id), _home(), run_id)
+
+    @task
     def select(candidates: list[dict[str, Any]]) -> dict[str, Any]:
         from pipelines.workflow import select as run
 
@@ -125,7 +134,7 @@ def forecast_training() -> None:
     prepared = preprocess(ingest())
     tuned = tune.partial(prepared=prepared).expand(algorithm=algorithms(prepared))
     candidates = train.partial(prepared=prepared).expand(tuned=tuned)
-    register(prepared, select(candidates))
+    register(prepared, select(ensemble(prepared, candidates)))
 
 
 forecast_training()

@@ -184,6 +184,14 @@ class MlflowConfig(_Strict):
     registered_model_name: str = "tidemill-forecaster"
 
 
+class EnsembleConfig(_Strict):
+    """An extra candidate: the mean or median of the ``top_k`` best candidates on validation."""
+
+    enabled: bool = False
+    top_k: int = Field(3, ge=2)
+    combine: Literal["mean", "median"] = "mean"
+
+
 class ExperimentConfig(_Strict):
     name: str
     task: Literal["forecast"] = Field("forecast", description="tabular tasks: pipelines.tabular")
@@ -195,6 +203,7 @@ class ExperimentConfig(_Strict):
     algorithms: dict[str, AlgorithmConfig]
     tuning: TuningConfig = TuningConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
 
     @model_validator(mode="after")
     def _known_algorithms(self) -> ExperimentConfig:

@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines import artifact_store
 from pipelines.models.base import Forecaster, conformal_halfwidth
+from pipelines.models.ensemble import Ensemble, combine
 from pipelines.models.per_series import PerSeries
 from pipelines.models.registry import build_model, get_model_class
 
@@ -85,6 +86,12 @@ def forecast(
     ids: Sequence[str],
 ) -> list[np.ndarray]:
     """Point forecasts from each series' origins (index ``o`` uses ``y[:o]``), per series."""
+    if isinstance(model, Ensemble):
+        parts = [forecast(m, ys, dss, origins_per_series, ids) for m in model.members]
+        return [
+            combine([p[k][:, : model.horizon] for p in parts], model.combine)
+            for k in range(len(ys))
+        ]
     if isinstance(model, PerSeries):
         return [
             model.model(uid).forecast_origins(y, o, ds)

@@ -251,15 +251,18 @@ def train(
         f"train {algorithm}: fitting on {sum(len(s.train) for s in series)} rows of "
         f"{len(series)} series with {tuned['best_params']}"
     )
-    model = panel.fit(
-        algorithm,
-        cfg.horizon,
-        {"level": cfg.level, "freq": cfg.data.freq, "seed": cfg.tuning.seed,
-         **tuned["best_params"]},
-        [s.y[s.train] for s in series],
-        [s.ds[s.train] for s in series],
-        ids,
-    )
+    if algorithm == ENSEMBLE:
+        model = _ensemble_model(cfg, tuned)
+    else:
+        model = panel.fit(
+            algorithm,
+            cfg.horizon,
+            {"level": cfg.level, "freq": cfg.data.freq, "seed": cfg.tuning.seed,
+             **tuned["best_params"]},
+            [s.y[s.train] for s in series],
+            [s.ds[s.train] for s in series],
+            ids,
+        )
     fit_s = time.perf_counter() - started
     panel.calibrate(model, series, cfg.horizon)
     season = season_of(cfg)
@@ -448,6 +451,62 @@ def _series_plots(
         )
 
 
+# ----- stage 4b: the ensemble candidate ----------------------------------------------------------
+ENSEMBLE = "ensemble"
+
+
+def ensemble(
+    prepared: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    run_dir: str | Path,
+    home: TidemillHome,
+    pipeline_run: str,
+) -> list[dict[str, Any]]:
+    """The candidates, plus (when ``ensemble.enabled``) the mean or median of the best
+    ``ensemble.top_k`` of them on validation, trained, evaluated and logged like any candidate."""
+    cfg = run_config(prepared["config"])
+    spec, candidates = cfg.ensemble, list(candidates)
+    if not spec.enabled:
+        return candidates
+    best = sorted(candidates, key=lambda c: c["val_metric"])[: spec.top_k]
+    if len(best) < 2:
+        _step(f"ensemble: {len(best)} candidate(s), at least 2 needed; no ensemble")
+        return candidates
+    members = [c["algorithm"] for c in best]
+    _step(f"ensemble: {spec.combine} of {members} (best on validation {cfg.tuning.metric})")
+    tuned = {
+        "algorithm": ENSEMBLE,
+        "best_params": {"members": members, "combine": spec.combine},
+        "best_value": None,
+        "members": [c["candidate"] for c in best],
+    }
+    return [*candidates, train(prepared, tuned, run_dir, home, pipeline_run)]
+
+
+def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any]) -> Any:
+    """The ensemble of the member candidates' fitted forecasters (read from their bundles)."""
+    from pipelines.bundle import ForecastBundle
+    from pipelines.models.ensemble import Ensemble
+    from pipelines.models.per_series import PerSeries
+
+    members = []
+    for url in tuned["members"]:
+        with artifact_store.local_copy(artifact_store.join(url, "bundle")) as local:
+            member = ForecastBundle.load(local).forecaster
+            if isinstance(member, PerSeries):  # read every series' model while the copy exists
+                for uid in member.ids:
+                    member.model(uid)
+            members.append(member)
+    return Ensemble(
+        cfg.horizon,
+        members,
+        combine=tuned["best_params"]["combine"],
+        level=cfg.level,
+        freq=cfg.data.freq,
+        seed=cfg.tuning.seed,
+    )
+
+
 # ----- stage 5: select + register --------------------------------------------------------------
 def select(candidates: list[dict[str, Any]]) -> dict[str, Any]:
     """The candidate with the lowest validation error (the metric of the config)."""
@@ -507,7 +566,7 @@ def run_pipeline(
     n_trials: int | None = None,
     horizon: int | None = None,
 ) -> dict[str, Any]:
-    """ingest → preprocess → tune and train each algorithm → select → register."""
+    """ingest → preprocess → tune and train each algorithm → ensemble → select → register."""
     run_key = run_key or time.strftime("cli-%Y%m%dT%H%M%S")
     run_dir = Settings.resolve(home).store.url("runs", run_key)
     ingested = ingest(config_path, run_dir, algorithms, n_trials, horizon)
@@ -516,6 +575,7 @@ def run_pipeline(
     for algorithm in prepared["algorithms"]:
         tuned = tune(prepared, algorithm, home)
         candidates.append(train(prepared, tuned, run_dir, home, run_key))
+    candidates = ensemble(prepared, candidates, run_dir, home, run_key)
     best = select(candidates)
     registered = register(prepared, best, home, run_key)
     return {"run_key": run_key, "candidates": candidates, "registered": registered}

@@ -181,6 +181,10 @@ class Forecaster(ABC):
             from pipelines.models.per_series import PerSeries
 
             return PerSeries.load_dir(path, meta)
+        if meta.get("ensemble"):
+            from pipelines.models.ensemble import Ensemble
+
+            return Ensemble.load_dir(path, meta)
         model_cls = get_model_class(meta["name"])
         model = model_cls(
             horizon=meta["horizon"],

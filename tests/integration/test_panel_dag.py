@@ -86,7 +86,10 @@ def test_per_series_metrics_and_plots_are_logged(panel_run):
     client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
     exp = client.get_experiment_by_name("it-panel")
     runs = {r.data.tags["tidemill.algorithm"]: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"seasonal_naive", "nlinear"}
+    assert set(runs) == {"seasonal_naive", "nlinear", "ensemble"}  # m4_hourly's ensemble: on
+    assert runs["ensemble"].data.params["hp.members"] in (
+        "['seasonal_naive', 'nlinear']", "['nlinear', 'seasonal_naive']"
+    )
     for algo, run in runs.items():
         m = run.data.metrics
         assert m["test_mase"] > 0 and 0 <= m["test_coverage"] <= 1, algo
