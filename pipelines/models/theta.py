@@ -27,10 +27,11 @@ class Theta(Forecaster):
 
     The method is closed-form (an OLS drift and an SES level), so it is re-estimated on the
     last ``lookback`` values of each window, as the M4 Theta benchmark does at each origin.
-    ``fit`` estimates the residual variance ``sigma2`` of the series once (statsmodels: an
-    ARIMA(0,1,1) by maximum likelihood on the training tail, the slow part); intervals at
-    ``level`` then follow statsmodels' formula per window,
-    ``sigma2 * (1 + (h-1)(1 + (alpha-1)^2))`` with the window's SES ``alpha``.
+    The residual variance ``sigma2`` of the series is estimated once, on the training tail,
+    when intervals are first needed (statsmodels: an ARIMA(0,1,1) by maximum likelihood, the
+    slow part, which tuning's point forecasts skip); intervals at ``level`` then follow
+    statsmodels' formula per window, ``sigma2 * (1 + (h-1)(1 + (alpha-1)^2))`` with the
+    window's SES ``alpha``.
     """
 
     name = "theta"
@@ -46,7 +47,32 @@ class Theta(Forecaster):
                 f"theta lookback must cover two seasons ({2 * self.season}) to deseasonalize, "
                 f"got {self.min_history}"
             )
-        self.sigma2: float | None = None
+        self._sigma2: float | None = None
+        self._tail: np.ndarray | None = None
+        self._halfwidth: np.ndarray | None = None
+
+    @property
+    def interval_halfwidth(self) -> np.ndarray | None:  # type: ignore[override]
+        """Half-widths at the end of training (computed on first use)."""
+        if self._halfwidth is None and self._tail is not None:
+            _, lower, upper = self._one(self._tail, intervals=True)
+            self._halfwidth = (upper - lower) / 2.0
+        return self._halfwidth
+
+    @interval_halfwidth.setter
+    def interval_halfwidth(self, value: np.ndarray | None) -> None:
+        self._halfwidth = value
+
+    @property
+    def sigma2(self) -> float:
+        """Residual variance of the series, estimated on the training tail on first use."""
+        if self._sigma2 is None:
+            if self._tail is None:
+                raise RuntimeError("theta: call fit() or load() before predicting intervals")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # statsmodels' ARIMA fit on a short series
+                self._sigma2 = float(self._results(self._tail).sigma2)
+        return self._sigma2
 
     @property
     def season(self) -> int:
@@ -71,12 +97,14 @@ class Theta(Forecaster):
                 method=self.params.get("method", "additive"),
             ).fit()
 
-    def _one(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.sigma2 is None:
-            raise RuntimeError("theta: call fit() or load() before predicting")
+    def _one(
+        self, window: np.ndarray, intervals: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         results = self._results(window)
         point = results.forecast(self.horizon, theta=float(self.params.get("theta", 2.0)))
         point = point.to_numpy(float)
+        if not intervals:
+            return point, None, None
         alpha = float(results.params["alpha"])
         steps = np.arange(self.horizon)
         sigma_h = np.sqrt((1 + steps * (1 + (alpha - 1) ** 2)) * self.sigma2)
@@ -87,36 +115,30 @@ class Theta(Forecaster):
         y = np.asarray(y, dtype=float)
         if len(y) < self.min_history:
             raise ValueError(f"theta needs at least {self.min_history} values, got {len(y)}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # statsmodels' ARIMA fit on a short series
-            self.sigma2 = float(self._results(y).sigma2)
-        _, lower, upper = self._one(y)
-        self.interval_halfwidth = (upper - lower) / 2.0
+        self._tail, self._sigma2, self._halfwidth = y[-self.min_history :], None, None
         return self
 
     def predict_intervals(
         self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point forecasts and intervals at ``level``, the method estimated per window."""
-        parts = [self._one(w) for w in self._check_history(histories)]
+        parts = [self._one(w, intervals=True) for w in self._check_history(histories)]
         point, lower, upper = (np.stack(p) for p in zip(*parts, strict=True))
         return point, lower, upper
 
     def predict(self, histories: np.ndarray, last_ds: np.ndarray | None = None) -> np.ndarray:
-        return self.predict_intervals(histories, last_ds)[0]
+        return np.stack([self._one(w, intervals=False)[0] for w in self._check_history(histories)])
 
     def calibrate(
         self, y: np.ndarray, origins: np.ndarray, ds: np.ndarray | None = None
     ) -> np.ndarray:
-        """Keep the model-based half-widths set by ``fit``; the arguments are not used."""
+        """The model-based half-widths at the end of training; the arguments are not used."""
         if self.interval_halfwidth is None:
             raise RuntimeError("theta: call fit() before calibrate()")
         return self.interval_halfwidth
 
     def _save(self, path: Path) -> None:
-        if self.sigma2 is None:
-            raise RuntimeError("theta: nothing fitted to save")
         (path / "theta.json").write_text(json.dumps({"sigma2": self.sigma2}))
 
     def _load(self, path: Path) -> None:
-        self.sigma2 = float(json.loads((path / "theta.json").read_text())["sigma2"])
+        self._sigma2 = float(json.loads((path / "theta.json").read_text())["sigma2"])
