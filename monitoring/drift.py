@@ -169,11 +169,15 @@ def check_drift(
     """Run the Evidently reports and decide whether the champion has drifted.
 
     ``columns`` defaults to ``y`` plus every numeric non-key column of the reference; all must
-    be in ``current``. ``champion_val_mae`` (the registered run's ``val_mae``) enables the error
-    rule. ``metadata`` (e.g. model name and version) and ``timestamp`` go on every snapshot.
+    be in ``current``. Columns that are not numeric in the reference are categorical (they need
+    a method defined on categories, e.g. ``jensenshannon``). ``champion_val_mae`` (the
+    registered run's ``val_mae``) enables the error rule. ``metadata`` (e.g. model name and
+    version) and ``timestamp`` go on every snapshot.
     """
     config = config or DriftConfig()
     cols = _drift_columns(reference, current, columns)
+    numeric = [c for c in cols if pd.api.types.is_numeric_dtype(reference[c])]
+    categorical = [c for c in cols if c not in numeric]  # tabular features (jensenshannon)
     reference = _recent(reference, config.reference_rows)
     report_args = {"metadata": dict(metadata or {}), "timestamp": timestamp}
     snapshots: dict[str, Snapshot] = {}
@@ -189,8 +193,8 @@ def check_drift(
         ],
         tags=["data_drift"],
     ).run(
-        _dataset(current[cols], numerical=cols),
-        _dataset(reference[cols], numerical=cols),
+        _dataset(current[cols], numerical=numeric, categorical_columns=categorical),
+        _dataset(reference[cols], numerical=numeric, categorical_columns=categorical),
         **report_args,
     )
     scores = _value_drift_scores(snapshots["data_drift"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,12 +64,14 @@ def run_drift_check(
     experiment: str = MONITORING_EXPERIMENT,
     tags: dict[str, str] | None = None,
     now: datetime | None = None,
+    columns: Sequence[str] | None = None,
 ) -> DriftCheckOutcome:
     """Check ``model`` (champion ``version``) and publish the outcome.
 
     Reports go to ``<store>/reports/<model>/<UTC time>/`` in the artifact store (the home by
     default), MLflow to ``tracking_uri`` (default: the settings' tracking URI), snapshots to
     the project ``model`` of the home's Evidently workspace, gauges to ``<home>/metrics``.
+    ``columns``: the data-drift columns (default: ``check_drift``'s).
     """
     now = now or datetime.now(UTC)
     result = check_drift(
@@ -77,6 +80,7 @@ def run_drift_check(
         predictions,
         champion_val_mae=champion_val_mae,
         config=config,
+        columns=columns,
         metadata={"model": model, "version": version},
         timestamp=now.replace(tzinfo=None),
     )

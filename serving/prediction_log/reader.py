@@ -4,7 +4,7 @@ promotion DAGs.
 ``logged_windows`` flattens the logged requests to one row per forecast window;
 ``forecast_points`` to one row per forecast step, paired with an actual value by request id
 when the feedback named one, else by series id and timestamp; ``joined_errors`` summarises
-the errors per variant.
+the errors per variant; ``tabular_records`` flattens tabular requests to their records.
 """
 
 from __future__ import annotations
@@ -171,6 +171,24 @@ def forecast_points(
     frame["ds"] = pd.to_datetime(frame["ds"])
     frame["error"] = frame["y"] - frame["yhat"]
     return frame[POINT_COLUMNS]
+
+
+def tabular_records(
+    engine: Engine, since: datetime, until: datetime | None = None, model_name: str | None = None
+) -> pd.DataFrame:
+    """One row per feature record a tabular model answered (``serving.tabular_model``):
+    ``request_id, variant, model_version``, the features as sent, and the answers
+    (``prediction``, ``prediction_proba`` of classifiers, ``score`` of anomaly detectors)."""
+    frames = []
+    for req in _requests(engine, since, until, model_name):
+        payload = req.payload
+        if "features" not in payload:  # a forecast
+            continue
+        frame = pd.DataFrame({**payload["features"],
+                              **{k: v for k, v in payload.items() if k != "features"}})
+        frames.append(frame.assign(request_id=req.request_id, variant=req.variant,
+                                   model_version=req.model_version))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _actuals_for(engine: Engine, points: pd.DataFrame) -> np.ndarray:

@@ -23,7 +23,8 @@ from tidemill.client import JobFailed, TidemillClient
 from tidemill.platform import AIRFLOW_USER, airflow_password, down, status, up
 
 # The DAGs the platform ships; extend when a DAG is added to dags/.
-EXPECTED_DAGS = ("forecast_training", "drift_monitor", "promote_challenger", "tabular_training")
+EXPECTED_DAGS = ("forecast_training", "drift_monitor", "promote_challenger", "tabular_training",
+                 "tabular_drift_monitor")
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
 
 

@@ -58,6 +58,7 @@ def test_dags_parse_fast_without_heavy_imports():
         "drift_monitor",
         "forecast_training",
         "promote_challenger",
+        "tabular_drift_monitor",
         "tabular_training",
     ]
     assert result["heavy"] == [], f"parsing imported {result['heavy']}"
@@ -96,6 +97,11 @@ def test_monitoring_and_promotion_wiring():
         "tidemill_registered_model"
     ]
     assert set(promote.task_ids) == {"evaluate", "apply"}
+    tabular = dags["tabular_drift_monitor"]
+    assert tabular.timetable.expression == "0 0 * * *" and tabular.doc_md
+    assert tabular.get_task("trigger_retraining").trigger_dag_id == "tabular_training"
+    assert tabular.get_task("trigger_retraining").upstream_task_ids == {"retrain_conf"}
+    assert {"config", "since_hours", "min_records", "drift"} <= set(tabular.params.keys())
 
 
 def test_tabular_training_shape():
