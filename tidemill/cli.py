@@ -43,9 +43,10 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
         [client.get_run(latest.run_id).info.experiment_id],
         filter_string=f"tags.`tidemill.pipeline_run` = {filter_literal(pipeline_run, 'run')}",
     )
+    owa = any("test_owa" in r.data.metrics for r in runs)  # a panel: OWA vs Naive2 too
     header = (
         f"{'algorithm':<15}{'val MAE':>9}{'test MAE':>10}{'test RMSE':>10}"
-        f"{'sMAPE%':>8}{'WAPE%':>8}{'MASE':>7}{'cover':>7}"
+        f"{'sMAPE%':>8}{'WAPE%':>8}{'MASE':>7}{'cover':>7}" + (f"{'OWA':>7}" if owa else "")
     )
     lines = [header, "-" * len(header)]
     for run in sorted(runs, key=lambda r: r.data.metrics.get("val_mae", 1e9)):
@@ -55,6 +56,7 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
             f"{m.get('test_mae', 0):>10.3f}{m.get('test_rmse', 0):>10.3f}"
             f"{m.get('test_smape', 0):>8.2f}{m.get('test_wape', 0):>8.2f}"
             f"{m.get('test_mase', 0):>7.2f}{m.get('test_coverage', 0):>7.2f}"
+            + (f"{m.get('test_owa', 0):>7.3f}" if owa else "")
         )
     info = {
         "name": registered_name,
@@ -121,6 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.horizon,
         args.algorithms,
         args.challenger_algorithms,
+        args.panel_series,
     )
     print(f"\n[demo] done in {time.perf_counter() - started:.0f}s")
     return 0
@@ -200,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                 type=_csv,
                 default=["xgboost", "lstm"],
                 help="what the second training run trains (the challenger)",
+            )
+            p.add_argument(
+                "--panel-series",
+                type=int,
+                default=12,
+                help="M4 hourly series of the many-series run at the end (0 skips it)",
             )
     serve = sub.add_parser("serve", help="start the local serving stack (router, control API)")
     serve.add_argument("--home", default=None, help="Tidemill home")

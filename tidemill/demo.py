@@ -9,6 +9,8 @@
 5. with ``--drift``: replay later ETTh1 rows with an injected level shift through
    ``drift_monitor`` (report path, triggered retraining), run the triggered retraining with its
    conf, then ``promote_challenger`` again (promotion or refusal).
+8. many series: the same ``forecast_training`` DAG on a slice of M4 hourly (``--panel-series``,
+   0 skips it): local and global models and their ensemble, per-series metrics, OWA vs Naive2.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pipelines.registry import tracking_uri
 from tidemill.airflow_runs import queued_conf, run_dag_test
 
 REPO = Path(__file__).resolve().parent.parent
+M4_HOURLY = REPO / "data" / "m4" / "hourly_long.parquet"
+PANEL_HOURS = 600  # per series: a 168-hour lookback, two CV folds, validation and test
 SERVING_PYTHON = REPO / ".venv" / "serving" / "bin" / "python"
 STACK_TIMEOUT_S = 300
 
@@ -41,6 +45,7 @@ def _header(text: str) -> None:
 
 def _dag(home: TidemillHome, dag_id: str, conf: dict[str, Any], tag: str) -> None:
     log = home.root / "logs" / f"demo-{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     rc = run_dag_test(home, dag_id, conf, log)
     if rc != 0:
         raise RuntimeError(f"{dag_id} failed (exit {rc}); see {log}")
@@ -127,6 +132,32 @@ def replay_config(config_path: Path, batch: Path, home: TidemillHome) -> Path:
     return path
 
 
+def panel_config(home: TidemillHome, series: int) -> Path:
+    """``configs/m4_hourly.yaml`` on the first ``series`` M4 hourly series (their last
+    ``PANEL_HOURS`` hours), with the fast local and global models, one trial each."""
+    data = pd.read_parquet(M4_HOURLY)
+    ids = list(dict.fromkeys(data["unique_id"]))[:series]
+    data = data[data["unique_id"].isin(ids)].groupby("unique_id", sort=False).tail(PANEL_HOURS)
+    folder = home.root / "demo-panel"
+    folder.mkdir(parents=True, exist_ok=True)
+    data.to_parquet(folder / "m4-hourly-slice.parquet", index=False)
+    cfg = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
+    cfg["name"] = "demo-m4-hourly"
+    cfg["data"]["source"]["path"] = str(folder / "m4-hourly-slice.parquet")
+    cfg["algorithms"] = {
+        "seasonal_naive": cfg["algorithms"]["seasonal_naive"],
+        "nlinear": {**cfg["algorithms"]["nlinear"], "params": {"lookback": 168}},
+        "lightgbm": {**cfg["algorithms"]["lightgbm"], "params": {"lookback": 168,
+                                                                   "n_estimators": 100}},
+    }
+    cfg["ensemble"] = {"enabled": True, "top_k": 2, "combine": "mean"}
+    cfg["tuning"] = {**cfg["tuning"], "n_trials": 1}
+    cfg["mlflow"] = {"experiment": "tidemill-demo-m4", "registered_model_name": "tidemill-demo-m4"}
+    path = folder / "m4-hourly-slice.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
 def run(
     config: Path,
     home: TidemillHome,
@@ -135,6 +166,7 @@ def run(
     horizon: int | None,
     algorithms: list[str] | None,
     challenger_algorithms: list[str],
+    panel_series: int = 0,
 ) -> dict[str, Any]:
     """The demo; returns what it showed (for the caller's summary)."""
     from mlflow import MlflowClient
@@ -187,7 +219,20 @@ def run(
             _drift(config, home, base, uri, name)
     finally:
         stop_stack(proc)
+    if panel_series:
+        _panel(home, panel_series)
     return {"aliases": MlflowClient(uri, registry_uri=uri).get_registered_model(name).aliases}
+
+
+def _panel(home: TidemillHome, series: int) -> None:
+    from tidemill.cli import print_summary
+
+    config = panel_config(home, series)
+    _header(f"8. many series: forecast_training on {series} M4 hourly series ({config.name})")
+    _dag(home, "forecast_training", {"config": str(config), "reason": "tidemill demo: panel"},
+         "panel")  # fmt: skip
+    cfg = load_config(config)
+    print_summary(home, tracking_uri(cfg, home), cfg.mlflow.registered_model_name)
 
 
 def _drift(config: Path, home: TidemillHome, base: dict[str, Any], uri: str, name: str) -> None:
