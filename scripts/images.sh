@@ -159,6 +159,7 @@ build_image() {
   old="$(pm image inspect --format '{{.Id}}' "localhost/tidemill/$name:$TAG" 2>/dev/null || true)"
   t0=$SECONDS
   log "building localhost/tidemill/$name:$TAG from docker/$name/Dockerfile"
+  # The host's uv cache replaces the Dockerfiles' uv cache mount (RUN --mount=type=cache).
   pm build --ulimit nofile=20000:20000 --network host --layers \
     --volume "$uv_cache:/var/cache/uv" \
     --build-arg "$(grep -q '^ARG AIRFLOW_IMAGE=' "docker/$name/Dockerfile" \

@@ -144,12 +144,14 @@ def test_hadolint(setup_tools: None, dockerfile: Path) -> None:
 
 def base_images(lines: list[str]) -> list[str]:
     """The FROM images, with the base build arguments (``FROM ${PYTHON_IMAGE}``, which
-    scripts/images.sh overrides with local stand-ins) replaced by their defaults."""
+    scripts/images.sh overrides with local stand-ins) replaced by their defaults; a FROM naming
+    an earlier stage (``FROM deps``) is that stage, not an image, and is left out."""
     defaults = dict(ln.split()[1].split("=", 1) for ln in lines
                     if ln.startswith("ARG ") and "=" in ln)
-    froms = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
+    froms = [ln.split() for ln in lines if ln.startswith("FROM ")]
+    stages = {words[3] for words in froms if len(words) == 4 and words[2].upper() == "AS"}
     return [defaults.get(image.strip("${}"), image) if image.startswith("$") else image
-            for image in froms]
+            for image in (words[1] for words in froms) if image not in stages]
 
 
 def test_dockerfiles_run_non_root_from_pinned_bases() -> None:
@@ -157,7 +159,27 @@ def test_dockerfiles_run_non_root_from_pinned_bases() -> None:
     for dockerfile in DOCKERFILES:
         lines = dockerfile.read_text().splitlines()
         froms = base_images(lines)
-        assert len(froms) >= 2, f"{dockerfile}: not multi-stage"
+        assert froms, f"{dockerfile}: no base image"
         assert all(":" in image and not image.endswith(":latest") for image in froms), froms
         user = [ln for ln in lines if ln.startswith("USER ")][-1].split()[1]
         assert user.split(":")[0] not in {"root", "0"}, dockerfile
+
+
+SOURCES = ("pyproject.toml", "pipelines", "serving", "monitoring", "tidemill", "dags", "configs")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfiles_keep_dependencies_in_a_layer_of_their_own(dockerfile: Path) -> None:
+    """The locked environment is installed from the lock alone, before any source is copied, and
+    the final stage builds on it instead of copying it (podman re-copies and re-hashes a copied
+    multi-GB environment on every rebuild): a code change then rebuilds a small layer only."""
+    lines = dockerfile.read_text().splitlines()
+    lock = next(i for i, ln in enumerate(lines)
+                if ln.startswith("COPY ") and ("locks/" in ln or "requirements.txt" in ln))
+    install = next(i for i, ln in enumerate(lines) if i > lock and "uv pip " in ln)
+    sources = [i for i, ln in enumerate(lines)
+               if ln.startswith("COPY ") and ln.split()[-2].startswith(SOURCES)]
+    assert all(i > install for i in sources), (dockerfile, lock, install, sources)
+    copied = [ln for ln in lines if ln.startswith("COPY --from=")
+              and ln.split()[-2] in {"/opt/venv", "/home/airflow/.local"}]
+    assert not copied, copied
