@@ -6,7 +6,8 @@ so training and serving apply the very same preprocessing (no training/serving s
 Layout::
 
     bundle/
-      bundle.json         algorithm, horizon, level, freq, min_history, series, lineage
+      bundle.json         algorithm, horizon, level, freq, min_history, series, lineage,
+                          exogenous (the regressors the model uses, ``pipelines.exogenous``)
       preprocessor.json   pipelines.preprocess.Preprocessor
       forecaster/         pipelines.models.base.Forecaster.save
 """
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.exogenous import ExogSpec, future_matrix
 from pipelines.models.base import Forecaster
 from pipelines.preprocess import Preprocessor, UnknownSeriesError
 
@@ -63,6 +65,11 @@ class ForecastBundle:
         return self.forecaster.freq
 
     @property
+    def exogenous(self) -> ExogSpec:
+        """The regressors a request must carry (none when the model uses none)."""
+        return ExogSpec.from_dict(self.meta.get("exogenous"))
+
+    @property
     def series_ids(self) -> list[str]:
         """The series this model was trained on (any id is served by a one-series model)."""
         return self.preprocessor.series_ids
@@ -101,13 +108,17 @@ class ForecastBundle:
         last_ds: np.ndarray,
         horizon: int | None = None,
         ids: Any = None,
+        exog: dict[str, np.ndarray] | None = None,
+        future: dict[str, np.ndarray] | None = None,
     ) -> Forecast:
         """Forecast ``horizon`` steps after each history window.
 
         ``values``: ``(n_windows, L)`` or ``(L,)`` history in original units, oldest first;
         ``last_ds``: the timestamp of each window's last value; ``ids``: the series id of each
-        window (needed when the model was trained on several series). Raises
-        ForecastInputError.
+        window (needed when the model was trained on several series). ``exog``: each
+        historical regressor's values beside the history, ``(n_windows, L)``; ``future``: each
+        future regressor's values over the forecast steps, ``(n_windows, >= horizon)`` (both
+        in original units, required when the model uses them). Raises ForecastInputError.
         """
         horizon = self.horizon if horizon is None else int(horizon)
         if not 1 <= horizon <= self.horizon:
@@ -135,7 +146,10 @@ class ForecastBundle:
             )
         try:
             scaled = self.preprocessor.transform_target(values, ids)
-            point, lower, upper = self.forecaster.predict_intervals(scaled, last_ds, ids)
+            regressors = self._regressors(values.shape, last_ds, horizon, ids, exog, future)
+            point, lower, upper = self.forecaster.predict_intervals(
+                scaled, last_ds, ids, **regressors
+            )
         except UnknownSeriesError as exc:
             raise ForecastInputError("series_id", str(exc)) from None
 
@@ -145,6 +159,86 @@ class ForecastBundle:
         return Forecast(
             future_timestamps(last_ds, horizon, self.freq), inv(point), inv(lower), inv(upper)
         )
+
+    def _regressors(
+        self, shape: tuple[int, int], last_ds: np.ndarray, horizon: int, ids: Any,
+        exog: dict[str, np.ndarray] | None, future: dict[str, np.ndarray] | None,
+    ) -> dict[str, np.ndarray | None]:
+        """``xh``/``xf`` for the forecaster (scaled per series), or {} without regressors.
+        Future values past the requested ``horizon`` (a shorter request) repeat its last."""
+        spec = self.exogenous
+        if not spec:
+            return {}
+        n, length = shape
+        xh = None
+        if spec.historical:
+            given = [self._regressor(exog, "exog", c, (n, length), ids, "history values",
+                                     exact=True) for c in spec.historical]
+            xh = np.stack([self.preprocessor.transform_column(c, v, ids)
+                           for c, v in zip(spec.historical, given, strict=True)], axis=-1)
+        full = self.horizon
+        scaled = None
+        if spec.future:
+            cols = []
+            for c in spec.future:
+                v = self._regressor(future, "future_exog", c, (n, horizon), ids,
+                                    f"future values (the horizon is {horizon})", exact=False)
+                v = v[:, :full]
+                if v.shape[1] < full:
+                    v = np.concatenate([v, np.repeat(v[:, -1:], full - v.shape[1], 1)], 1)
+                cols.append(self.preprocessor.transform_column(c, v, ids))
+            scaled = np.stack(cols, axis=-1)
+        xf = future_matrix(spec, scaled, future_timestamps(last_ds, full, self.freq))
+        return {"xh": xh, "xf": xf}
+
+    def _regressor(
+        self, given: dict[str, np.ndarray] | None, field: str, column: str,
+        shape: tuple[int, int], ids: Any, what: str, exact: bool,
+    ) -> np.ndarray:
+        """One regressor's ``(n_windows, length)`` values; errors name series and column."""
+        n, length = shape
+
+        def series(row: int) -> str:
+            uid = ids[row] if ids is not None else self.meta.get("series_id") or "series"
+            return f"series {str(uid)!r}"
+
+        raw = (given or {}).get(column)
+        if raw is None:
+            raise ForecastInputError(
+                f"{field}.{column}",
+                f"{series(0)}: regressor {column!r} is missing; this model needs {what} of "
+                f"{self._needed_text()}",
+            )
+        try:
+            arr = np.asarray(raw, dtype=float)
+        except (TypeError, ValueError):
+            raise ForecastInputError(f"{field}.{column}",
+                                     f"regressor {column!r} must be numbers") from None
+        arr = np.atleast_2d(arr)
+        if arr.ndim != 2 or arr.shape[0] != n or (arr.shape[1] != length if exact
+                                                  else arr.shape[1] < length):
+            got = arr.shape[1] if arr.ndim == 2 and arr.shape[0] == n else arr.shape
+            raise ForecastInputError(
+                f"{field}.{column}",
+                f"{series(0)}: regressor {column!r} has {got} values; this model needs "
+                f"{'exactly' if exact else 'at least'} {length} {what}",
+            )
+        bad = ~np.isfinite(arr[:, :length])
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ForecastInputError(
+                f"{field}.{column}",
+                f"{series(int(row))}: regressor {column!r} value {col} is missing, NaN or inf",
+            )
+        return arr
+
+    def _needed_text(self) -> str:
+        spec = self.exogenous
+        parts = [f"historical {list(spec.historical)} (one per history value)"] \
+            if spec.historical else []
+        if spec.future:
+            parts.append(f"future {list(spec.future)} (one per forecast step)")
+        return " and ".join(parts)
 
 
 @functools.lru_cache(maxsize=32)

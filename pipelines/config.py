@@ -96,13 +96,42 @@ class RowSlice(_Strict):
         return self
 
 
+CalendarTerm = Literal["hour_of_day", "day_of_week"]
+
+
+class ExogenousConfig(_Strict):
+    """Regressors beside the target (``pipelines.exogenous``): ``historical`` source columns
+    are known up to the forecast origin (the models see their recent past), ``future`` source
+    columns are known over the horizon too (planned prices, promotions, weather forecasts: a
+    request carries them for every step it forecasts), ``calendar`` terms are future
+    regressors derived from the timestamps (nobody sends them)."""
+
+    historical: list[str] = []
+    future: list[str] = []
+    calendar: list[CalendarTerm] = []
+
+    @model_validator(mode="after")
+    def _declared_once(self) -> ExogenousConfig:
+        named = [*self.historical, *self.future]
+        twice = sorted({c for c in named if named.count(c) > 1})
+        if twice:
+            raise ValueError(
+                f"columns {twice} are declared more than once (a regressor is either "
+                "historical or future, once)"
+            )
+        repeated = sorted({c for c in self.calendar if self.calendar.count(c) > 1})
+        if repeated:
+            raise ValueError(f"calendar terms {repeated} are listed more than once")
+        return self
+
+
 class DataConfig(_Strict):
     source: Source
     time_column: str = "ds"
     target_column: str = "y"
     id_column: str | None = None
     series_id: str = Field("series", description="unique_id used when the source has no id")
-    exog_columns: list[str] = []
+    exogenous: ExogenousConfig = ExogenousConfig()
     freq: str = Field("h", description="pandas frequency alias of the series, e.g. h, D, 15min")
     rows: RowSlice | None = None
     invalid_series: Literal["fail", "drop"] = Field(
@@ -110,6 +139,25 @@ class DataConfig(_Strict):
         description="a series with data problems fails the run, or is dropped and recorded "
         "(problems not tied to one series always fail)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exog_columns(cls, data: Any) -> Any:
+        """``exog_columns`` (the earlier form) declares historical regressors."""
+        if isinstance(data, dict) and "exog_columns" in data:
+            data = dict(data)
+            columns = data.pop("exog_columns") or []
+            exogenous = data.get("exogenous") or {}
+            if isinstance(exogenous, ExogenousConfig):
+                exogenous = exogenous.model_dump()
+            data["exogenous"] = {**exogenous,
+                                 "historical": [*exogenous.get("historical", []), *columns]}
+        return data
+
+    @property
+    def exog_columns(self) -> list[str]:
+        """The source columns of the declared regressors: historical, then future."""
+        return [*self.exogenous.historical, *self.exogenous.future]
 
     @field_validator("freq")
     @classmethod

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines import artifact_store
+from pipelines.exogenous import ExogSpec, future_matrix, future_windows, history_windows
 from pipelines.models.base import Forecaster, conformal_halfwidth
 from pipelines.models.ensemble import Ensemble, combine
 from pipelines.models.per_series import PerSeries
@@ -32,28 +33,40 @@ class SeriesData:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    xh: np.ndarray | None = None
+    xf: np.ndarray | None = None
 
     @property
     def train_end(self) -> int:
         return int(self.train[-1]) + 1
 
 
-def read_prepared(url: str) -> list[SeriesData]:
+EXOG_PREFIX = "exog:"
+"""Prepared columns of the scaled regressors: ``exog:<source column>``."""
+
+
+def read_prepared(url: str, spec: ExogSpec | None = None) -> list[SeriesData]:
     """The series of a prepared Parquet object in the artifact store (rows grouped by series,
-    in time order)."""
+    in time order), with the regressors of ``spec`` (``xh``, ``xf``) when given."""
     df = artifact_store.read_parquet(url)
+    spec = spec or ExogSpec()
     out = []
     for uid, group in df.groupby("unique_id", sort=False):
         split = group["split"].to_numpy()
+        ds = group["ds"].to_numpy("datetime64[ns]")
+        hist = [EXOG_PREFIX + c for c in spec.historical]
+        fut = [EXOG_PREFIX + c for c in spec.future]
         out.append(
             SeriesData(
                 uid=str(uid),
-                ds=group["ds"].to_numpy("datetime64[ns]"),
+                ds=ds,
                 y_raw=group["y"].to_numpy(float),
                 y=group["y_scaled"].to_numpy(float),
                 train=np.flatnonzero(split == "train"),
                 val=np.flatnonzero(split == "val"),
                 test=np.flatnonzero(split == "test"),
+                xh=group[hist].to_numpy(float) if hist else None,
+                xf=future_matrix(spec, group[fut].to_numpy(float), ds),
             )
         )
     return out
@@ -71,11 +84,18 @@ def fit(
     ys: Sequence[np.ndarray],
     dss: Sequence[np.ndarray | None],
     ids: Sequence[str],
+    xhs: Sequence[np.ndarray] | None = None,
+    xfs: Sequence[np.ndarray] | None = None,
 ) -> Forecaster:
-    """A global model fitted on every series, or a ``PerSeries`` of local models."""
-    if get_model_class(algorithm).local:
+    """A global model fitted on every series, or a ``PerSeries`` of local models. Models that
+    use regressors get ``xhs``/``xfs`` (one array per series); the others ignore them."""
+    model_cls = get_model_class(algorithm)
+    if model_cls.local:
         return PerSeries(horizon, algorithm=algorithm, **params).fit(list(ys), list(dss), ids)
-    return build_model(algorithm, horizon, **params).fit(list(ys), list(dss))
+    model = build_model(algorithm, horizon, **params)
+    if model_cls.uses_exog and (xhs is not None or xfs is not None):
+        return model.fit(list(ys), list(dss), xh=xhs, xf=xfs)
+    return model.fit(list(ys), list(dss))
 
 
 def forecast(
@@ -84,10 +104,13 @@ def forecast(
     dss: Sequence[np.ndarray | None],
     origins_per_series: Sequence[np.ndarray],
     ids: Sequence[str],
+    xhs: Sequence[np.ndarray | None] | None = None,
+    xfs: Sequence[np.ndarray | None] | None = None,
 ) -> list[np.ndarray]:
-    """Point forecasts from each series' origins (index ``o`` uses ``y[:o]``), per series."""
+    """Point forecasts from each series' origins (index ``o`` uses ``y[:o]``, and the future
+    regressors of rows ``o .. o + horizon - 1``), per series."""
     if isinstance(model, Ensemble):
-        parts = [forecast(m, ys, dss, origins_per_series, ids) for m in model.members]
+        parts = [forecast(m, ys, dss, origins_per_series, ids, xhs, xfs) for m in model.members]
         return [
             combine([p[k][:, : model.horizon] for p in parts], model.combine)
             for k in range(len(ys))
@@ -98,8 +121,11 @@ def forecast(
             for uid, y, ds, o in zip(ids, ys, dss, origins_per_series, strict=True)
         ]
     width = model.min_history
-    windows, last_ds = [], []
-    for uid, y, ds, o in zip(ids, ys, dss, origins_per_series, strict=True):
+    k_h, k_f = model.exog_inputs
+    xhs = xhs if xhs is not None else [None] * len(ys)
+    xfs = xfs if xfs is not None else [None] * len(ys)
+    windows, last_ds, hist, fut = [], [], [], []
+    for uid, y, ds, o, xh, xf in zip(ids, ys, dss, origins_per_series, xhs, xfs, strict=True):
         o = np.asarray(o, dtype=int)
         if o.size and o.min() < width:
             raise ValueError(
@@ -107,8 +133,16 @@ def forecast(
             )
         windows.append(sliding_window_view(np.asarray(y, dtype=float), width)[o - width])
         last_ds.append(None if ds is None else np.asarray(ds)[o - 1])
+        if k_h:
+            hist.append(history_windows(xh, o, model.exog_lags))
+        if k_f:
+            fut.append(future_windows(xf, o, model.horizon))
     with_ds = all(d is not None for d in last_ds)
-    pred = model.predict(np.concatenate(windows), np.concatenate(last_ds) if with_ds else None)
+    exog = {"xh": np.concatenate(hist) if k_h else None,
+            "xf": np.concatenate(fut) if k_f else None} if k_h or k_f else {}
+    pred = model.predict(
+        np.concatenate(windows), np.concatenate(last_ds) if with_ds else None, **exog
+    )
     return np.split(pred, np.cumsum([len(o) for o in origins_per_series])[:-1])
 
 
@@ -119,7 +153,8 @@ def calibrate(model: Forecaster, series: Sequence[SeriesData], horizon: int) -> 
     dss = [s.ds for s in series]
     val_origins = [origins(s.val, horizon) for s in series]
     ids = [s.uid for s in series]
-    preds = forecast(model, ys, dss, val_origins, ids)
+    preds = forecast(model, ys, dss, val_origins, ids, [s.xh for s in series],
+                     [s.xf for s in series])
     errors = np.concatenate(
         [
             np.abs(sliding_window_view(s.y, horizon)[o] - p)

@@ -49,7 +49,10 @@ class Preprocessor:
         self.cfg = cfg
         # Per series, per value column: training mean (imputation fill), scaler center and scale.
         self.series: dict[str, dict[str, dict[str, float]]] = {}
-        self._target: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
+        # cached: series id -> row, and column -> (centers, scales) over the series
+        self._cache: tuple[dict[str, int], dict[str, tuple[np.ndarray, np.ndarray]]] | None = (
+            None
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -80,7 +83,7 @@ class Preprocessor:
                 stats[col] = {"mean": float(values.mean()), "center": center, "scale": scale}
             series[str(uid)] = stats
         self.series = series
-        self._target = None
+        self._cache = None
         return self
 
     def fit_transform(self, df_train: pd.DataFrame) -> pd.DataFrame:
@@ -107,26 +110,37 @@ class Preprocessor:
         self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
     ) -> np.ndarray:
         """Scale target values (any shape; with ``ids``, one id per row); no imputation."""
-        center, scale = self._target_stats(values, ids)
+        return self.transform_column("y", values, ids)
+
+    def transform_column(
+        self, column: str, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scale values of ``column`` (``y`` or a regressor; ``ids`` as in transform_target)."""
+        center, scale = self._stats(column, values, ids)
         return (np.asarray(values, dtype="float64") - center) / scale
 
     def inverse_transform_target(
         self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
     ) -> np.ndarray:
         """Scaled target values back to the original units (``ids`` as in transform_target)."""
-        center, scale = self._target_stats(values, ids)
+        center, scale = self._stats("y", values, ids)
         return np.asarray(values, dtype="float64") * scale + center
 
-    def _target_stats(self, values: np.ndarray, ids: Any) -> tuple[Any, Any]:
-        """Center and scale of ``y`` broadcastable to ``values``: scalars for one series,
+    def _stats(self, column: str, values: np.ndarray, ids: Any) -> tuple[Any, Any]:
+        """Center and scale of ``column`` broadcastable to ``values``: scalars for one series,
         one per row for several."""
         self._require_fitted()
-        if self._target is None:
-            index = {k: i for i, k in enumerate(self.series)}
-            center = np.array([s["y"]["center"] for s in self.series.values()])
-            scale = np.array([s["y"]["scale"] for s in self.series.values()])
-            self._target = (index, center, scale)
-        index, center, scale = self._target
+        if self._cache is None:
+            self._cache = ({k: i for i, k in enumerate(self.series)}, {})
+        index, by_column = self._cache
+        if column not in by_column:
+            if column not in self.columns:
+                raise ValueError(f"column {column!r} was not seen in fit; fitted: {self.columns}")
+            by_column[column] = (
+                np.array([s[column]["center"] for s in self.series.values()]),
+                np.array([s[column]["scale"] for s in self.series.values()]),
+            )
+        center, scale = by_column[column]
         if len(index) == 1:
             return center[0], scale[0]
         if ids is None:

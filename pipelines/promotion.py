@@ -23,6 +23,7 @@ import pandas as pd
 from pipelines import panel
 from pipelines.bundle import ForecastBundle
 from pipelines.evaluation import actual_windows, mase_scale
+from pipelines.exogenous import future_matrix
 from pipelines.significance import Decision, SignificanceResult, diebold_mariano
 
 
@@ -68,18 +69,40 @@ def backtest_errors(
     origins: np.ndarray,
     horizon: int,
     series_id: str | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """Forecast errors ``actual - forecast`` in original units, shape ``(n_origins, horizon)``,
-    of series ``series_id`` (needed when the bundle was trained on several series)."""
+    of series ``series_id`` (needed when the bundle was trained on several series). A model
+    with regressors reads them from ``frame`` (that series' validated rows, their columns)."""
     y = np.asarray(y, dtype=float)
     ids = None if series_id is None else [series_id] * len(y)
     scaled = bundle.preprocessor.transform_target(y, ids)
     uid = series_id if series_id is not None else bundle.series_ids[0]
-    pred = panel.forecast(bundle.forecaster, [scaled], [ds], [origins], [uid])[0][:, :horizon]
+    xh, xf = _regressors(bundle, frame, ds, uid)
+    pred = panel.forecast(bundle.forecaster, [scaled], [ds], [origins], [uid], xh, xf)[0]
     inverse = bundle.preprocessor.inverse_transform_target(
-        pred, None if ids is None else ids[: len(pred)]
+        pred[:, :horizon], None if ids is None else ids[: len(pred)]
     )
     return actual_windows(y, origins, horizon) - inverse
+
+
+def _regressors(
+    bundle: ForecastBundle, frame: pd.DataFrame | None, ds: np.ndarray, uid: str
+) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    """The scaled regressors of one series' rows for ``panel.forecast`` (None without)."""
+    spec = bundle.exogenous
+    if not spec:
+        return None, None
+    if frame is None:
+        raise ValueError(f"{bundle.forecaster.name} uses regressors {spec.to_dict()}: the "
+                         "backtest needs the rows with their columns")
+    columns = [*spec.historical, *spec.future]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"backtest: regressor columns {missing} are not in the data")
+    x = bundle.preprocessor.transform(frame[["ds", *columns]].assign(unique_id=uid))
+    xh = [x[list(spec.historical)].to_numpy(float)] if spec.historical else None
+    return xh, [future_matrix(spec, x[list(spec.future)].to_numpy(float), ds)]
 
 
 def season_of_freq(freq: str) -> int:
@@ -153,7 +176,7 @@ def _series_losses(
     y = series["y"].to_numpy(float)
     origins = _origins(len(y), history, horizon, policy, "the series")
     return tuple(  # type: ignore[return-value]
-        np.abs(backtest_errors(b, ds, y, origins, horizon)).mean(axis=1)
+        np.abs(backtest_errors(b, ds, y, origins, horizon, frame=series)).mean(axis=1)
         for b in (champion, challenger)
     )
 
@@ -199,6 +222,7 @@ def _panel_losses(
                 origins[uid][-count:],
                 horizon,
                 uid,
+                g,
             )
             per_series.append(np.abs(errors).mean(axis=1) / scale)
         losses.append(np.mean(per_series, axis=0))

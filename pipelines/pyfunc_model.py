@@ -4,6 +4,10 @@
 takes a history frame with columns ``ds`` and ``y`` (and optionally ``unique_id``: one
 forecast per id, each from its own history) and returns one row per id and step with
 ``unique_id, ds, step, yhat, yhat_lower, yhat_upper``.
+
+A model trained with regressors (``bundle.json``'s ``exogenous``) takes them as columns of
+the same frame: historical regressors beside each history row, future regressors on rows
+after the history whose ``y`` is empty (at least ``horizon`` of them per series).
 """
 
 from __future__ import annotations
@@ -61,12 +65,31 @@ def forecast_frame(bundle: ForecastBundle, history: pd.DataFrame, horizon: int) 
     elif history["unique_id"].isna().any():  # groupby would drop those rows silently
         rows = np.flatnonzero(history["unique_id"].isna().to_numpy())
         raise ForecastInputError("unique_id", f"missing at row(s) {rows[:5].tolist()}")
+    spec = bundle.exogenous
     frames = []
     for uid, group in history.groupby("unique_id", sort=False):
         ds = pd.to_datetime(group["ds"]).to_numpy()
         if len(ds) > 1 and not (np.diff(ds) > np.timedelta64(0)).all():
             raise ForecastInputError("ds", f"timestamps of series {uid!r} are not increasing")
-        fc = bundle.forecast(group["y"].to_numpy(float), ds[-1:], horizon, [str(uid)])
+        y = group["y"].to_numpy(float)
+        n_hist = len(y)
+        if spec.future:  # the rows after the last target value carry the future regressors
+            known = np.flatnonzero(~np.isnan(y))
+            n_hist = int(known[-1]) + 1 if known.size else 0
+        exog, future = {}, {}
+        for column in (*spec.historical, *spec.future):
+            if column not in group.columns:
+                raise ForecastInputError(
+                    column, f"series {uid!r}: regressor column {column!r} is missing from the "
+                    "frame"
+                )
+            values = group[column].to_numpy(float)
+            if column in spec.historical:
+                exog[column] = values[None, :n_hist]
+            else:
+                future[column] = values[None, n_hist:]
+        fc = bundle.forecast(y[:n_hist], ds[n_hist - 1 : n_hist], horizon, [str(uid)],
+                             exog, future)
         frames.append(
             pd.DataFrame(
                 {

@@ -73,9 +73,10 @@ def configure(cfg: ExperimentConfig, home: TidemillHome) -> str:
 def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horizon: int) -> str:
     """Log the bundle as a pyfunc model named ``model`` in the active run; return its URI.
 
-    ``input_example``: a history frame ``unique_id, ds, y``. The signature's inputs are
-    ``unique_id`` (optional string), ``ds`` and ``y``: ``mlflow models serve`` drops columns
-    the signature lacks, and without ``unique_id`` it could not forecast several series.
+    ``input_example``: a history frame ``unique_id, ds, y`` (and the model's regressors).
+    The signature's inputs are ``unique_id`` (optional string), ``ds``, ``y`` and the
+    regressors: ``mlflow models serve`` drops columns the signature lacks, and without
+    ``unique_id`` it could not forecast several series.
     """
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
@@ -86,11 +87,13 @@ def log_bundle_model(bundle_dir: Path, algorithm: str, input_example: Any, horiz
 
     bundle = ForecastBundle.load(bundle_dir)
     output_example = forecast_frame(bundle, input_example, horizon)
+    spec = bundle.exogenous
     inputs = Schema(
         [
             ColSpec("string", "unique_id", required=False),
             ColSpec("datetime", "ds"),
             ColSpec("double", "y"),
+            *(ColSpec("double", c) for c in (*spec.historical, *spec.future)),
         ]
     )
     with warnings.catch_warnings():  # integer-column hints: our ints are never missing

@@ -98,15 +98,18 @@ def cv_score(
     seed: int,
     report: Any = None,
     ids: list[str] | None = None,
+    exog: tuple[list[np.ndarray] | None, list[np.ndarray] | None] = (None, None),
 ) -> float:
     """Mean validation metric over the folds; ``report(step, value)`` after each fold.
 
     For a panel, ``y``/``ds``/``mase_denominator`` are lists (one per series) and ``folds``
-    one list of folds per series; a fold's score is the mean over series."""
+    one list of folds per series; a fold's score is the mean over series. ``exog``: the
+    historical and future regressors of each series (``pipelines.exogenous``), or None."""
     from pipelines import panel
 
     ys, dss, dens, fold_lists = _as_lists(y, ds, mase_denominator, folds)
     ids = ids or [str(k) for k in range(len(ys))]
+    xhs, xfs = exog
     scores = []
     for k in range(len(fold_lists[0])):
         fit_ends = [f[k].fit_end for f in fold_lists]
@@ -117,6 +120,8 @@ def cv_score(
             [v[:e] for v, e in zip(ys, fit_ends, strict=True)],
             [None if t is None else t[:e] for t, e in zip(dss, fit_ends, strict=True)],
             ids,
+            *(None if x is None else [v[:e] for v, e in zip(x, fit_ends, strict=True)]
+              for x in (xhs, xfs)),
         )
         fold_origins = [f[k].origins for f in fold_lists]
         if min(o.min() for o in fold_origins) < model.min_history:
@@ -124,7 +129,7 @@ def cv_score(
                 f"{algorithm} needs {model.min_history} history values; fold {k} starts at "
                 f"{min(fit_ends)}"
             )
-        preds = panel.forecast(model, ys, dss, fold_origins, ids)
+        preds = panel.forecast(model, ys, dss, fold_origins, ids, xhs, xfs)
         per_series = [
             evaluation.evaluate(
                 evaluation.actual_windows(v, o, horizon), p, None, None, den
@@ -156,6 +161,7 @@ def tune(
     mase_denominator: float | list[float],
     min_train: int,
     ids: list[str] | None = None,
+    exog: tuple[list[np.ndarray] | None, list[np.ndarray] | None] = (None, None),
 ) -> TuneResult:
     """Run (or resume) the study; an empty search space returns the fixed params untuned.
 
@@ -205,6 +211,7 @@ def tune(
             cfg.seed,
             report,
             ids,
+            exog,
         )
 
     if remaining:

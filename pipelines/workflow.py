@@ -26,6 +26,7 @@ from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
 from pipelines.data.split import min_rows_required, split_labels, split_problems
 from pipelines.data.validate import validate_panel
+from pipelines.exogenous import ExogSpec
 from pipelines.home import TidemillHome
 from pipelines.models.registry import build_model
 from pipelines.preprocess import Preprocessor
@@ -177,6 +178,7 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
             "y": df["y"].to_numpy(float),
             "y_scaled": out["y"].to_numpy(float),
             "split": labels,
+            **{panel.EXOG_PREFIX + c: out[c].to_numpy(float) for c in cfg.data.exog_columns},
         }
     )
     stage = artifact_store.join(str(run_dir), "preprocess")
@@ -187,10 +189,12 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         artifact_store.join(stage, "preprocessor.json"), json.dumps(pre.to_dict(), indent=2)
     )
     counts = prepared["split"].value_counts().to_dict()
+    spec = ExogSpec.from_config(cfg.data)
     _step(
         f"preprocess: train {counts.get('train', 0)}, val {counts.get('val', 0)}, "
         f"test {counts.get('test', 0)} rows ({cfg.split.align} split); "
         f"{cfg.preprocess.scaler} scaler fitted per series on train"
+        + (f"; regressors {spec.to_dict()}" if spec else "")
     )
     return {
         **ingested,
@@ -204,7 +208,7 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
 def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[str, Any]:
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
     cfg = run_config(prepared["config"])
-    series = panel.read_prepared(prepared["prepared"])
+    series = panel.read_prepared(prepared["prepared"], ExogSpec.from_config(cfg.data))
     _step(
         f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds, "
         f"{len(series)} series"
@@ -222,6 +226,7 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
         mase_denominator=[evaluation.mase_scale(s.y[s.train], season_of(cfg)) for s in series],
         min_train=min_fit_rows(cfg, algorithm),
         ids=[s.uid for s in series],
+        exog=_train_regressors(series),
     )
     _step(
         f"tune {algorithm}: best params {result.best_params} ({time.perf_counter() - started:.1f}s)"
@@ -243,7 +248,8 @@ def train(
 
     cfg = run_config(prepared["config"])
     algorithm = tuned["algorithm"]
-    series = panel.read_prepared(prepared["prepared"])
+    spec = ExogSpec.from_config(cfg.data)
+    series = panel.read_prepared(prepared["prepared"], spec)
     ids = [s.uid for s in series]
     pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
     started = time.perf_counter()
@@ -262,8 +268,12 @@ def train(
             [s.y[s.train] for s in series],
             [s.ds[s.train] for s in series],
             ids,
+            *_train_regressors(series),
         )
     fit_s = time.perf_counter() - started
+    uses = spec if any(model.exog_inputs) else ExogSpec()
+    if spec and not uses:
+        _step(f"train {algorithm}: this model does not use regressors (see README)")
     panel.calibrate(model, series, cfg.horizon)
     season = season_of(cfg)
     mase_dens = [evaluation.mase_scale(s.y_raw[s.train], season) for s in series]
@@ -272,7 +282,8 @@ def train(
     for part in ("val", "test"):
         part_origins = [panel.origins(getattr(s, part), cfg.horizon) for s in series]
         points = panel.forecast(
-            model, [s.y for s in series], [s.ds for s in series], part_origins, ids
+            model, [s.y for s in series], [s.ds for s in series], part_origins, ids,
+            [s.xh for s in series], [s.xf for s in series],
         )
         # per series, in original units: actual, point, lower, upper (n_origins, horizon)
         windows = []
@@ -333,6 +344,7 @@ def train(
         "experiment": cfg.name,
         "snapshot_sha256": prepared["sha256"],
         "trained_until": str(max(s.ds[s.train_end - 1] for s in series)),
+        "exogenous": uses.to_dict() if uses else None,
     }
     ForecastBundle(pre, model, meta).save(bundle_dir)
 
@@ -348,6 +360,7 @@ def train(
                 "level": cfg.level,
                 "n_series": len(series),
                 **{f"hp.{k}": v for k, v in tuned["best_params"].items()},
+                **({"exogenous": json.dumps(uses.to_dict())} if uses else {}),
             }
         )
         for part, ev in results.items():
@@ -392,12 +405,13 @@ def train(
             report = cand_dir / "validation.json"
             report.write_text(artifact_store.read_text(prepared["validation"]))
             mlflow.log_artifact(str(report))
-        example = pd.DataFrame(
-            {
-                "unique_id": last.uid if len(series) > 1 else cfg.data.series_id,
-                "ds": last.ds[last.train_end - model.min_history : last.train_end],
-                "y": last.y_raw[last.train_end - model.min_history : last.train_end],
-            }
+        example = _input_example(
+            df_raw=read_snapshot(prepared["snapshot"], prepared["sha256"]),
+            uid=last.uid,
+            rows=slice(last.train_end - model.min_history, last.train_end),
+            horizon=cfg.horizon,
+            spec=uses,
+            series_id=last.uid if len(series) > 1 else cfg.data.series_id,
         )
         model_uri = registry.log_bundle_model(bundle_dir, algorithm, example, cfg.horizon)
     with scratch:  # bundle, plots and evaluation also kept in the store, beside the run's data
@@ -414,6 +428,36 @@ def train(
         "val": results["val"].overall,
         "test": results["test"].overall,
     }
+
+
+def _train_regressors(
+    series: list[panel.SeriesData],
+) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    """The historical and future regressors of each series' training rows (None without)."""
+    return tuple(  # type: ignore[return-value]
+        None if getattr(series[0], name) is None
+        else [getattr(s, name)[s.train] for s in series]
+        for name in ("xh", "xf")
+    )
+
+
+def _input_example(
+    df_raw: pd.DataFrame, uid: str, rows: slice, horizon: int, spec: ExogSpec, series_id: str
+) -> pd.DataFrame:
+    """The logged input example: ``rows`` of one series (``ds, y`` and the historical
+    regressors) and, for future regressors, the next ``horizon`` rows with ``y`` left empty
+    (the pyfunc's form of future values, ``pipelines.pyfunc_model``)."""
+    own = df_raw[df_raw["unique_id"].astype(str) == uid].reset_index(drop=True)
+    end = rows.stop + (horizon if spec.future else 0)
+    part = own.iloc[rows.start : end]
+    example = pd.DataFrame({"unique_id": series_id, "ds": part["ds"].to_numpy(),
+                            "y": part["y"].to_numpy(float)})
+    for column in (*spec.historical, *spec.future):
+        example[column] = part[column].astype(float).ffill().bfill().to_numpy()
+    if spec.future:
+        example.loc[rows.stop - rows.start :, "y"] = np.nan
+        example.loc[rows.stop - rows.start :, list(spec.historical)] = np.nan
+    return example
 
 
 def uid_inverse(pre: Preprocessor, uid: str, values: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ def _needed(cfg: DataConfig) -> dict[str, str]:
     roles = {cfg.time_column: "time_column", cfg.target_column: "target_column"}
     if cfg.id_column:
         roles[cfg.id_column] = "id_column"
-    roles.update({c: "exog_columns" for c in cfg.exog_columns})
+    roles.update({c: "exogenous.historical" for c in cfg.exogenous.historical})
+    roles.update({c: "exogenous.future" for c in cfg.exogenous.future})
     return roles
 
 

@@ -17,6 +17,12 @@ Shapes:
 - ``forecast_origins(y, origins, ds)``: forecasts made at each origin index ``o`` from
   ``y[:o]`` (the first forecast step is ``y[o]``). The default slices windows and calls
   ``predict``; models with a faster exact path (ARIMA's Kalman filter) override it.
+
+Exogenous regressors (``pipelines.exogenous``): models with ``uses_exog`` take, at ``fit``,
+``xh`` (one ``(n, k_h)`` array of historical regressors per series) and ``xf`` (one
+``(n, k_f)`` array of future regressors per series), and at ``predict`` ``xh`` as
+``(n_windows, exog_lags, k_h)`` (the rows up to each window's end) and ``xf`` as
+``(n_windows, horizon, k_f)`` (the rows of the forecast steps). The others ignore regressors.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class Forecaster(ABC):
 
     name: ClassVar[str]
     local: ClassVar[bool] = False
+    uses_exog: ClassVar[bool] = False
 
     def __init__(
         self, horizon: int, level: float = 0.9, freq: str = "h", seed: int = 0, **params: Any
@@ -105,6 +112,50 @@ class Forecaster(ABC):
         """Read what ``_save`` wrote."""
 
     # ----- shared behaviour -----------------------------------------------------------------
+    @property
+    def exog_inputs(self) -> tuple[int, int]:
+        """Historical and future regressor columns the fitted model takes ((0, 0): none)."""
+        k_h, k_f = self.params.get("exog") or (0, 0)
+        return int(k_h), int(k_f)
+
+    @property
+    def exog_lags(self) -> int:
+        """Past rows of the historical regressors each window needs (0 without them)."""
+        return int(self.params.get("exog_lags", 1)) if self.exog_inputs[0] else 0
+
+    def _exog_fit(self, n_series: int, xh: Any, xf: Any) -> tuple[list, list]:
+        """Per-series regressor lists (None entries without), recording their widths."""
+        xhs = list(xh) if xh is not None else [None] * n_series
+        xfs = list(xf) if xf is not None else [None] * n_series
+        if len(xhs) != n_series or len(xfs) != n_series:
+            raise ValueError(f"regressors of {len(xhs)}/{len(xfs)} series for {n_series}")
+        self.params.pop("exog", None)
+        if xh is not None or xf is not None:
+            self.params["exog"] = [
+                0 if xh is None else int(np.shape(xhs[0])[1]),
+                0 if xf is None else int(np.shape(xfs[0])[1]),
+            ]
+        return xhs, xfs
+
+    def _check_exog(self, n: int, xh: Any, xf: Any) -> tuple[Any, Any]:
+        """``xh``/``xf`` of ``n`` windows as float arrays of the fitted widths."""
+        k_h, k_f = self.exog_inputs
+        shapes = {"xh": (n, self.exog_lags, k_h), "xf": (n, self.horizon, k_f)}
+        out = []
+        for name, value, k in (("xh", xh, k_h), ("xf", xf, k_f)):
+            if not k:
+                out.append(None)
+                continue
+            arr = None if value is None else np.asarray(value, dtype=float)
+            want = shapes[name]
+            if arr is None or arr.shape[0] != n or arr.shape[2:] != want[2:] or \
+                    arr.shape[1] < want[1]:
+                got = None if arr is None else arr.shape
+                raise ValueError(f"{self.name} was fitted with regressors: {name} must have "
+                                 f"shape {want}, got {got}")
+            out.append(arr[:, -want[1]:] if name == "xh" else arr[:, : want[1]])
+        return out[0], out[1]
+
     def _check_history(self, histories: np.ndarray) -> np.ndarray:
         """``histories`` as a 2-D float array; raise if windows are shorter than needed."""
         histories = np.atleast_2d(np.asarray(histories, dtype=float))
@@ -142,12 +193,15 @@ class Forecaster(ABC):
         return self.interval_halfwidth
 
     def predict_intervals(
-        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None,
+        xh: np.ndarray | None = None, xf: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point forecast with lower and upper bounds, each ``(n_windows, horizon)``.
 
-        ``ids`` (the series of each window) matters only to per-series models."""
-        point = self.predict(histories, last_ds)
+        ``ids`` (the series of each window) matters only to per-series models; ``xh``/``xf``
+        only to models fitted with regressors."""
+        exog = {"xh": xh, "xf": xf} if any(self.exog_inputs) else {}
+        point = self.predict(histories, last_ds, **exog)
         if self.interval_halfwidth is None:
             raise RuntimeError(f"{self.name}: intervals need calibrate() on validation data")
         return point, point - self.interval_halfwidth, point + self.interval_halfwidth

@@ -54,28 +54,42 @@ class Ensemble(Forecaster):
     def min_history(self) -> int:
         return max(m.min_history for m in self.members)
 
+    @property
+    def exog_inputs(self) -> tuple[int, int]:
+        """The regressor widths of the members that use them (the run's, shared)."""
+        return max((m.exog_inputs for m in self.members), default=(0, 0))
+
+    @property
+    def exog_lags(self) -> int:
+        return max((m.exog_lags for m in self.members), default=0)
+
     def fit(self, y: Panel, ds: Any = None) -> Ensemble:
         """Members come fitted; nothing to do."""
         return self
 
     def predict(
-        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None,
+        xh: np.ndarray | None = None, xf: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Members with regressors get ``xh``/``xf`` (each slices what it was fitted with)."""
         histories = self._check_history(histories)
         points = []
         for member in self.members:
             if isinstance(member, PerSeries):
                 points.append(member.predict(histories, last_ds, ids))
+            elif any(member.exog_inputs):
+                points.append(member.predict(histories, last_ds, xh=xh, xf=xf))
             else:
                 points.append(member.predict(histories, last_ds))
         return combine([p[:, : self.horizon] for p in points], self.combine)
 
     def predict_intervals(
-        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None
+        self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None,
+        xh: np.ndarray | None = None, xf: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.interval_halfwidth is None:
             raise RuntimeError("ensemble: intervals need calibration on validation data")
-        point = self.predict(histories, last_ds, ids)
+        point = self.predict(histories, last_ds, ids, xh, xf)
         return point, point - self.interval_halfwidth, point + self.interval_halfwidth
 
     def save(self, path: str | Path) -> None:

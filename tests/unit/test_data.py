@@ -164,7 +164,7 @@ def test_missing_column_names_it_and_lists_available(tmp_path: Path) -> None:
     cfg = csv_config(tmp_path, "\n".join(hourly_csv(3)), exog_columns=["temp"])
     with pytest.raises(DataValidationError) as info:
         load_raw(cfg)
-    assert "'temp' (exog_columns) not found" in str(info.value)
+    assert "'temp' (exogenous.historical) not found" in str(info.value)
     assert "available columns: ['date', 'OT']" in str(info.value)
     with pytest.raises(DataValidationError, match=r"'when' \(time_column\) not found"):
         load_raw(csv_config(tmp_path, "\n".join(hourly_csv(3)), time_column="when"))
