@@ -20,6 +20,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from pipelines.exogenous import ExogSpec
 from serving import metrics
 from serving.config import Limits, prediction_log_url
 from serving.prediction_log.writer import LogEntry, writer_for
@@ -122,7 +123,8 @@ class ForecastModel(kserve.Model):
             "outputs": V2_OUTPUTS,
             "parameters": {
                 variant: {"model_name": s.name, "version": s.version, "algorithm": s.algorithm,
-                          "horizon": s.horizon, "min_history": s.min_history}
+                          "horizon": s.horizon, "min_history": s.min_history,
+                          "exogenous": s.bundle.exogenous.to_dict()}
                 for variant, s in live.items()
             },
         }
@@ -131,23 +133,17 @@ class ForecastModel(kserve.Model):
         """A V1 request every live variant can answer (its longest saved input example)."""
         if self.task != "forecast":
             return tabular_example(self)
-        best: list[list[Any]] = []
+        best: dict[str, Any] = {}
         for served in self.live().values():
             path = Path(served.model_dir) / "input_example.json"
             if path.exists():
-                example = json.loads(path.read_text())  # dataframe_split: columns, data
-                cols = example["columns"]
-                ds, y = (cols.index(c) for c in ("ds", "y"))
-                uid = cols.index("unique_id") if "unique_id" in cols else None
-                rows = [[r[ds], r[y], None if uid is None else r[uid]]
-                        for r in example.get("data", [])]
-                best = rows if len(rows) > len(best) else best
+                instance = _example_instance(json.loads(path.read_text()),
+                                             served.bundle.exogenous)
+                if len(instance["values"]) > len(best.get("values", [])):
+                    best = instance
         if not best:
             raise RequestError("model", "no input example is stored with the live models", 404)
-        instance = {"timestamps": [r[0] for r in best], "values": [r[1] for r in best]}
-        if best[0][2] is not None:  # the series it belongs to (needed by a panel model)
-            instance["series_id"] = str(best[0][2])
-        return {"instances": [instance]}
+        return {"instances": [best]}
 
     # ----- the stock kserve data plane (gRPC, transformers) ---------------------------------
     async def predict(
@@ -196,6 +192,27 @@ class ForecastModel(kserve.Model):
         return InferResponse(request_id, self.name, outputs, model_version=result.model_version,
                              parameters={"variant": result.variant, "request_id": request_id,
                                          "registered_model": result.model_name})
+
+
+def _example_instance(example: dict[str, Any], spec: ExogSpec) -> dict[str, Any]:
+    """A V1 instance from a logged input example (``dataframe_split``: columns, data): the
+    rows with a target value are the history, the rows after them carry future regressors."""
+    cols = example["columns"]
+    rows = example.get("data", [])
+    ds, y = (cols.index(c) for c in ("ds", "y"))
+    n_hist = max((k + 1 for k, r in enumerate(rows) if r[y] is not None and r[y] == r[y]),
+                 default=0)  # NaN (logged for the future rows) is not a value
+    instance: dict[str, Any] = {"timestamps": [r[ds] for r in rows[:n_hist]],
+                                "values": [r[y] for r in rows[:n_hist]]}
+    if "unique_id" in cols:  # the series it belongs to (needed by a panel model)
+        instance["series_id"] = str(rows[0][cols.index("unique_id")])
+    if spec.historical:
+        instance["exog"] = {c: [r[cols.index(c)] for r in rows[:n_hist]]
+                            for c in spec.historical}
+    if spec.future:
+        instance["future_exog"] = {c: [r[cols.index(c)] for r in rows[n_hist:]]
+                                   for c in spec.future}
+    return instance
 
 
 class TidemillPredictor(ForecastModel):

@@ -4,7 +4,8 @@ by the fast routes and the ``kserve.Model.predict`` path.
 
 V1 ``POST /v1/models/{name}:predict``::
 
-    {"instances": [{"timestamps": [...], "values": [...], "series_id": "s", "exog": [[...], ...]}],
+    {"instances": [{"timestamps": [...], "values": [...], "series_id": "s",
+                    "exog": {"HUFL": [...]}, "future_exog": {"price": [...]}}],
      "parameters": {"horizon": 12}, "user_id": "caller-7", "model_version": "2"}
     -> {"predictions": [{"series_id", "timestamps", "mean", "lower", "upper"}],
         "model_name", "model_version", "variant", "request_id", "interval_level"}
@@ -12,20 +13,26 @@ V1 ``POST /v1/models/{name}:predict``::
 V2 ``POST /v2/models/{name}/infer`` (``model_name`` in the response is the endpoint name,
 ``parameters.registered_model`` the registered one): inputs ``values`` (FP64/FP32
 ``[n, L]``), ``timestamps`` (BYTES ISO-8601 or INT64 epoch seconds, ``[n, L]``), optional
-``exog`` (``[n, L, k]``); ``parameters``: ``horizon``, ``user_id``, ``series_id``,
+``exog.<column>`` (``[n, L]``) per historical regressor, ``future_exog.<column>`` (``[n, h]``)
+per future regressor; ``parameters``: ``horizon``, ``user_id``, ``series_id``,
 ``model_version``. Outputs ``forecast``, ``lower``, ``upper`` (FP64 ``[n, h]``) and
 ``timestamps`` (BYTES ``[n, h]``); the response's ``model_version`` is the registered version
 and ``parameters`` carry ``variant`` and ``request_id``. Inputs may come as binary tensor data
 (the protocol's binary data extension: ``inference-header-content-length`` header, each input's
 ``parameters.binary_data_size``; ``v2_binary_body``); outputs are always JSON.
 
-``POST /predict``: ``{"data": [[timestamp, value, exog...], ...], "model_version": null,
-"forecast_horizon": N, "user_id": ...}`` -> ``predictions``, ``confidence_intervals``
-(``level``, ``lower``, ``upper``), ``timestamps``, ``model_version``, ``variant``,
-``execution_time_ms``, ``request_id``.
+``POST /predict``: ``{"data": [[timestamp, value], ...], "exog": {column: [...]},
+"future_exog": {column: [...]}, "model_version": null, "forecast_horizon": N, "user_id": ...}``
+-> ``predictions``, ``confidence_intervals`` (``level``, ``lower``, ``upper``), ``timestamps``,
+``model_version``, ``variant``, ``execution_time_ms``, ``request_id``.
 
-Exogenous columns are accepted and checked for shape, and their count is logged; the current
-Tidemill models forecast from the target history alone.
+Regressors (``pipelines.exogenous``) are named by column: ``exog`` holds each historical
+regressor's values beside the history (one per history value), ``future_exog`` each future
+regressor's values over the forecast steps (at least the horizon). The parser keeps them per
+window; the served model checks them against what it was trained with and names the series
+and column of a missing, short or non-numeric one (``serving.served_model``). Unnamed
+exogenous blocks (``exog`` as ``[L][k]`` rows, V2 ``exog`` ``[n, L, k]``, extra ``data``
+columns) are still accepted for models without regressors: checked for shape and counted.
 """
 
 from __future__ import annotations
@@ -98,6 +105,16 @@ class ForecastRequest:
     field_prefix: str
     exog_columns: int = 0
     parameters: dict[str, Any] = field(default_factory=dict)
+    regressors: list[Regressors] | None = None
+    """Per window: its named regressors (None when no window names any)."""
+
+
+@dataclass
+class Regressors:
+    """One window's named regressors as sent: column -> raw values."""
+
+    exog: dict[str, Any] = field(default_factory=dict)
+    future: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -443,6 +460,24 @@ def _exog(raw: Any, length: int, field_name: str) -> int:
     return int(arr.shape[1])
 
 
+def _named(raw: Any, field_name: str) -> dict[str, Any]:
+    """A ``{column: [values]}`` object of regressors (values checked by the served model)."""
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise RequestError(field_name, "must be an object of column name -> list of values")
+    return raw
+
+
+def _window_regressors(inst: Mapping[str, Any], where: str) -> Regressors:
+    """The named regressors of one window (``exog`` as rows is the unnamed form: not here)."""
+    prefix = f"{where}." if where else ""
+    exog = inst.get("exog")
+    return Regressors(
+        exog=_named(exog, f"{prefix}exog") if isinstance(exog, dict) else {},
+        future=_named(inst["future_exog"], f"{prefix}future_exog")
+        if inst.get("future_exog") is not None else {},
+    )
+
+
 def caller_of(body_value: Any, headers: Mapping[str, str], field_name: str) -> str | None:
     return _text(body_value, field_name) or headers.get(CALLER_HEADER) or None
 
@@ -474,11 +509,16 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
         list(map(dict.get, instances, repeat("timestamps"))),
         where,
     )
-    exog = 0
-    if any(map(dict.__contains__, instances, repeat("exog"))):
+    exog, regressors = 0, None
+    if any(map(dict.__contains__, instances, repeat("exog"))) or \
+            any(map(dict.__contains__, instances, repeat("future_exog"))):
+        regressors = [_window_regressors(inst, where(i)) for i, inst in enumerate(instances)]
         for i, inst in enumerate(instances):
-            if "exog" in inst:
+            if "exog" in inst and not isinstance(inst["exog"], dict):
                 exog = max(exog, _exog(inst["exog"], len(inst["values"]), f"{where(i)}.exog"))
+        exog = max([exog, *(len(r.exog) + len(r.future) for r in regressors)])
+        if not any(r.exog or r.future for r in regressors):
+            regressors = None
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise RequestError("parameters", "must be an object")
@@ -492,6 +532,7 @@ def parse_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> ForecastR
         model_version=_text(body.get("model_version"), "model_version"),
         field_prefix="instances",
         exog_columns=exog,
+        regressors=regressors,
     )
 
 
@@ -678,6 +719,9 @@ def v2_request(
         if not np.isfinite(ex).all():
             raise RequestError("inputs.exog.data", "contains NaN or inf")
         exog = ex_shape[2]
+    regressors = _v2_regressors(tensors, shape[0])
+    if regressors is not None:
+        exog = len(regressors[0].exog) + len(regressors[0].future)
     series = _text(params.get("series_id"), "parameters.series_id")
     return ForecastRequest(
         groups=[WindowGroup(np.arange(shape[0]), values, ds)],
@@ -688,7 +732,30 @@ def v2_request(
         model_version=_text(params.get("model_version"), "parameters.model_version"),
         field_prefix="inputs",
         exog_columns=exog,
+        regressors=regressors,
     )
+
+
+def _v2_regressors(tensors: Mapping[str, tuple[int, list[int], Any]],
+                   n: int) -> list[Regressors] | None:
+    """Tensors ``exog.<column>`` / ``future_exog.<column>`` (``[n, length]``), per window."""
+    named = [(name, kind) for name in tensors for kind in ("exog", "future_exog")
+             if name.startswith(kind + ".") and len(name) > len(kind) + 1]
+    if not named:
+        return None
+    out = [Regressors() for _ in range(n)]
+    for name, kind in named:
+        _, shape, data = tensors[name]
+        column = name[len(kind) + 1:]
+        if len(shape) == 1 and n == 1:
+            shape = [1, shape[0]]
+        if len(shape) != 2 or shape[0] != n:
+            raise RequestError(f"inputs.{name}.shape", f"must be [{n}, length] (one row per "
+                                                       f"window), got {shape}")
+        block = _reshape(data, shape, f"inputs.{name}.data", timestamps=False)
+        for row, regs in zip(block, out, strict=True):
+            (regs.exog if kind == "exog" else regs.future)[column] = row
+    return out
 
 
 def v2_response(result: ForecastResult) -> dict[str, Any]:
@@ -731,6 +798,10 @@ def parse_spec(body: Any, headers: Mapping[str, str], limits: Limits) -> Forecas
     groups = _groups([[r[1] for r in data]], [[r[0] for r in data]], lambda _: "data")
     if width and width > 2:
         _exog([r[2:] for r in data], len(data), "data[*][2:]")
+    regressors = None
+    if body.get("exog") is not None or body.get("future_exog") is not None:
+        regressors = [_window_regressors(
+            {k: body.get(k) for k in ("exog", "future_exog")}, "")]
     return ForecastRequest(
         groups=groups,
         n_windows=1,
@@ -739,7 +810,9 @@ def parse_spec(body: Any, headers: Mapping[str, str], limits: Limits) -> Forecas
         caller=caller_of(body.get("user_id"), headers, "user_id"),
         model_version=_text(body.get("model_version"), "model_version"),
         field_prefix="data",
-        exog_columns=(width or 2) - 2,
+        exog_columns=(width or 2) - 2 + (
+            0 if regressors is None else len(regressors[0].exog) + len(regressors[0].future)),
+        regressors=regressors,
     )
 
 

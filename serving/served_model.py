@@ -22,7 +22,7 @@ import yaml
 
 from pipelines.bundle import ForecastBundle, ForecastInputError
 from serving.compiled_trees import compile_booster
-from serving.protocol import ForecastRequest, RequestError
+from serving.protocol import ForecastRequest, RequestError, WindowGroup
 from serving.tabular_model import load_tabular_dir, tabular_bundle_dir
 
 log = logging.getLogger(__name__)
@@ -155,14 +155,16 @@ class ServedModel:
         try:
             if len(request.groups) == 1:
                 g = request.groups[0]
-                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon, ids)
+                fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon, ids,
+                                          *self._regressors(request, g, horizon))
                 return fc.ds, fc.yhat, fc.lower, fc.upper
             shape = (request.n_windows, horizon)
             out = (np.empty(shape, "datetime64[ns]"), np.empty(shape), np.empty(shape),
                    np.empty(shape))
             for g in request.groups:
                 fc = self.bundle.forecast(g.values, g.ds[:, -1], horizon,
-                                          None if ids is None else [ids[i] for i in g.index])
+                                          None if ids is None else [ids[i] for i in g.index],
+                                          *self._regressors(request, g, horizon))
                 for arr, part in zip(out, (fc.ds, fc.yhat, fc.lower, fc.upper), strict=True):
                     arr[g.index] = part
             return out
@@ -170,6 +172,64 @@ class ServedModel:
             status, kind = (404, "unknown_series") if exc.field == "series_id" else (400,
                                                                                      "bad_request")
             raise RequestError(exc.field, str(exc).split(": ", 1)[-1], status, kind) from exc
+
+    def _regressors(self, request: ForecastRequest, group: WindowGroup, horizon: int
+                    ) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+        """The named regressors of a group's windows as ``(windows, length)`` arrays; a
+        missing, short, non-numeric or non-finite one is a 400 naming series and column."""
+        spec = self.bundle.exogenous
+        if not (spec.historical or spec.future):
+            return None, None
+        length = group.values.shape[1]
+        exog: dict[str, np.ndarray] = {}
+        future: dict[str, np.ndarray] = {}
+        for kind, columns, out in (("exog", spec.historical, exog),
+                                   ("future_exog", spec.future, future)):
+            for column in columns:
+                rows = []
+                for i in group.index:
+                    window = None if request.regressors is None else request.regressors[i]
+                    given = None if window is None else \
+                        (window.exog if kind == "exog" else window.future).get(column)
+                    rows.append(self._regressor_row(request, int(i), kind, column, given,
+                                                    length if kind == "exog" else horizon))
+                width = length if kind == "exog" else min(len(v) for v in rows)
+                out[column] = np.stack([v[:width] for v in rows])
+        return exog or None, future or None
+
+    def _regressor_row(self, request: ForecastRequest, i: int, kind: str, column: str,
+                       given: Any, length: int) -> np.ndarray:
+        """One window's values of one regressor, checked."""
+        spec = self.bundle.exogenous
+        prefix = request.field_prefix
+        field = {"instances": f"instances[{i}].{kind}.{column}",
+                 "inputs": f"inputs.{kind}.{column}", "data": f"{kind}.{column}"}[prefix]
+        uid = request.series_ids[i] or self.bundle.meta.get("series_id") or "series"
+        who = f"series {uid!r}" + (f" (window {i})" if prefix == "inputs" else "")
+        if kind == "exog":
+            what = f"{length} values, one per history value"
+        else:
+            what = f"at least {length} values, one per forecast step (horizon {length})"
+        needs = (f"model version {self.version} was trained with historical regressors "
+                 f"{list(spec.historical)} and future regressors {list(spec.future)}")
+        if given is None:
+            raise RequestError(field, f"{who}: regressor {column!r} is missing: {what} needed "
+                               f"({needs})", 400, "missing_regressor")
+        try:
+            values = np.asarray(given, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise RequestError(field, f"{who}: regressor {column!r} must be a list of numbers",
+                               400, "bad_regressor") from None
+        if values.ndim != 1 or (len(values) != length if kind == "exog" else
+                                len(values) < length):
+            got = len(values) if values.ndim == 1 else f"shape {values.shape}"
+            raise RequestError(field, f"{who}: regressor {column!r} has {got} values; "
+                               f"{what} needed", 400, "bad_regressor")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise RequestError(f"{field}[{int(np.argmax(bad))}]", f"{who}: regressor "
+                               f"{column!r} is NaN, inf or missing", 400, "bad_regressor")
+        return values
 
     def _series_ids(self, request: ForecastRequest) -> list[str] | None:
         """The series id of each window; None for a one-series model (it answers any id).
@@ -191,7 +251,11 @@ class ServedModel:
         n = self.min_history
         ds = np.datetime64("2020-01-01T00:00", "ns") + np.arange(n) * np.timedelta64(1, "h")
         values = np.linspace(1.0, 2.0, n)
-        fc = self.bundle.forecast(values, ds[-1:], self.horizon, self.bundle.series_ids[:1])
+        spec = self.bundle.exogenous
+        exog = {c: np.ones((1, n)) for c in spec.historical} or None
+        future = {c: np.ones((1, self.horizon)) for c in spec.future} or None
+        fc = self.bundle.forecast(values, ds[-1:], self.horizon, self.bundle.series_ids[:1],
+                                  exog, future)
         if not np.isfinite(fc.yhat).all():
             raise RuntimeError(f"model version {self.version} produced non-finite forecasts")
 
