@@ -1,8 +1,9 @@
 """The shipped ``configs/etth1_exog.yaml`` (on a slice) through the real pipeline
 (``tidemill train``: ingest → preprocess → tune → train → select → register) into a real
 MLflow store: the models that use regressors record them in their bundle and run, the
-registered version loads as a pyfunc and forecasts its logged example (load columns beside the
-history), and the same run without regressors forecasts differently."""
+registered version (and the ensemble of the best two) loads as a pyfunc and forecasts its
+logged example (load columns beside the history), and the same run without regressors
+forecasts differently."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def _train(root: Path, name: str, exogenous: bool) -> Path:
         "xgboost": {"params": {"lookback": 48, "n_estimators": 30, "exog_lags": 3}},
     }
     cfg["tuning"] = {"n_trials": 1, "cv_folds": 2}
+    cfg["ensemble"] = {"enabled": True, "top_k": 2}
     cfg["mlflow"] = {"experiment": name, "registered_model_name": name}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
@@ -66,16 +68,22 @@ def test_models_that_use_regressors_record_them_and_the_version_serves(runs) -> 
     with_x = _candidates(home, "etth1-exog")
     declared = {"historical": ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"], "future": [],
                 "calendar": ["hour_of_day", "day_of_week"]}
-    for algorithm in ("nlinear", "xgboost"):
+    for algorithm in ("nlinear", "xgboost", "ensemble"):  # the ensemble of the best two
         assert json.loads(with_x[algorithm].data.params["exogenous"]) == declared
     assert "exogenous" not in with_x["seasonal_naive"].data.params
     bundles = sorted((home / "runs").glob("*/candidates/*/bundle/bundle.json"))
     meta = {p.parent.parent.name: json.loads(p.read_text()) for p in bundles}
-    assert meta["nlinear"]["exogenous"] == declared
+    assert meta["nlinear"]["exogenous"] == meta["ensemble"]["exogenous"] == declared
     assert meta["seasonal_naive"]["exogenous"] is None
 
-    version = _client(home).get_model_version_by_alias("etth1-exog", "champion")
+    client = _client(home)
+    version = client.get_model_version_by_alias("etth1-exog", "champion")
     check_version(f"sqlite:///{home / 'mlflow.db'}", "etth1-exog", version.version)
+    run = with_x["ensemble"].info
+    logged = next(m for m in client.search_logged_models([run.experiment_id])
+                  if m.source_run_id == run.run_id)
+    ensemble = client.create_model_version("etth1-exog", logged.model_uri, run.run_id)
+    check_version(f"sqlite:///{home / 'mlflow.db'}", "etth1-exog", ensemble.version)
 
 
 def test_regressors_change_the_pipelines_forecasts(runs) -> None:
