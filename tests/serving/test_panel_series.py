@@ -1,6 +1,8 @@
 """A model trained on a panel (six M4 hourly series) served by the real local stack: one
 registered version forecasts a batch of different series in one request, each at its own
-scale, and a window of an unknown series, or without a series id, gets a 4xx naming it."""
+scale, and a window of an unknown series, or without a series id, gets a 4xx naming it. The
+version is the ensemble candidate (mean of NLinear and seasonal naive), best on validation
+here, so the ensemble is what serving loads."""
 
 from __future__ import annotations
 
@@ -33,15 +35,18 @@ def panel_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stac
                  "freq": "h"},
         "split": {"val_size": 24, "test_size": 24},
         "horizon": 12,
-        "algorithms": {"nlinear": {"params": {"lookback": 48, "alpha": 1.0}}},
+        "algorithms": {"nlinear": {"params": {"lookback": 48, "alpha": 1.0}},
+                       "seasonal_naive": {"params": {"season": 24}}},
+        "ensemble": {"enabled": True, "top_k": 2},
         "tuning": {"n_trials": 1, "metric": "mase"},
         "mlflow": {"experiment": "serving-panel", "registered_model_name": "serving-panel"},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
-    subprocess.run([str(TIDEMILL), "train", "--config", str(root / "config.yaml"), "--home",
-                    str(root / "home")], cwd=root, env=env, check=True, capture_output=True,
-                   timeout=300)
+    trained = subprocess.run([str(TIDEMILL), "train", "--config", str(root / "config.yaml"),
+                              "--home", str(root / "home")], cwd=root, env=env, check=True,
+                             capture_output=True, text=True, timeout=300)
+    assert "register: serving-panel version 1 (ensemble)" in trained.stdout, trained.stdout
     stack = start_stack(root / "home", 0, root / "stack.log")
     try:
         yield stack, data
