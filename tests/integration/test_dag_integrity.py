@@ -56,6 +56,7 @@ def test_dags_parse_fast_without_heavy_imports():
     assert result["errors"] == {}
     assert result["dags"] == [
         "drift_monitor",
+        "feature_materialize",
         "forecast_training",
         "promote_challenger",
         "tabular_drift_monitor",

@@ -279,8 +279,10 @@ def test_airflow_tasks_get_every_shared_state_url() -> None:
     values = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
     env = {e["name"]: e["value"] for e in values["env"]}
     secret = {s["envName"]: (s["secretName"], s["secretKey"]) for s in values["secret"]}
+    from pipelines import feature_store
+
     wanted = {settings.ARTIFACT_STORE_ENV, settings.MLFLOW_ENV, settings.OPTUNA_ENV,
-              settings.PREDICTION_LOG_ENV}
+              settings.PREDICTION_LOG_ENV, feature_store.REGISTRY_ENV, feature_store.ONLINE_ENV}
     assert wanted <= set(env) | set(secret)
     assert env[settings.ARTIFACT_STORE_ENV].startswith("s3://")
     assert env["TIDEMILL_SPLIT_BACKEND"] == "kubernetes"  # the split is the InferenceService
@@ -335,7 +337,8 @@ def test_platform_api_can_be_left_out(helm_bin: str) -> None:
 def test_postgresql_serves_the_airflow_tasks(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["default"]
     (urls,) = manifests.find(docs, "Secret", "tidemill-postgresql-urls")
-    assert {"mlflow-uri", "prediction-log-url", "optuna-url"} <= set(urls["stringData"])
+    assert {"mlflow-uri", "prediction-log-url", "optuna-url", "feast-registry-url",
+            "feast-online-url"} <= set(urls["stringData"])
     (policy,) = manifests.find(docs, "NetworkPolicy", "tidemill-postgresql")
     sources = policy["spec"]["ingress"][0]["from"]
     namespaces = [

@@ -1,0 +1,59 @@
+"""
+### feature_materialize
+
+Keeps the Feast online store current (`pipelines/feature_store.py`).
+
+`publish`: the feature views' sources (ETTh1's hourly load covariates, keyed by series) as
+Parquet in the artifact store, and the entity and views in Feast's registry.
+`materialize`: the values stamped up to `end` (default: now) into the
+online store, the newest per series; serving reads them there, training reads the offline
+store point in time.
+
+**Trigger form:** `source` (the ETTh1-layout CSV), `end` (ISO time; empty = now).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from tidemill.dag_support import REPO
+from tidemill.dag_support import home as _home
+
+
+@dag(
+    dag_id="feature_materialize",
+    schedule="@hourly",
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["tidemill", "features"],
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    max_active_runs=1,
+    params={
+        "source": Param(str(REPO / "data" / "ETTh1.csv"), type="string", title="Source CSV"),
+        "end": Param(None, type=["null", "string"], title="Materialise up to (ISO time)"),
+    },
+)
+def feature_materialize() -> None:
+    @task
+    def publish(params: dict[str, Any]) -> str:
+        from pipelines.feature_store import etth1_source_frame
+        from pipelines.feature_store import publish as run
+
+        return run(_home(), etth1_source_frame(params["source"]))
+
+    @task
+    def materialize(source_url: str, params: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.feature_store import materialize as run
+
+        end = datetime.fromisoformat(params["end"]) if params["end"] else datetime.now(UTC)
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        return run(_home(), datetime(2000, 1, 1, tzinfo=UTC), end) | {"source": source_url}
+
+    materialize(publish())
+
+
+feature_materialize()
