@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -150,3 +151,52 @@ def test_the_example_request_carries_the_regressors(exog_stack) -> None:
     assert answer.status_code == 200, answer.text
     meta = httpx.get(f"{stack.router}/v2/models/{ENDPOINT}", timeout=30).json()
     assert meta["parameters"]["champion"]["exogenous"]["future"] == ["MUFL"]
+
+
+def test_a_panel_model_names_the_series_whose_future_values_are_missing(tmp_path) -> None:
+    """Two series (ETTh1's first and second 1,200 hours) and a future regressor: a batch where
+    the second series' window lacks it is a 400 naming that series, in process."""
+    from pipelines import panel
+    from pipelines.bundle import ForecastBundle
+    from pipelines.config import PreprocessConfig
+    from pipelines.exogenous import ExogSpec, future_matrix
+    from pipelines.preprocess import Preprocessor
+    from serving.config import Limits
+    from serving.protocol import RequestError, parse_v1
+    from serving.served_model import load_from_dir
+
+    raw = pd.read_csv(REPO / "data" / "ETTh1.csv", nrows=2400)
+    frame = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 1200),
+                          "ds": pd.to_datetime(raw["date"]), "y": raw["OT"],
+                          "MUFL": raw["MUFL"]})
+    train = frame.groupby("unique_id").head(1000)
+    pre = Preprocessor(PreprocessConfig()).fit(train)
+    scaled = pre.transform(train)
+    spec = ExogSpec(future=("MUFL",))
+    parts = [scaled[scaled["unique_id"] == u] for u in ("a", "b")]
+    model = panel.fit("nlinear", HORIZON, {"lookback": HISTORY},
+                      [p["y"].to_numpy() for p in parts], [p["ds"].to_numpy() for p in parts],
+                      ["a", "b"], None,
+                      [future_matrix(spec, p[["MUFL"]].to_numpy(), p["ds"].to_numpy())
+                       for p in parts])
+    model.interval_halfwidth = np.full(HORIZON, 0.1)
+    ForecastBundle(pre, model, {"exogenous": spec.to_dict()}).save(tmp_path / "bundle")
+    served = load_from_dir(tmp_path / "bundle", "panel-exog", "1")
+    served.self_test()
+
+    def instance(uid: str, future: bool) -> dict:
+        rows = frame[frame["unique_id"] == uid].iloc[1000:1000 + HISTORY + HORIZON]
+        inst = {"series_id": uid, "values": rows["y"].iloc[:HISTORY].tolist(),
+                "timestamps": rows["ds"].iloc[:HISTORY].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()}
+        if future:
+            inst["future_exog"] = {"MUFL": rows["MUFL"].iloc[HISTORY:].tolist()}
+        return inst
+
+    both = parse_v1({"instances": [instance("a", True), instance("b", True)]}, {}, Limits())
+    _, yhat, _, _ = served.forecast(both)
+    assert yhat.shape == (2, HORIZON) and np.isfinite(yhat).all()
+    with pytest.raises(RequestError) as info:
+        served.forecast(parse_v1({"instances": [instance("a", True), instance("b", False)]},
+                                 {}, Limits()))
+    assert info.value.status == 400 and info.value.field == "instances[1].future_exog.MUFL"
+    assert "series 'b': regressor 'MUFL' is missing" in str(info.value)
