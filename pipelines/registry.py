@@ -31,6 +31,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 STAGE_OF_ALIAS = {CHAMPION: "Production", CHALLENGER: "Staging"}
+REGISTRATION_TAG = "tidemill.registration"
+PENDING, COMPLETE = "pending", "complete"
 
 
 def tracking_uri(cfg: ExperimentConfig, home: TidemillHome) -> str:
@@ -125,32 +127,89 @@ def register_version(
     ``description`` (Markdown, e.g. a model card) is the version's description;
     ``model_description`` the registered model's, when this call creates it.
 
-    All or nothing: if any alias or tag cannot be set, the new version is deleted again.
+    All or nothing, and safe to retry after any failure (MLflow dying mid-way included): the
+    version is created tagged ``tidemill.registration=pending`` and tagged ``complete`` only
+    once its aliases are set; serving and promotion refuse a pending version
+    (:func:`is_complete`). A failed attempt deletes its version; when that delete fails too
+    (the server is gone), the retry finds the versions of the same run and source: a complete
+    one is returned as it is, the newest pending one is completed, and any other is deleted,
+    so exactly one complete version results and nothing half-registered is left.
     """
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description=model_description)
-    # a logged model's URI (models:/m-<id>) needs its id too on an MLflow tracking server
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    mv = client.create_model_version(
-        name, source=model_uri, run_id=run_id, tags=tags, description=description,
-        model_id=model_id,
-    )
+        with contextlib.suppress(MlflowException):  # created by an attempt that then died
+            client.create_registered_model(name, description=model_description)
+    earlier = _versions_of(client, name, run_id, model_uri)
+    done = [v for v in earlier if is_complete(v)]
+    if done:
+        mv = client.get_model_version(name, done[-1].version)  # a search leaves out aliases
+        held = sorted(a for a in mv.aliases if a in STAGE_OF_ALIAS)
+        log.warning("%s v%s was already registered for run %s; not registering again",
+                    name, mv.version, run_id)
+        return mv, held
+    resumable = [v for v in earlier if v.status != "FAILED_REGISTRATION"]
+    mv = resumable[-1] if resumable else None
+    for stale in earlier:
+        if mv is None or stale.version != mv.version:
+            log.warning("deleting %s v%s, left half-registered by an earlier attempt",
+                        name, stale.version)
+            client.delete_model_version(name, stale.version)
+    if mv is not None:
+        log.warning("completing %s v%s, left half-registered by an earlier attempt",
+                    name, mv.version)
+    else:
+        # a logged model's URI (models:/m-<id>) needs its id too on an MLflow tracking server
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") \
+            else None
+        mv = client.create_model_version(
+            name, source=model_uri, run_id=run_id, description=description, model_id=model_id,
+            tags={**tags, REGISTRATION_TAG: PENDING},
+        )
     try:
-        _wait_ready(client, name, mv.version)
-        if model_id:
-            _record_identity(client, model_id, name, mv.version)
-        aliases = [CHALLENGER]
-        if not _has_alias(client, name, CHAMPION):
-            aliases.append(CHAMPION)
-        for alias in aliases:
-            set_alias(client, name, alias, mv.version)
+        aliases = _complete(client, name, mv.version, model_uri)
     except Exception:
         log.exception("registration of %s v%s failed; deleting the version", name, mv.version)
-        client.delete_model_version(name, mv.version)
+        try:
+            client.delete_model_version(name, mv.version)
+        except Exception:
+            log.exception("could not delete %s v%s either: it stays tagged %s=%s (never "
+                          "served) and the next attempt completes or deletes it",
+                          name, mv.version, REGISTRATION_TAG, PENDING)
         raise
-    return mv, aliases
+    return client.get_model_version(name, mv.version), aliases
+
+
+def is_complete(mv: ModelVersion) -> bool:
+    """False for a version whose registration did not finish (``tidemill.registration`` is
+    ``pending``): it may lack aliases or its identity file, and is never served or promoted.
+    A version registered by other means (no tag) counts as complete."""
+    return (mv.tags or {}).get(REGISTRATION_TAG, COMPLETE) == COMPLETE
+
+
+def _versions_of(
+    client: MlflowClient, name: str, run_id: str, model_uri: str
+) -> list[ModelVersion]:
+    """The versions of ``name`` registered from ``model_uri`` of run ``run_id``, oldest first."""
+    found = client.search_model_versions(
+        f"name={filter_literal(name, 'model name')} and "
+        f"run_id={filter_literal(run_id, 'run id')}")
+    return sorted((v for v in found if v.source == model_uri), key=lambda v: int(v.version))
+
+
+def _complete(client: MlflowClient, name: str, version: str, model_uri: str) -> list[str]:
+    """Finish a version (idempotent steps): ready, identity recorded, aliases, then the tag."""
+    _wait_ready(client, name, version)
+    if model_uri.startswith("models:/m-"):
+        _record_identity(client, model_uri.removeprefix("models:/"), name, version)
+    aliases = [CHALLENGER]
+    champion = _alias_version(client, name, CHAMPION)
+    if champion is None or champion == str(version):
+        aliases.append(CHAMPION)
+    for alias in aliases:
+        set_alias(client, name, alias, version)
+    client.set_model_version_tag(name, version, REGISTRATION_TAG, COMPLETE)
+    return aliases
 
 
 def _record_identity(client: MlflowClient, model_id: str, name: str, version: str) -> None:
@@ -181,12 +240,10 @@ def aliases_of(client: MlflowClient, name: str, version: str) -> list[str]:
     return sorted(client.get_model_version(name, version).aliases)
 
 
-def _has_alias(client: MlflowClient, name: str, alias: str) -> bool:
-    try:
-        client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return False
-    return True
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at (None when unset; raises when MLflow cannot answer)."""
+    version = (client.get_registered_model(name).aliases or {}).get(alias)
+    return None if version is None else str(version)
 
 
 def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:

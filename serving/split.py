@@ -41,7 +41,16 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipelines.home import TidemillHome
-from pipelines.registry import CHALLENGER, CHAMPION, check_version, filter_literal, set_alias
+from pipelines.registry import (
+    CHALLENGER,
+    CHAMPION,
+    COMPLETE,
+    REGISTRATION_TAG,
+    check_version,
+    filter_literal,
+    is_complete,
+    set_alias,
+)
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -264,7 +273,8 @@ class SplitControl:
                  "aliases": sorted(a for a, held in aliases.items() if held == str(v.version)),
                  "algorithm": (v.tags or {}).get("tidemill.algorithm"),
                  "val_mae": (v.tags or {}).get("tidemill.val_mae"),
-                 "stage": v.current_stage, "created_at_ms": v.creation_timestamp}
+                 "stage": v.current_stage, "created_at_ms": v.creation_timestamp,
+                 "registration": (v.tags or {}).get(REGISTRATION_TAG, COMPLETE)}
                 for v in versions
             ],
             "live": live,
@@ -293,7 +303,13 @@ class SplitControl:
                         self.model_name, version, "Archived")
 
     def _verify(self, version: str) -> None:
-        """A 422 naming the failure when ``version`` cannot load and forecast."""
+        """A 409 when ``version``'s registration did not complete (never served), a 422
+        naming the failure when it cannot load and forecast."""
+        if not is_complete(self.client.get_model_version(self.model_name, version)):
+            raise SplitError(
+                f"{self.model_name} version {version} is not completely registered "
+                f"({REGISTRATION_TAG}=pending): it is never served; the registering task's "
+                "retry completes or deletes it", 409)
         try:
             self.check(self.client.tracking_uri, self.model_name, version)
         except MlflowException:

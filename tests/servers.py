@@ -1,8 +1,10 @@
-"""Real servers the shared-state tests start on loopback: SeaweedFS (S3) and PostgreSQL.
+"""Real servers the shared-state tests start on loopback: SeaweedFS (S3), PostgreSQL and a
+SQLite-backed ``mlflow server``.
 
-Both come from the project's own install scripts (``scripts/install-seaweedfs.sh`` builds the
-pinned ``weed`` from the Go module proxy; ``scripts/install-postgresql.sh`` installs Debian's
-package) and run in a temporary directory on free ports; nothing is mocked.
+SeaweedFS and PostgreSQL come from the project's own install scripts
+(``scripts/install-seaweedfs.sh`` builds the pinned ``weed`` from the Go module proxy;
+``scripts/install-postgresql.sh`` installs Debian's package), MLflow from the test's own
+environment; all run in temporary directories on free ports; nothing is mocked.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -183,3 +187,34 @@ def postgres() -> Iterator[Postgres]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def mlflow_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``mlflow server`` of this environment on the SQLite file ``db`` (artifacts in its
+    folder) at ``127.0.0.1:port``, started in its own session; returns once /health answers.
+    Stop it with :func:`kill`."""
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
+             "--default-artifact-root", db.parent.as_uri(), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited:\n{log.read_text()[-3000:]}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+            return answer.status == 200
+
+    _wait(up, f"mlflow server on port {port} (log {log})", 120)
+    return proc
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a server started in its own session (its whole process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)

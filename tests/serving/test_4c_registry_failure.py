@@ -5,52 +5,20 @@ next call once the registry is back (no version left as champion and challenger 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipelines.registry import set_alias
 from serving.split import PREVIOUS_CHAMPION, LocalSplitBackend, SplitControl, SplitError
+from tests.servers import kill, mlflow_server
 from tests.serving.conftest import REGISTERED, free_port
-
-BIN = Path(sys.executable).parent
-
-
-def _mlflow_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
-             "--default-artifact-root", db.parent.as_uri(), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
 
 
 class _KilledAfterFirstAliasMove(MlflowClient):
@@ -61,7 +29,7 @@ class _KilledAfterFirstAliasMove(MlflowClient):
     def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
         super().set_registered_model_alias(name, alias, version)
         if self.victim is not None:
-            _kill(self.victim)
+            kill(self.victim)
             self.victim = None
 
 
@@ -71,14 +39,14 @@ def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in procs:
-        _kill(proc)
+        kill(proc)
 
 
 def test_promotion_with_the_registry_killed_midway(
         trained_home: Path, tmp_path: Path, servers: list[subprocess.Popen[bytes]]) -> None:
     tmp, db, port = tmp_path, tmp_path / "mlflow.db", free_port()
     shutil.copy(trained_home / "mlflow.db", db)
-    servers.append(_mlflow_server(db, port, tmp / "mlflow.log"))
+    servers.append(mlflow_server(db, port, tmp / "mlflow.log"))
     uri = f"http://127.0.0.1:{port}"
     plain = MlflowClient(uri, registry_uri=uri)
     set_alias(plain, REGISTERED, "champion", "1")
@@ -102,7 +70,7 @@ def test_promotion_with_the_registry_killed_midway(
     assert backend.path.read_text() == before_split  # the router still serves as before
     assert backend.intent_path.exists()
 
-    servers.append(_mlflow_server(db, port, tmp / "mlflow.log"))
+    servers.append(mlflow_server(db, port, tmp / "mlflow.log"))
     after = SplitControl(plain, REGISTERED, backend).status()  # the next call undoes it
     assert not backend.intent_path.exists()
     assert after["aliases"] == before["aliases"] == {
