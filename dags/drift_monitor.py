@@ -6,8 +6,10 @@ Watches the champion in production and starts retraining when the data moved.
 `check`: Evidently reports (data drift on target and features, prediction drift, regression
 quality and interval coverage where actuals came back) comparing the champion's training
 snapshot (found through its MLflow lineage) with the most recent rows of the source and the
-prediction log; HTML + JSON reports go to `<home>/reports`, MLflow (experiment
-`tidemill-monitoring`) and the Evidently workspace; drift gauges to `<home>/metrics`.
+prediction log; HTML + JSON reports go to `<store>/reports` in the artifact store (the home by
+default), MLflow (experiment `tidemill-monitoring`) and the Evidently workspace
+`<store>/reports/evidently-workspace`; drift gauges to `<store>/metrics` (the control API
+re-exports them). The task keeps nothing locally.
 `drifted` → `retrain_conf` → `trigger_retraining`: on drift, `forecast_training` is triggered
 with the reason in its conf; without drift nothing happens.
 `watch_champion`: a champion promoted within the watch window whose live error degrades

@@ -1,4 +1,5 @@
-"""One drift check end to end: Evidently reports, files, MLflow, workspace, Prometheus gauges.
+"""One drift check end to end: Evidently reports, MLflow, workspace, Prometheus gauges; all
+in the artifact store and MLflow (URLs), nothing kept locally.
 
 This is what the ``drift_monitor`` DAG calls once it has the champion's reference snapshot,
 the current window and the prediction log (see :mod:`monitoring.lineage` for the reference).
@@ -17,13 +18,13 @@ from typing import Any
 import pandas as pd
 
 from monitoring.drift import DriftConfig, DriftResult, check_drift
-from monitoring.drift_metrics import metrics_dir, write_drift_metrics
+from monitoring.drift_metrics import metrics_url, write_drift_metrics
 from monitoring.drift_reports import (
     MONITORING_EXPERIMENT,
     add_to_workspace,
     log_to_mlflow,
     save_reports,
-    workspace_dir,
+    workspace_url,
 )
 from pipelines import artifact_store
 from pipelines.home import TidemillHome
@@ -38,7 +39,7 @@ class DriftCheckOutcome:
     report_dir: str  # URL in the artifact store
     mlflow_run_id: str
     workspace_runs: dict[str, str]
-    metrics_file: Path
+    metrics_url: str  # the gauges' object in the artifact store
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready (XCom): the decision, scores and locations."""
@@ -46,7 +47,7 @@ class DriftCheckOutcome:
             "report_dir": self.report_dir,
             "mlflow_run_id": self.mlflow_run_id,
             "workspace_runs": dict(self.workspace_runs),
-            "metrics_file": str(self.metrics_file),
+            "metrics_url": self.metrics_url,
         }
 
 
@@ -70,7 +71,8 @@ def run_drift_check(
 
     Reports go to ``<store>/reports/<model>/<UTC time>/`` in the artifact store (the home by
     default), MLflow to ``tracking_uri`` (default: the settings' tracking URI), snapshots to
-    the project ``model`` of the home's Evidently workspace, gauges to ``<home>/metrics``.
+    the project ``model`` of the Evidently workspace ``<store>/reports/evidently-workspace``,
+    gauges to ``<store>/metrics/drift-<model>.prom``.
     ``columns``: the data-drift columns (default: ``check_drift``'s).
     """
     now = now or datetime.now(UTC)
@@ -100,11 +102,11 @@ def run_drift_check(
             run_name=f"drift-{_safe(model)}-v{version}-{stamp}",
         )
         artifact_store.put_dir(scratch, report_url)
-    workspace_runs = add_to_workspace(result, workspace_dir(home), model)
-    metrics_path = write_drift_metrics(
-        result, metrics_dir(home), model=model, version=version, timestamp=now.timestamp()
+    workspace_runs = add_to_workspace(result, workspace_url(settings), model)
+    gauges = write_drift_metrics(
+        result, metrics_url(settings), model=model, version=version, timestamp=now.timestamp()
     )
-    return DriftCheckOutcome(result, report_url, run_id, workspace_runs, metrics_path)
+    return DriftCheckOutcome(result, report_url, run_id, workspace_runs, gauges)
 
 
 def _safe(name: str) -> str:

@@ -1,13 +1,14 @@
-"""Drift results as Prometheus metrics, through a textfile directory.
+"""Drift results as Prometheus metrics, through text files in the artifact store.
 
 The drift DAG calls :func:`write_drift_metrics` after each check; it writes
-``<home>/metrics/drift-<model>.prom`` atomically in the Prometheus text format (one file per
-registered model, replaced on every check, so a new champion version replaces the old series).
-Two ways to expose it:
+``<store>/metrics/drift-<model>.prom`` (``metrics_url``) atomically in the Prometheus text
+format (one object per registered model, replaced on every check, so a new champion version
+replaces the old series). The store is the one of ``pipelines.settings`` (the Tidemill home by
+default, ``s3://...`` on Kubernetes), so the drift pod keeps nothing and every pod can read it:
 
-- the serving control API re-exports the directory on its ``/metrics``
-  (``serving.textfile_metrics.TextfileCollector``); every scrape re-reads the files;
-- or node_exporter's textfile collector points at the same directory.
+- the serving control API re-exports the folder on its ``/metrics``
+  (``serving.textfile_metrics.TextfileCollector``); every scrape re-reads it;
+- or, with a local store, node_exporter's textfile collector points at ``<home>/metrics``.
 
 Metrics (gauges): ``tidemill_drift_share{model,version}``, ``tidemill_drift_detected{model,
 version}`` (0/1), ``tidemill_drift_score{model,version,column}`` (per-column score; column
@@ -15,8 +16,6 @@ version}`` (0/1), ``tidemill_drift_score{model,version,column}`` (per-column sco
 ``tidemill_interval_coverage{model,variant}``, ``tidemill_live_abs_error{model,variant}``
 (live MAE), ``tidemill_live_actuals{model,variant}``, ``tidemill_validation_mae{model,version}``
 (the champion's ``val_mae``) and ``tidemill_drift_check_timestamp_seconds{model,version}``.
-
-Imports only prometheus_client, so the serving environment can use the collector.
 """
 
 from __future__ import annotations
@@ -24,33 +23,35 @@ from __future__ import annotations
 import math
 import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from pipelines import artifact_store
 
 if TYPE_CHECKING:
     from monitoring.drift import DriftResult
-    from pipelines.home import TidemillHome
+    from pipelines.settings import Settings
 
-def metrics_dir(home: TidemillHome) -> Path:
-    """The textfile directory of a Tidemill home: ``<home>/metrics``."""
-    return home.metrics_dir
+def metrics_url(settings: Settings) -> str:
+    """The folder of job metrics in the artifact store: ``<store>/metrics``."""
+    return settings.job_metrics_url
 
 
-def metrics_file(directory: Path, model: str) -> Path:
-    return directory / f"drift-{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}.prom"
+def metrics_file(folder: str, model: str) -> str:
+    return artifact_store.join(folder, f"drift-{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}.prom")
 
 
 def write_drift_metrics(
     result: DriftResult,
-    directory: Path,
+    folder: str,
     *,
     model: str,
     version: str,
     timestamp: float | None = None,
-) -> Path:
-    """Write the metrics of one check for ``model`` (champion ``version``); returns the file."""
+) -> str:
+    """Write the metrics of one check for ``model`` (champion ``version``) into ``folder`` (a
+    store URL); returns the object's URL."""
     registry = CollectorRegistry()
     base = ("model", "version")
 
@@ -95,7 +96,4 @@ def write_drift_metrics(
         error.labels(model, variant).set(q.mae)
         if not math.isnan(q.coverage):
             coverage.labels(model, variant).set(q.coverage)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = metrics_file(directory, model)
-    write_to_textfile(str(path), registry)
-    return path
+    return artifact_store.write_bytes(metrics_file(folder, model), generate_latest(registry))

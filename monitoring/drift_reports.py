@@ -4,9 +4,10 @@
   plus ``decision.json`` (``DriftResult.summary()``).
 - MLflow: one run per check in the monitoring experiment: the scores and decision as metrics,
   the thresholds as params, the report folder as artifacts under ``reports/``.
-- Evidently workspace: a local workspace (``<home>/reports/evidently-workspace`` by default)
-  with one project per registered model, every snapshot added as a run; browse it with
-  ``evidently ui --workspace <path>``.
+- Evidently workspace: ``<store>/reports/evidently-workspace`` in the artifact store
+  (``workspace_url``; the home by default, ``s3://...`` on Kubernetes) with one project per
+  registered model, every snapshot added as a run; browse it with
+  ``evidently ui --workspace <path>`` (a local copy of it, when the store is remote).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,15 +27,17 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from monitoring.drift import DriftResult
-from pipelines.home import TidemillHome
+from pipelines import artifact_store
+from pipelines.settings import Settings
 
 MONITORING_EXPERIMENT = "tidemill-monitoring"
 WORKSPACE_DIRNAME = "evidently-workspace"
+SNAPSHOTS = "snapshots"  # Evidently's folder of a project's runs
 
 
-def workspace_dir(home: TidemillHome) -> Path:
-    """The Evidently workspace of a Tidemill home (``evidently ui --workspace`` it)."""
-    return home.reports_dir / WORKSPACE_DIRNAME
+def workspace_url(settings: Settings) -> str:
+    """The Evidently workspace in the artifact store: ``<store>/reports/evidently-workspace``."""
+    return settings.store.url("reports", WORKSPACE_DIRNAME)
 
 
 def save_reports(result: DriftResult, out_dir: Path) -> dict[str, Path]:
@@ -112,11 +116,38 @@ def log_to_mlflow(
     return run_id
 
 
-def add_to_workspace(
-    result: DriftResult, workspace_path: Path, project_name: str
-) -> dict[str, str]:
-    """Add every snapshot to the project (created with a dashboard if new); name -> run id."""
-    workspace = Workspace.create(str(workspace_path))
+def add_to_workspace(result: DriftResult, url: str, project_name: str) -> dict[str, str]:
+    """Add every snapshot to the project (created with a dashboard if new) of the workspace at
+    ``url``; name -> run id.
+
+    A local workspace is written in place. A remote one (``s3://...``) is worked on in a
+    temporary copy of everything but the runs (the projects' metadata), and what changed or is
+    new (the runs, a new project) is written back, so the drift pod keeps nothing locally.
+    """
+    if artifact_store.is_local(url):
+        return _add_runs(Workspace.create(str(url)), result, project_name)
+    with tempfile.TemporaryDirectory(prefix="tidemill-workspace-") as tmp:
+        local = Path(tmp)
+        fetched: dict[str, bytes] = {}
+        for name in artifact_store.list_files(url):
+            if f"/{SNAPSHOTS}/" in f"/{name}":
+                continue
+            fetched[name] = artifact_store.read_bytes(artifact_store.join(url, name))
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(fetched[name])
+        runs = _add_runs(Workspace.create(str(local)), result, project_name)
+        # runs first: a project's metadata never goes up before what it would list
+        written = sorted((p for p in local.rglob("*") if p.is_file()),
+                         key=lambda p: SNAPSHOTS not in p.parts)
+        for path in written:
+            name = path.relative_to(local).as_posix()
+            data = path.read_bytes()
+            if fetched.get(name) != data:
+                artifact_store.write_bytes(artifact_store.join(url, name), data)
+    return runs
+
+
+def _add_runs(workspace: Workspace, result: DriftResult, project_name: str) -> dict[str, str]:
     project = _project(workspace, project_name)
     return {
         name: str(workspace.add_run(project.id, snapshot, name=name).id)

@@ -131,6 +131,16 @@ def exists(url: str) -> bool:
         return fs.exists(path)
 
 
+def list_files(url: str) -> list[str]:
+    """The paths, relative to ``url``, of every object under it (sorted; none when absent)."""
+    fs, path = filesystem(url)
+    base = path.rstrip("/")
+    with reaching(url, "list"):
+        if not fs.exists(base):
+            return []
+        return sorted(p[len(base) + 1 :] for p in fs.find(base) if p.rstrip("/") != base)
+
+
 def put_dir(local_dir: str | Path, url: str) -> str:
     """Copy every file under ``local_dir`` to ``url/<relative path>``; returns ``url``."""
     local_dir = Path(local_dir)

@@ -78,6 +78,12 @@ class Settings:
         return ArtifactStore(self.artifact_store_url)
 
     @property
+    def job_metrics_url(self) -> str:
+        """``<store>/metrics``: Prometheus text files jobs write (drift gauges) and the control
+        API re-exports on its ``/metrics`` (``<home>/metrics`` by default)."""
+        return self.store.url("metrics")
+
+    @property
     def mlflow_is_local(self) -> bool:
         """True when MLflow is the home's own SQLite store (artifacts then go to the home)."""
         return self.mlflow_tracking_uri == self.home.mlflow_uri

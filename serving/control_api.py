@@ -53,6 +53,7 @@ class ControlSettings:
     tracking_uri: str
     prediction_log_url: str
     home: TidemillHome
+    job_metrics_url: str  # ``<store>/metrics``: gauges the jobs (drift) write
 
     @classmethod
     def from_env(cls) -> ControlSettings:
@@ -62,6 +63,7 @@ class ControlSettings:
             tracking_uri=shared.mlflow_tracking_uri,
             prediction_log_url=shared.prediction_log_url,
             home=shared.home,
+            job_metrics_url=shared.job_metrics_url,
         )
 
 # Writes need ``Authorization: Bearer $TIDEMILL_CONTROL_TOKEN`` (declared in the OpenAPI).
@@ -218,11 +220,11 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         return {"status": "ready"}
 
     job_metrics = CollectorRegistry(auto_describe=False)
-    job_metrics.register(TextfileCollector(settings.home.metrics_dir))
+    job_metrics.register(TextfileCollector(settings.job_metrics_url))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_route() -> Response:
-        """Serving metrics plus the gauges jobs wrote to ``<home>/metrics`` (drift)."""
+        """Serving metrics plus the gauges jobs wrote to ``<store>/metrics`` (drift)."""
         content, media_type = metrics.render()
         return Response(content + generate_latest(job_metrics), media_type=media_type)
 

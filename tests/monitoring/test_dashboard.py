@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitoring.drift import DriftResult
 from monitoring.drift_metrics import write_drift_metrics
 from monitoring.prometheus import PrometheusServer, render_config
+from pipelines import artifact_store
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = json.loads((ROOT / "monitoring" / "grafana" / "tidemill-dashboard.json").read_text())
@@ -34,7 +35,8 @@ def expressions() -> list[str]:
 
 
 def drift_metric_names(drifted: DriftResult, tmp_path: Path) -> set[str]:
-    text = write_drift_metrics(drifted, tmp_path, model="m", version="1").read_text()
+    text = artifact_store.read_text(
+        write_drift_metrics(drifted, str(tmp_path), model="m", version="1"))
     return {f.name for f in text_string_to_metric_families(text)}
 
 

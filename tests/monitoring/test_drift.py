@@ -1,8 +1,10 @@
-"""Drift check on ETTh1: decisions, reports, MLflow, Evidently workspace and the gauges."""
+"""Drift check on ETTh1: decisions, reports, MLflow, Evidently workspace and the gauges, in a
+local home and in an S3 artifact store (a real SeaweedFS server)."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,12 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.drift import DriftConfig, check_drift
 from monitoring.drift_check import DriftCheckOutcome, run_drift_check
-from monitoring.drift_metrics import metrics_dir, write_drift_metrics
-from monitoring.drift_reports import MONITORING_EXPERIMENT, workspace_dir
+from monitoring.drift_metrics import metrics_url, write_drift_metrics
+from monitoring.drift_reports import MONITORING_EXPERIMENT, workspace_url
 from monitoring.lineage import champion_lineage
+from pipelines import artifact_store
 from pipelines.data.snapshot import write_snapshot
 from pipelines.home import TidemillHome
+from pipelines.settings import Settings
 from serving.textfile_metrics import TextfileCollector
+from tests.servers import seaweedfs
 
 MODEL = "tidemill-etth1-ot"
 SPLIT = 6160  # reference = rows before, current = the following week
@@ -200,7 +205,8 @@ def test_logged_to_mlflow_under_the_monitoring_experiment(outcome) -> None:
 
 def test_evidently_workspace_holds_the_snapshots(outcome) -> None:
     out, home = outcome
-    workspace = Workspace(str(workspace_dir(home)))
+    workspace = Workspace(workspace_url(Settings.resolve(home)))
+    assert workspace.path == str(home.reports_dir / "evidently-workspace")
     [project] = workspace.search_project(MODEL)
     runs = {str(r) for r in workspace.list_runs(project.id)}
     assert runs == set(out.workspace_runs.values()) and len(runs) == 3
@@ -212,11 +218,13 @@ def test_evidently_workspace_holds_the_snapshots(outcome) -> None:
 
 def test_gauges_are_written_and_re_exported(outcome, tmp_path: Path) -> None:
     out, home = outcome
-    assert out.metrics_file.parent == metrics_dir(home)
-    other = write_drift_metrics(out.result, metrics_dir(home), model="other", version="1")
-    assert other.name == "drift-other.prom"
+    folder = metrics_url(Settings.resolve(home))
+    assert folder == str(home.metrics_dir)  # the home by default: node_exporter can read it
+    assert out.metrics_url == f"{folder}/drift-{MODEL}.prom"
+    other = write_drift_metrics(out.result, folder, model="other", version="1")
+    assert other == f"{folder}/drift-other.prom"
     registry = CollectorRegistry()
-    registry.register(TextfileCollector(metrics_dir(home)))
+    registry.register(TextfileCollector(folder))
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
@@ -234,7 +242,66 @@ def test_gauges_are_written_and_re_exported(outcome, tmp_path: Path) -> None:
     assert "tidemill_live_abs_error" in families and "tidemill_validation_mae" in families
     empty = CollectorRegistry()
     empty.register(TextfileCollector(tmp_path / "absent"))
-    assert generate_latest(empty) == b""
+    assert [f.name for f in text_string_to_metric_families(generate_latest(empty).decode())] \
+        == ["tidemill_job_metrics_read_failures"]
+
+
+def _families(collector: TextfileCollector) -> dict[str, list]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_drift_state_lives_in_an_s3_store(
+    windows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an ``s3://`` artifact store a drift check keeps nothing in its home: reports, the
+    Evidently workspace (a second check adds to the same project) and the gauges are objects
+    in the bucket; the control API's collector reads the gauges from there, and while S3 is
+    down it serves the last read and counts the failed reads."""
+    reference, current = windows
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking).create_experiment(
+        MONITORING_EXPERIMENT, artifact_location=(tmp_path / "mlartifacts").as_uri())
+    with seaweedfs(tmp_path / "s3") as s3:
+        s3.make_bucket("drift")
+        for key, value in s3.env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("TIDEMILL_ARTIFACT_STORE_URL", "s3://drift/store")
+        home = TidemillHome.resolve(tmp_path / "pod-home")
+        outs = [
+            run_drift_check(reference, shifted(current, reference, ["y", "HUFL"], 2.0),
+                            predictions_for(current, noise=1.0, half_width=0.3), home=home,
+                            model=MODEL, version=version, tracking_uri=tracking,
+                            now=datetime(2024, 5, 1, hour, tzinfo=UTC))
+            for hour, version in ((6, "3"), (7, "4"))
+        ]
+        assert list(home.root.rglob("*")) == []  # the pod's home stays empty
+        settings = Settings.resolve(home)
+        assert outs[1].report_dir == f"s3://drift/store/reports/{MODEL}/20240501T070000Z"
+        assert outs[1].metrics_url == f"s3://drift/store/metrics/drift-{MODEL}.prom"
+        assert "decision.json" in artifact_store.list_files(outs[1].report_dir)
+        with artifact_store.local_copy(workspace_url(settings)) as copy:
+            workspace = Workspace(str(copy))
+            [project] = workspace.search_project(MODEL)
+            runs = {str(r) for r in workspace.list_runs(project.id)}
+            added = {r for out in outs for r in out.workspace_runs.values()}
+            assert runs == added and len(runs) == 6
+            assert len(workspace.get_dashboard(project.id).panels) == 3
+
+        collector = TextfileCollector(settings.job_metrics_url)
+        live = _families(collector)
+        assert [(s.labels["version"], s.value) for s in live["tidemill_drift_detected"]] == [
+            ("4", 1.0)]
+        assert live["tidemill_job_metrics_read_failures"][0].value == 0
+        s3.stop()
+        started = time.monotonic()
+        down = _families(collector)
+        took = time.monotonic() - started
+        assert down["tidemill_drift_detected"] == live["tidemill_drift_detected"]
+        assert down["tidemill_job_metrics_read_failures"][0].value == 1
+        print(f"[drift] scrape with the store down: {took:.1f} s (last read served)")
 
 
 def test_champion_lineage_finds_the_training_snapshot(windows, tmp_path: Path) -> None:

@@ -38,10 +38,12 @@ def _dag_states(platform: Platform, dag_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _xcom_strings(platform: Platform) -> list[str]:
+def _xcom_strings(platform: Platform, dag_id: str = "%", task_id: str = "%") -> list[str]:
     engine = sa.create_engine(platform.urls["airflow"])
     with engine.connect() as conn:
-        values = [r[0] for r in conn.execute(sa.text("select value from xcom")).all()]
+        values = [r[0] for r in conn.execute(sa.text(
+            "select value from xcom where dag_id like :d and task_id like :t"),
+            {"d": dag_id, "t": task_id}).all()]
     engine.dispose()
     found: list[str] = []
 
@@ -123,11 +125,13 @@ def test_every_task_ran_alone_and_handed_over_only_urls(trained: Platform) -> No
 
 @pytest.fixture(scope="module")
 def serving(trained: Platform) -> Any:
-    """The local serving stack (its own home) on the registry; predictions into PostgreSQL."""
+    """The local serving stack (its own home) on the registry; predictions into PostgreSQL; its
+    control API re-exports the job metrics (drift gauges) from the artifact store."""
     home = trained.root / "serving-home"
     port, control = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
-    env |= {"MLFLOW_TRACKING_URI": trained.mlflow_url,
+    env |= trained.s3.env | {"MLFLOW_TRACKING_URI": trained.mlflow_url,
+            "TIDEMILL_ARTIFACT_STORE_URL": trained.store_url,
             "TIDEMILL_PREDICTION_LOG_URL": trained.urls["predlog"],
             "TIDEMILL_CONTROL_TOKEN": "nosharing-token", "TIDEMILL_REGISTERED_MODEL": MODEL}
     log = trained.root / "serving.log"
@@ -143,7 +147,7 @@ def serving(trained: Platform) -> Any:
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
         time.sleep(0.5)
     try:
-        yield f"http://127.0.0.1:{port}", proc, log
+        yield f"http://127.0.0.1:{port}", proc, log, f"http://127.0.0.1:{control}"
     finally:
         from .conftest import _stop
 
@@ -151,7 +155,10 @@ def serving(trained: Platform) -> Any:
 
 
 def test_serving_logs_to_postgres_and_drift_reads_it_back(trained: Platform, serving) -> None:
-    router, _, log = serving
+    """...and drift keeps nothing in its pod: reports, the Evidently workspace and the gauges
+    are objects in the bucket, and the control API (another process, its own home) serves the
+    gauges on its /metrics."""
+    router, _, log, control = serving
     endpoint = "tidemill-forecaster"
     with httpx.Client(timeout=60) as http:
         example = http.get(f"{router}/v1/models/{endpoint}/example").json()["instances"][0]
@@ -179,6 +186,16 @@ def test_serving_logs_to_postgres_and_drift_reads_it_back(trained: Platform, ser
     fs, _ = artifact_store.filesystem(trained.store_url)
     reports = fs.find("tidemill/store/reports")
     assert any(p.endswith("prediction_drift.html") for p in reports), reports
+    workspace = [p for p in reports if "/evidently-workspace/" in p]
+    assert any("/snapshots/" in p for p in workspace) and any(
+        p.endswith("metadata.json") for p in workspace), workspace
+    gauges = artifact_store.read_text(f"{trained.store_url}/metrics/drift-{MODEL}.prom")
+    assert f'tidemill_drift_detected{{model="{MODEL}"' in gauges, gauges
+    scraped = httpx.get(f"{control}/metrics", timeout=30).text
+    assert f'tidemill_drift_detected{{model="{MODEL}"' in scraped, scraped[-3000:]
+    local = [s for s in _xcom_strings(trained, "drift_monitor", "check") if s.startswith("/")
+             and not s.startswith(str(REPO)) and s != str(trained.config)]
+    assert local == [], local
 
 
 def test_promotion_moves_the_aliases(trained: Platform, serving) -> None:
@@ -274,7 +291,7 @@ def _versions_in_db(platform: Platform) -> list[str]:
 def test_postgres_restart_while_serving_logs(trained: Platform, serving) -> None:
     """PostgreSQL stops while the stack serves: requests keep being answered, the writer holds
     the rows, and once the server is back every row is written (measured, printed)."""
-    router, _, log = serving
+    router, _, log, _ = serving
     endpoint = "tidemill-forecaster"
     engine = sa.create_engine(trained.urls["predlog"], pool_pre_ping=True)
 

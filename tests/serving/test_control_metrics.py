@@ -1,4 +1,4 @@
-"""The control API's /metrics re-exports the gauges jobs wrote to <home>/metrics (drift)."""
+"""The control API's /metrics re-exports the gauges jobs wrote to <store>/metrics (drift)."""
 
 from fastapi.testclient import TestClient
 
@@ -7,7 +7,8 @@ from serving.control_api import ControlSettings, create_app
 
 
 def test_control_api_reexports_drift_gauges(tmp_path):
-    """The drift gauges a check wrote to <home>/metrics appear on the control API's /metrics."""
+    """The drift gauges a check wrote to <store>/metrics (the home by default) appear on the
+    control API's /metrics."""
     home = TidemillHome.resolve(tmp_path / "home")
     home.metrics_dir.mkdir(parents=True)
     (home.metrics_dir / "drift-m.prom").write_text(
@@ -15,7 +16,8 @@ def test_control_api_reexports_drift_gauges(tmp_path):
         "# TYPE tidemill_drift_detected gauge\n"
         'tidemill_drift_detected{model="m",version="3"} 1.0\n'
     )
-    settings = ControlSettings(None, home.mlflow_uri, home.prediction_log_uri, home)
+    settings = ControlSettings(None, home.mlflow_uri, home.prediction_log_uri, home,
+                               str(home.metrics_dir))
     with TestClient(create_app(settings)) as client:
         body = client.get("/metrics").text
     assert 'tidemill_drift_detected{model="m",version="3"} 1.0' in body
