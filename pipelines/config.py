@@ -240,6 +240,13 @@ class EnsembleConfig(_Strict):
     combine: Literal["mean", "median"] = "mean"
 
 
+class EngineConfig(_Strict):
+    """Where per-series fits run (``pipelines.engine``); unset fields: the environment's."""
+
+    kind: Literal["local", "ray"] | None = None
+    address: str | None = Field(None, description="ray://head:10001, auto, or none: local Ray")
+
+
 class ExperimentConfig(_Strict):
     name: str
     task: Literal["forecast"] = Field("forecast", description="tabular tasks: pipelines.tabular")
@@ -252,6 +259,7 @@ class ExperimentConfig(_Strict):
     tuning: TuningConfig = TuningConfig()
     mlflow: MlflowConfig = MlflowConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    engine: EngineConfig = EngineConfig()
 
     @model_validator(mode="after")
     def _known_algorithms(self) -> ExperimentConfig:

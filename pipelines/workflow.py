@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipelines import artifact_store, evaluation, naive2, panel, registry, tuning
+from pipelines import artifact_store, engine, evaluation, naive2, panel, registry, tuning
 from pipelines.config import ExperimentConfig, load_config, parse_config
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
@@ -208,6 +208,7 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
 def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[str, Any]:
     """Optuna study for one algorithm on the training rows (rolling-origin CV)."""
     cfg = run_config(prepared["config"])
+    engine.configure(cfg.engine.kind, cfg.engine.address)
     series = panel.read_prepared(prepared["prepared"], ExogSpec.from_config(cfg.data))
     _step(
         f"tune {algorithm}: {cfg.tuning.n_trials} trials, {cfg.tuning.cv_folds} folds, "
@@ -247,6 +248,7 @@ def train(
     import mlflow
 
     cfg = run_config(prepared["config"])
+    engine.configure(cfg.engine.kind, cfg.engine.address)
     algorithm = tuned["algorithm"]
     spec = ExogSpec.from_config(cfg.data)
     series = panel.read_prepared(prepared["prepared"], spec)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines import engine
 from pipelines.models.base import Forecaster, Panel, as_panel
 from pipelines.models.registry import build_model
 from pipelines.preprocess import UnknownSeriesError
@@ -48,12 +49,9 @@ class PerSeries(Forecaster):
         if len(ids) != len(ys):
             raise ValueError(f"{len(ids)} ids for {len(ys)} series")
         kwargs = {"level": self.level, "freq": self.freq, "seed": self.seed, **self.params}
-        self.models = {}
-        for uid, v, t in zip(ids, ys, dss, strict=True):
-            try:
-                self.models[uid] = build_model(self.algorithm, self.horizon, **kwargs).fit(v, t)
-            except ValueError as exc:
-                raise ValueError(f"{self.algorithm} on series {uid!r}: {exc}") from exc
+        fitted = engine.fan_out(_fit_one, list(zip(ids, ys, dss, strict=True)),
+                                (self.algorithm, self.horizon, kwargs))  # fmt: skip
+        self.models = dict(zip(ids, fitted, strict=True))
         self.ids = ids
         return self
 
@@ -88,10 +86,11 @@ class PerSeries(Forecaster):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         histories = self._check_history(histories)
         out = [np.empty((histories.shape[0], self.horizon)) for _ in range(3)]
-        for uid, rows in self._groups(histories.shape[0], ids).items():
-            parts = self.model(uid).predict_intervals(
-                histories[rows], None if last_ds is None else np.asarray(last_ds)[rows]
-            )
+        groups = self._groups(histories.shape[0], ids)
+        work = [(self.model(uid), histories[rows],
+                 None if last_ds is None else np.asarray(last_ds)[rows])
+                for uid, rows in groups.items()]  # fmt: skip
+        for rows, parts in zip(groups.values(), engine.fan_out(_predict_one, work), strict=True):
             for arr, part in zip(out, parts, strict=True):
                 arr[rows] = part
         return out[0], out[1], out[2]
@@ -141,3 +140,20 @@ class PerSeries(Forecaster):
 
     def _load(self, path: Path) -> None:
         """Unused: ``load_dir`` reads lazily."""
+
+
+def _fit_one(item: tuple[str, np.ndarray, Any], shared: tuple[str, int, dict[str, Any]]
+             ) -> Forecaster:  # fmt: skip
+    """One series' model (a fan-out task: ``pipelines.engine``)."""
+    uid, y, ds = item
+    algorithm, horizon, kwargs = shared
+    try:
+        return build_model(algorithm, horizon, **kwargs).fit(y, ds)
+    except ValueError as exc:
+        raise ValueError(f"{algorithm} on series {uid!r}: {exc}") from exc
+
+
+def _predict_one(item: tuple[Forecaster, np.ndarray, Any], _shared: None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    model, histories, last_ds = item
+    return model.predict_intervals(histories, last_ds)
