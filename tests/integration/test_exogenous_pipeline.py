@@ -25,16 +25,19 @@ def _train(root: Path, name: str, exogenous: bool) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "etth1_exog.yaml").read_text())
     cfg["data"]["source"]["path"] = str(REPO / "data" / "ETTh1.csv")
     cfg["data"]["rows"] = {"start": 0, "stop": 2400}
-    if not exogenous:
-        del cfg["data"]["exogenous"]
     cfg["split"] = {"val_size": 300, "test_size": 300}
     cfg["algorithms"] = {
         "seasonal_naive": cfg["algorithms"]["seasonal_naive"],
-        "nlinear": {"params": {"lookback": 96, "exog_lags": 24, "alpha": 10.0}},
+        "nlinear": {"params": {"lookback": 96, "exog_lags": 24},  # tuned with the regressors
+                    "search_space": {"alpha": {"type": "float", "low": 1, "high": 100}}},
         "xgboost": {"params": {"lookback": 48, "n_estimators": 30, "exog_lags": 3}},
     }
     cfg["tuning"] = {"n_trials": 1, "cv_folds": 2}
     cfg["ensemble"] = {"enabled": True, "top_k": 2}
+    if not exogenous:  # the comparison needs nlinear only
+        del cfg["data"]["exogenous"]
+        cfg["algorithms"] = {"nlinear": cfg["algorithms"]["nlinear"]}
+        cfg["ensemble"] = {"enabled": False}
     cfg["mlflow"] = {"experiment": name, "registered_model_name": name}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
