@@ -22,6 +22,7 @@ CRD_FILES = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+    ("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml",
 }
 SERVING_RUNTIME = ("serving.kserve.io/v1alpha1", "ServingRuntime")
 

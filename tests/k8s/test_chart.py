@@ -75,6 +75,8 @@ def test_expected_resources(rendered: dict[str, list[dict[str, Any]]]) -> None:
         ("Deployment", "tidemill-platform-api"),
         ("Service", "tidemill-platform-api"),
         ("NetworkPolicy", "tidemill-platform-api"),
+        ("RayCluster", "tidemill-ray"),
+        ("NetworkPolicy", "tidemill-ray"),
     ]:
         assert expected in kinds
     assert not manifests.find(rendered["default"], "ServiceMonitor")
@@ -327,6 +329,32 @@ def test_platform_api_shares_nothing_but_urls(rendered: dict[str, list[dict[str,
         assert router.startswith("http://tidemill-forecaster-predictor.")
         assert env[db_env]["valueFrom"]["secretKeyRef"]["name"] == "tidemill-platform-db"
     assert {v["name"] for v in spec["volumes"]} == {"tmp"}  # no shared volume
+
+
+def test_ray_cluster_runs_the_tasks_image_locked_and_non_root(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The RayCluster the Airflow tasks connect to: their image and Ray version, non-root pods
+    with a read-only root, and the address in charts/airflow-values.yaml is its head."""
+    import re
+
+    (cluster,) = manifests.find(rendered["default"], "RayCluster", "tidemill-ray")
+    lock = (ROOT / "locks" / "orchestrator.txt").read_text()
+    assert f"ray=={cluster['spec']['rayVersion']}" in lock.splitlines()
+    airflow = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
+    specs = [cluster["spec"]["headGroupSpec"]["template"]["spec"],
+             *(g["template"]["spec"] for g in cluster["spec"]["workerGroupSpecs"])]
+    for spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        (container,) = spec["containers"]
+        assert container["image"].startswith(airflow["images"]["airflow"]["repository"])
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {"requests", "limits"} <= set(container["resources"])
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    env = {e["name"]: e["value"] for e in airflow["env"]}
+    assert env["TIDEMILL_ENGINE"] == "ray"
+    head = f"tidemill-ray-head-svc.{manifests.NAMESPACE}.svc.cluster.local"
+    assert re.fullmatch(rf"ray://{re.escape(head)}:10001", env["TIDEMILL_RAY_ADDRESS"])
 
 
 def test_platform_api_can_be_left_out(helm_bin: str) -> None:

@@ -51,6 +51,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tidemill.mlflow.fullname" -}}{{ include "tidemill.fullname" . }}-mlflow{{- end }}
 {{- define "tidemill.postgresql.fullname" -}}{{ include "tidemill.fullname" . }}-postgresql{{- end }}
 {{- define "tidemill.controlApi.fullname" -}}{{ include "tidemill.fullname" . }}-control-api{{- end }}
+{{- define "tidemill.ray.name" -}}{{ include "tidemill.fullname" . }}-ray{{- end }}
 {{- define "tidemill.platformApi.fullname" -}}{{ include "tidemill.fullname" . }}-platform-api{{- end }}
 {{- define "tidemill.predictor.serviceAccount" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
 {{- define "tidemill.runtime.fullname" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
