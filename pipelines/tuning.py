@@ -6,7 +6,10 @@ per fold on every series, and the objective is the mean over series of each seri
 
 Studies live in an Optuna storage URL (SQLite in the Tidemill home by default), named after
 the experiment, algorithm and horizon, so a study resumes where it stopped and several
-workers can add trials to it at once. Folds report to a median pruner.
+workers can add trials to it at once. Folds report to a median pruner. With the Ray engine
+(``pipelines.engine``) each trial is a Ray task on the shared study (its sampler seeded per
+task; parallel TPE trials do not see each other's results, so a study is no longer bit-for-bit
+repeatable there), the data put once into Ray's object store.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import evaluation
+from pipelines import engine, evaluation
 from pipelines.config import AlgorithmConfig, SearchParam, TuningConfig
 
 log = logging.getLogger(__name__)
@@ -191,40 +194,24 @@ def tune(
     done = len([t for t in study.trials if t.state.is_finished()])
     remaining = max(0, cfg.n_trials - done)
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {**algo_cfg.params, **suggest(trial, algo_cfg.search_space)}
-
-        def report(step: int, value: float) -> None:
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        return cv_score(
-            algorithm,
-            params,
-            y_train,
-            ds_train,
-            horizon,
-            folds,
-            cfg.metric,
-            mase_denominator,
-            cfg.seed,
-            report,
-            ids,
-            exog,
-        )
-
+    problem = _Problem(algorithm, algo_cfg, y_train, ds_train, horizon, folds, cfg.metric,
+                       mase_denominator, cfg.seed, ids, exog)  # fmt: skip
     if remaining:
         log.info(
             "%s: %d trials to run (%d already in study %s)", algorithm, remaining, done, study_name
         )
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=cfg.timeout_s,
-            show_progress_bar=False,
-            callbacks=[_progress(algorithm, cfg.n_trials)],
-        )
+        if engine.kind() == "ray" and remaining > 1 and cfg.timeout_s is None:
+            # one trial per Ray task, all on the shared study (its storage is the rendezvous)
+            engine.fan_out(_ray_trial, range(remaining), (problem, study_name, storage))
+        else:
+            study.optimize(
+                problem.objective,
+                n_trials=remaining,
+                timeout=cfg.timeout_s,
+                show_progress_bar=False,
+                callbacks=[_progress(algorithm, cfg.n_trials)],
+            )
+        study = optuna.load_study(study_name=study_name, storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"{algorithm}: no trial of study {study_name} completed")
@@ -237,6 +224,53 @@ def tune(
         study_name,
         storage,
     )
+
+
+@dataclass
+class _Problem:
+    """What one trial needs: the data, folds and scoring of a study (a Ray task's input)."""
+
+    algorithm: str
+    algo_cfg: AlgorithmConfig
+    y_train: Any
+    ds_train: Any
+    horizon: int
+    folds: Any
+    metric: str
+    mase_denominator: Any
+    seed: int
+    ids: list[str] | None
+    exog: tuple[Any, Any]
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        params = {**self.algo_cfg.params, **suggest(trial, self.algo_cfg.search_space)}
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        return cv_score(self.algorithm, params, self.y_train, self.ds_train, self.horizon,
+                        self.folds, self.metric, self.mase_denominator, self.seed, report,
+                        self.ids, self.exog)  # fmt: skip
+
+
+def _ray_trial(k: int, shared: tuple[_Problem, str, str]) -> None:
+    """One trial of the shared study, in a Ray task (sampler seeded per task)."""
+    import optuna
+
+    problem, study_name, storage = shared
+    study = optuna.load_study(
+        study_name=study_name, storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=problem.seed + 1 + k),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+    )  # fmt: skip
+    study.optimize(problem.objective, n_trials=1, show_progress_bar=False)
+    trial = study.trials[-1]
+    print(f"[tidemill]   {problem.algorithm} trial {trial.number} (Ray task {k}): "
+          f"{trial.state.name.lower()} {trial.value}", flush=True)
 
 
 def _progress(algorithm: str, total: int) -> Any:

@@ -88,3 +88,27 @@ def test_a_failing_fit_names_its_series(series, ray_engine) -> None:
     with pytest.raises(ValueError, match="arima on series 'H3'"):
         PerSeries(24, algorithm="arima", p=1, d=0, q=1, s=24, D=1, fit_window=200,
                   maxiter=20).fit(short, ids=ids[:3])
+
+
+def test_optuna_trials_fan_out_on_ray_into_the_shared_study(ray_engine, tmp_path: Path) -> None:
+    """Each trial a Ray task on the study in the shared storage: all of them land there, the
+    best is the best of them, and the true period's multiple wins on real-shaped data."""
+    import optuna
+
+    from pipelines.config import AlgorithmConfig, SearchParam, TuningConfig
+    from pipelines.tuning import tune
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    y = np.sin(np.arange(600) * 2 * np.pi / 24) + np.random.default_rng(0).normal(0, 0.1, 600)
+    algo = AlgorithmConfig(
+        params={}, search_space={"season": SearchParam(type="int", low=12, high=48, step=12)}
+    )
+    cfg = TuningConfig(n_trials=4, cv_folds=2, seed=1)
+    result = tune("seasonal_naive", algo, y, None, 12, cfg, storage, "ray-study", 1.0,
+                  min_train=100)
+    study = optuna.load_study(study_name="ray-study", storage=storage)
+    assert result.n_trials == len(study.trials) == 4
+    assert all(t.state.is_finished() for t in study.trials)  # complete, or pruned by the median
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert result.best_value == min(t.value for t in finished)
+    assert result.best_params["season"] in (24, 48)
