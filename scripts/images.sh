@@ -23,6 +23,7 @@ STATE="${TIDEMILL_IMAGES_STATE:-/var/tmp/tidemill-images}"
 TAG="${TIDEMILL_IMAGE_TAG:-local}"
 PY_BASE="localhost/tidemill-stand-in/python:3.11-slim-bookworm"
 AIRFLOW_BASE="localhost/tidemill-stand-in/airflow:3.3.2-python3.11"
+STORAGE_INITIALIZER="localhost/tidemill-stand-in/storage-initializer:v0.21.0"
 UV_VERSION="0.13.9"
 log() { echo "[images] $*" >&2; }
 
@@ -133,6 +134,36 @@ CMD []
 EOF
 }
 
+# kserve/storage-initializer:v0.21.0 stand-in, for tests/images only (in a cluster KServe runs its
+# own image as the InferenceService's init container): kserve-storage from
+# tests/images/storage_initializer/requirements.txt (the kserve version locks/serving.txt pins)
+# and the image's entrypoint, `initializer-entrypoint SRC_URI DEST_PATH`
+# (kserve_storage.Storage.download), as uid 1000.
+storage_initializer_stand_in() {
+  local hash="$1" context="$STATE/storage-initializer"
+  $SUDO mkdir -p "$context"
+  $SUDO cp "$ROOT/tests/images/storage_initializer/requirements.txt" "$context/"
+  pm build --ulimit nofile=20000:20000 --network host --volume "$(uv_cache):/var/cache/uv" \
+    --label "tidemill.recipe=$hash" -t "$STORAGE_INITIALIZER" -f - "$context" <<EOF
+FROM $PY_BASE
+COPY requirements.txt /storage-initializer/requirements.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --target /tmp/uv uv==$UV_VERSION \\
+    && python -m venv --without-pip /opt/venv \\
+    && /tmp/uv/bin/uv pip sync --python /opt/venv/bin/python --cache-dir /var/cache/uv \\
+      --link-mode copy --compile-bytecode /storage-initializer/requirements.txt \\
+    && rm -rf /tmp/uv && mkdir -p /storage-initializer/scripts \\
+    && printf '%s\\n' '#!/opt/venv/bin/python' 'import logging, sys' \\
+      'from kserve_storage import Storage' 'logging.basicConfig(level=logging.INFO)' \\
+      'if len(sys.argv) != 3:' '    sys.exit("Usage: initializer-entrypoint src_uri dest_path")' \\
+      'Storage.download(sys.argv[1], sys.argv[2])' \\
+      > /storage-initializer/scripts/initializer-entrypoint \\
+    && chmod 0755 /storage-initializer/scripts/initializer-entrypoint
+USER 1000
+ENTRYPOINT ["/storage-initializer/scripts/initializer-entrypoint"]
+EOF
+  $SUDO rm -rf "$context"
+}
+
 stand_ins() {
   local h
   h="$(recipe_hash python_stand_in)"
@@ -147,15 +178,29 @@ stand_ins() {
     airflow_stand_in "$h"
     log "stand-in $AIRFLOW_BASE made in $((SECONDS - t0)) s"
   fi
+  h="$(recipe_hash storage_initializer_stand_in)$(recipe_hash python_stand_in)$(sha256sum \
+    tests/images/storage_initializer/requirements.txt | cut -c1-16)"
+  if ! have_image "$STORAGE_INITIALIZER" "$h"; then
+    local t0=$SECONDS
+    storage_initializer_stand_in "$h"
+    log "stand-in $STORAGE_INITIALIZER made in $((SECONDS - t0)) s"
+  fi
 }
 
 image_size_mb() { pm image inspect --format '{{.Size}}' "$1" | awk '{printf "%d", $1 / 1e6}'; }
 
+# The host's uv cache (the one scripts/setup.sh fills), mounted into the builds.
+uv_cache() {
+  local dir
+  dir="${TIDEMILL_IMAGES_UV_CACHE:-$("$ROOT/.venv/tools/bin/uv" cache dir 2>/dev/null \
+    || echo "$HOME/.cache/uv")}"
+  $SUDO mkdir -p "$dir"
+  echo "$dir"
+}
+
 build_image() {
   local name="$1" old t0 uv_cache
-  uv_cache="${TIDEMILL_IMAGES_UV_CACHE:-$("$ROOT/.venv/tools/bin/uv" cache dir 2>/dev/null \
-    || echo "$HOME/.cache/uv")}"
-  $SUDO mkdir -p "$uv_cache"
+  uv_cache="$(uv_cache)"
   old="$(pm image inspect --format '{{.Id}}' "localhost/tidemill/$name:$TAG" 2>/dev/null || true)"
   t0=$SECONDS
   log "building localhost/tidemill/$name:$TAG from docker/$name/Dockerfile"
@@ -200,7 +245,7 @@ case "$cmd" in
   clean)
     ensure_tools
     for name in "${IMAGES[@]}"; do pm rmi -f "localhost/tidemill/$name:$TAG" >/dev/null 2>&1 || true; done
-    pm rmi -f "$AIRFLOW_BASE" "$PY_BASE" >/dev/null 2>&1 || true
+    pm rmi -f "$STORAGE_INITIALIZER" "$AIRFLOW_BASE" "$PY_BASE" >/dev/null 2>&1 || true
     pm image prune -f >/dev/null
     $SUDO rm -rf "$STATE"
     log "removed the Tidemill images, stand-ins and their layer cache"

@@ -207,24 +207,44 @@ def registered(mlflow_server: Container, tmp_path_factory: pytest.TempPathFactor
     return mlflow_server.url
 
 
+STORAGE_INITIALIZER = "localhost/tidemill-stand-in/storage-initializer:v0.21.0"  # scripts/images.sh
+
+
+def storage_initializer_env(store: ObjectStore) -> dict[str, str]:
+    """What KServe's webhook gives the storage initializer for the chart's predictor
+    ServiceAccount (charts/tidemill/templates/predictor-serviceaccount.yaml): the annotations
+    serving.kserve.io/s3-endpoint (scheme stripped), s3-usehttps ("0" for http://) and s3-region
+    become S3_ENDPOINT, AWS_ENDPOINT_URL, S3_USE_HTTPS and AWS_REGION; the attached Secret gives
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+    return {
+        "S3_ENDPOINT": store.endpoint.removeprefix("http://"),
+        "AWS_ENDPOINT_URL": store.endpoint, "S3_USE_HTTPS": "0", "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key,
+    }
+
+
 @pytest.fixture(scope="session")
 def model_dir(registered: str, object_store: ObjectStore,
               tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Version 2's model directory as KServe's storage initializer lays it out at /mnt/models:
-    the registered version's artifacts copied from the object store."""
-    import s3fs
+    """Version 2's model directory as KServe lays it out at /mnt/models: its ``s3://`` storage
+    URI (the proxied artifact location's bytes in the bucket, what the InferenceService's
+    storageUri names) downloaded by KServe's storage initializer (``kserve_storage``'s
+    ``Storage.download`` in a stand-in of its image) into an emptyDir-like directory."""
     from mlflow import MlflowClient
 
     source = MlflowClient(registered, registry_uri=registered).get_model_version_download_uri(
         REGISTERED, "2")
     assert source.startswith("mlflow-artifacts:/"), source
-    # The proxied location's bytes in the bucket: what the InferenceService's storageUri names.
-    key = f"{BUCKET}/mlflow/{source.removeprefix('mlflow-artifacts:/').lstrip('/')}"
-    fs = s3fs.S3FileSystem(key=object_store.access_key, secret=object_store.secret_key,
-                           client_kwargs={"endpoint_url": object_store.endpoint})
+    storage_uri = f"s3://{BUCKET}/mlflow/{source.removeprefix('mlflow-artifacts:/').lstrip('/')}"
     target = tmp_path_factory.mktemp("images-model") / "model"
-    fs.get(key, str(target), recursive=True)
-    assert (target / "MLmodel").exists(), sorted(p.name for p in target.iterdir())
-    for item in [target, *target.rglob("*")]:
-        item.chmod(0o755 if item.is_dir() else 0o644)
+    target.mkdir()
+    target.chmod(0o777)  # an emptyDir: writable by the init container's uid
+    args = ["run", "--rm", "--network", "host", "--ulimit", "host", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--read-only", "--read-only-tmpfs=false",
+            "--tmpfs", "/tmp:rw,mode=1777", "--volume", f"{target}:/mnt/models"]
+    for key, value in storage_initializer_env(object_store).items():
+        args += ["--env", f"{key}={value}"]
+    proc = podman(*args, STORAGE_INITIALIZER, storage_uri, "/mnt/models", timeout=300)
+    assert (target / "MLmodel").exists(), (sorted(p.name for p in target.iterdir()),
+                                           proc.stdout[-3000:], proc.stderr[-3000:])
     return target

@@ -1,4 +1,5 @@
-"""The predictor image on a registered version's model directory mounted at /mnt/models."""
+"""The predictor image on a registered version's model directory, downloaded from its s3://
+storage URI by KServe's storage initializer into the directory mounted at /mnt/models."""
 
 from __future__ import annotations
 
