@@ -141,6 +141,13 @@ def list_files(url: str) -> list[str]:
         return sorted(p[len(base) + 1 :] for p in fs.find(base) if p.rstrip("/") != base)
 
 
+def delete(url: str) -> None:
+    """Remove the object ``url`` (nothing to do when it is absent)."""
+    fs, path = filesystem(url)
+    with contextlib.suppress(FileNotFoundError), reaching(url, "delete"):
+        fs.rm_file(path)
+
+
 def put_dir(local_dir: str | Path, url: str) -> str:
     """Copy every file under ``local_dir`` to ``url/<relative path>``; returns ``url``."""
     local_dir = Path(local_dir)

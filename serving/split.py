@@ -3,19 +3,23 @@
 A split is (champion URI, challenger URI or none, challenger percent), the meaning of KServe's
 ``canaryTrafficPercent``. Backends:
 
-* ``local`` (default): a JSON state file in the Tidemill home (``serving/split.json``), URIs
-  ``models:/<name>/<version>``; the local router re-reads it on change (no restart).
+* ``local`` (default): a JSON state file (``TIDEMILL_SPLIT_STATE_URL``, a local path; default
+  ``serving/split.json`` in the Tidemill home), URIs ``models:/<name>/<version>``; the local
+  router, on the same machine, re-reads it when its mtime changes (no restart).
 * ``kubernetes`` (``TIDEMILL_SPLIT_BACKEND=kubernetes``): KServe's own split on the
   InferenceService, through ``serving.split_kubernetes.KubernetesSplitBackend``
   (``TIDEMILL_K8S_NAMESPACE``, ``TIDEMILL_ISVC_NAME``, ``TIDEMILL_DEPLOYMENT_MODE``); URIs are
-  the versions' artifact locations (what ``storageUri`` mounts).
+  the versions' artifact locations (what ``storageUri`` mounts). Nothing is kept in the pod.
 
 ``SplitControl`` moves the registry aliases (``champion``, ``challenger``,
 ``previous_champion``) and the split together, after the version going live passed a load
 and a test prediction. Before anything moves it records its intent (the aliases and split
-as they were) next to the split state; if a step fails, it puts everything back, and if that
-fails too (the registry is down) the intent stays and is undone by the next call or at
-start-up (``recover``): until then the answer is a 503 that says so. Calls to an MLflow
+as they were, an ``IntentRecord``): next to the local split file, or, on Kubernetes, in the
+artifact store (``<store>/serving/<isvc>.intent.json``), where every pod that changes the split
+(the control API, the promotion and rollback tasks) finds it. If a step fails, it puts
+everything back, and if that fails too (the registry is down) the intent stays and is undone
+by the next call or at start-up (``recover``), in whichever pod that is: until then the answer
+is a 503 that says so. Calls to an MLflow
 tracking server are bounded (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2,
 ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` 1, ``MLFLOW_HTTP_REQUEST_TIMEOUT`` 10 s unless set):
 MLflow's own defaults kept a promotion waiting ~245 s on a dead server. The control API and
@@ -40,6 +44,7 @@ from typing import Any, Protocol
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from pipelines import artifact_store
 from pipelines.home import TidemillHome
 from pipelines.registry import (
     CHALLENGER,
@@ -102,7 +107,48 @@ class SplitBackend(Protocol):
 
     def locked(self) -> contextlib.AbstractContextManager[None]: ...
 
-    intent_path: Path
+    intent: IntentRecord
+
+
+class IntentRecord:
+    """The record of a split change in progress, at a URL (a local path or any artifact-store
+    URL): what the aliases and the split were, so an interrupted change can be undone. When the
+    store cannot be reached each operation raises a 503 naming the URL."""
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = str(url)
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    @contextlib.contextmanager
+    def _reaching(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:  # ArtifactStoreError included
+            raise SplitError(f"could not {action} the split change record {self.url} "
+                             f"({_short(exc)})", 503) from exc
+
+    def exists(self) -> bool:
+        with self._reaching("look up"):
+            return artifact_store.exists(self.url)
+
+    def read(self) -> dict[str, Any]:
+        with self._reaching("read"):
+            return json.loads(artifact_store.read_text(self.url))
+
+    def write(self, data: dict[str, Any]) -> None:
+        """Replaced atomically; a local file is on disk before this returns."""
+        with self._reaching("write"):
+            if artifact_store.is_local(self.url):
+                _write_json(Path(artifact_store.filesystem(self.url)[1]), data)
+            else:
+                artifact_store.write_text(self.url, json.dumps(data))
+
+    def clear(self) -> None:
+        with self._reaching("remove"):
+            artifact_store.delete(self.url)
 
 
 class LocalSplitBackend:
@@ -113,7 +159,7 @@ class LocalSplitBackend:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.intent_path = self.path.with_name(f"{self.path.stem}.intent.json")
+        self.intent = IntentRecord(self.path.with_name(f"{self.path.stem}.intent.json"))
 
     @classmethod
     def for_home(cls, home: TidemillHome) -> LocalSplitBackend:
@@ -159,13 +205,12 @@ class KubernetesBackend:
 
     kind = "kubernetes"
 
-    def __init__(self, namespace: str, name: str, mode: str, api: Any | None = None,
-                 intent_path: Path | None = None) -> None:
+    def __init__(self, namespace: str, name: str, mode: str, intent_url: str,
+                 api: Any | None = None) -> None:
         from serving.split_kubernetes import KubernetesSplitBackend
 
         self.k8s = KubernetesSplitBackend(namespace, name, mode, api=api)
-        self.intent_path = intent_path or TidemillHome.resolve().root / "serving" / \
-            f"{name}.intent.json"
+        self.intent = IntentRecord(intent_url)
 
     def get(self) -> Split | None:
         state = self.k8s.get()
@@ -186,14 +231,16 @@ class KubernetesBackend:
 
 
 def backend_from_env(home: TidemillHome | None = None) -> SplitBackend:
-    """``TIDEMILL_SPLIT_BACKEND``: ``local`` (state file in the home) or ``kubernetes``."""
+    """``TIDEMILL_SPLIT_BACKEND``: ``local`` (state file in the home) or ``kubernetes`` (the
+    InferenceService; the intent record in the artifact store)."""
     kind = os.environ.get(BACKEND_ENV, "local")
     if kind == "kubernetes":
         name = os.environ.get("TIDEMILL_ISVC_NAME", "tidemill-forecaster")
+        store = Settings.resolve(home).store
         return KubernetesBackend(
             os.environ.get("TIDEMILL_K8S_NAMESPACE", "default"), name,
             os.environ.get("TIDEMILL_DEPLOYMENT_MODE", "serverless"),
-            intent_path=(home or TidemillHome.resolve()).root / "serving" / f"{name}.intent.json",
+            intent_url=store.url("serving", f"{name}.intent.json"),
         )
     if kind != "local":
         raise ValueError(f"{BACKEND_ENV} must be 'local' or 'kubernetes', got {kind!r}")
@@ -250,7 +297,7 @@ class SplitControl:
 
     def status(self) -> dict[str, Any]:
         """Registered versions with aliases, and what is live at which weight."""
-        if self.backend.intent_path.exists():
+        if self.backend.intent.exists():
             self.recover()
         versions = self._versions()
         by_uri = {self._uri(v.version): str(v.version) for v in versions}
@@ -321,7 +368,7 @@ class SplitControl:
         """Move ``aliases`` and apply ``split``, all or nothing (see the module's docstring)."""
         before = self.alias_versions()
         live = self.backend.get()
-        _write_json(self.backend.intent_path, {
+        self.backend.intent.write({  # a 503 when it cannot be written: nothing moved yet
             "model_name": self.model_name, "aliases": {a: before[a] for a in aliases},
             "split": asdict(live) if live else None, "recorded_at": time.time()})
         try:
@@ -337,11 +384,11 @@ class SplitControl:
                 raise SplitError(
                     f"split change failed ({_short(exc)}) and could not be undone yet "
                     f"({_short(undo_exc)}); nothing is committed: the change recorded in "
-                    f"{self.backend.intent_path.name} is undone by the next call or at "
+                    f"{self.backend.intent.name} is undone by the next call or at "
                     "start-up", 503) from exc
             raise SplitError(f"split change failed and was rolled back: {_short(exc)}",
                              502) from exc
-        self.backend.intent_path.unlink(missing_ok=True)
+        self.backend.intent.clear()
         after = {**before, **aliases}
         serving = {CHAMPION, CHALLENGER}
         demoted = {before[a] for a in serving if before[a]} - {after[a] for a in serving}
@@ -357,14 +404,14 @@ class SplitControl:
 
     def _undo(self) -> None:
         """Put back the aliases and split an interrupted change recorded; forget the intent."""
-        intent = json.loads(self.backend.intent_path.read_text())
+        intent = self.backend.intent.read()
         for alias, version in intent["aliases"].items():
             self._set_alias(alias, version)
         if intent["split"] is not None:
             split = Split(**intent["split"])
             if self.backend.get() != split:
                 self.backend.apply(split)
-        self.backend.intent_path.unlink(missing_ok=True)
+        self.backend.intent.clear()
         log.warning("undid an interrupted split change of %s: aliases %s, split %s",
                     self.model_name, intent["aliases"], intent["split"])
 
@@ -378,7 +425,7 @@ class SplitControl:
     def _transaction(self) -> Iterator[None]:
         """Both locks held; an interrupted earlier change undone first."""
         with self._lock, self.backend.locked():
-            self._recovered = self.backend.intent_path.exists()
+            self._recovered = self.backend.intent.exists()
             if self._recovered:
                 self._undo()
             yield

@@ -68,11 +68,11 @@ def test_promotion_with_the_registry_killed_midway(
     assert err.value.status == 503, err.value
     assert "nothing is committed" in str(err.value) and "undone" in str(err.value)
     assert backend.path.read_text() == before_split  # the router still serves as before
-    assert backend.intent_path.exists()
+    assert backend.intent.exists()
 
     servers.append(mlflow_server(db, port, tmp / "mlflow.log"))
     after = SplitControl(plain, REGISTERED, backend).status()  # the next call undoes it
-    assert not backend.intent_path.exists()
+    assert not backend.intent.exists()
     assert after["aliases"] == before["aliases"] == {
         "champion": "1", "challenger": "2", "previous_champion": None}
     stages = {v["version"]: v["stage"] for v in after["versions"]}

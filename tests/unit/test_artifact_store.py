@@ -198,3 +198,65 @@ def test_tabular_config_and_dataset_by_url(s3_env: str, tmp_path: Path,
     assert prepared["rows"] == 600 and sum(prepared["parts"].values()) == 600
     assert prepared["config"].startswith(run_url) and prepared["prepared"].startswith(run_url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_split_intent_is_an_object_in_the_store(s3_env: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Kubernetes a split change's intent record (to undo an interrupted change) is an object
+    in the artifact store: a pod with another home (the next control API, a promotion task)
+    finds, reads and clears what another wrote; neither home holds anything."""
+    from serving.split import KubernetesBackend, backend_from_env
+
+    monkeypatch.setenv("TIDEMILL_ARTIFACT_STORE_URL", s3_env)
+    monkeypatch.setenv("TIDEMILL_SPLIT_BACKEND", "kubernetes")
+    monkeypatch.setenv("TIDEMILL_ISVC_NAME", "fc")
+    pod_a = backend_from_env(TidemillHome.resolve(tmp_path / "a"))
+    pod_b = backend_from_env(TidemillHome.resolve(tmp_path / "b"))
+    assert isinstance(pod_a, KubernetesBackend)
+    assert pod_a.intent.url == pod_b.intent.url == f"{s3_env}/serving/fc.intent.json"
+    record = {"model_name": "m", "aliases": {"champion": "1", "challenger": None},
+              "split": None, "recorded_at": 1.0}
+    assert not pod_b.intent.exists()
+    pod_a.intent.write(record)
+    assert pod_b.intent.exists() and pod_b.intent.read() == record
+    pod_b.intent.clear()
+    pod_b.intent.clear()  # nothing to clear: no error
+    assert not pod_a.intent.exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_split_change_is_refused_when_its_intent_cannot_be_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the store unreachable a split change is refused (503) before anything moves."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipelines.registry import register_version, use_store
+    from serving.split import IntentRecord, LocalSplitBackend, Split, SplitControl, SplitError
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input: list[str], params=None) -> list[str]:
+            return model_input
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    use_store(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    mlflow.set_experiment(experiment_id=client.create_experiment(
+        "intent", artifact_location=(tmp_path / "artifacts").as_uri()))
+    for _ in range(2):
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+        register_version("m", info.model_uri, run.info.run_id, {}, client)
+    backend = LocalSplitBackend(tmp_path / "serving" / "split.json")
+    split_before = Split("models:/m/1", "models:/m/2", 10)
+    backend.apply(split_before)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    backend.intent = IntentRecord("s3://tidemill/serving/fc.intent.json")  # as on Kubernetes
+    with pytest.raises(SplitError, match="split change record s3://tidemill/serving/") as refused:
+        SplitControl(client, "m", backend).retire_challenger()
+    assert refused.value.status == 503
+    aliases = client.get_registered_model("m").aliases
+    assert {a: str(v) for a, v in aliases.items()} == {"champion": "1", "challenger": "2"}
+    assert backend.get() == split_before
