@@ -5,24 +5,32 @@ a real MLflow store in a temporary home) on ``configs/m4_hourly.yaml``, optional
 ``--series`` series cut to their last ``--hours`` values (a slice; the full data is the M4
 protocol: the last 48 values of each series are its test set). OWA is against Naive2 on the
 same windows (``pipelines.naive2``). The config's ensemble candidate (mean of the 3 best on
-validation; ``--combine median`` for the median) is a row like the others. The statsforecast /
-mlforecast peers are not run here yet.
+validation; ``--combine median`` for the median) is a row like the others.
+
+``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``) and
+mlforecast (LightGBM) on the same series in their own environment (``bench/peers-setup.sh``,
+``bench/m4_peers.py``), each forecasting the last 48 values of every series from all before
+them (the M4 protocol), scored here with the same sMAPE, MASE (season 24) and Naive2 as ours.
 
     .venv/orchestrator/bin/python bench/m4_hourly.py --series 20 --hours 500 \\
-        --algorithms seasonal_naive,nlinear,lightgbm --trials 2
+        --algorithms seasonal_naive,nlinear,lightgbm --trials 2 --peers
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from pipelines import evaluation, naive2
 from pipelines.home import TidemillHome
 from pipelines.workflow import run_pipeline
 
@@ -37,6 +45,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--combine", choices=["mean", "median"], default=None,
                         help="the ensemble's combination (default as configured)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also statsforecast and mlforecast on the same series")
+    parser.add_argument("--arima", action="store_true", help="with --peers: AutoARIMA too")
     args = parser.parse_args()
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     if args.combine:
@@ -70,6 +81,51 @@ def main() -> None:
               f"{t.get('coverage', float('nan')):>7.2f}{cand['val']['mase']:>10.3f}   "
               f"({t['naive2_smape']:.3f} / {t['naive2_mase']:.3f})")
     print(f"selected: {result['registered']['algorithm']}")
+    if args.peers:
+        _peers(data, args.arima)
+
+
+HORIZON, SEASON = 48, 24
+
+
+def _peers(data: pd.DataFrame, arima: bool) -> None:
+    """The peers' test forecasts, scored like ours (per series, then averaged)."""
+    python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
+                            capture_output=True, text=True).stdout.split()[-1]
+    test = data.groupby("unique_id", sort=False).tail(HORIZON)
+    train = data.drop(index=test.index)
+    with tempfile.TemporaryDirectory(prefix="tidemill-m4-peers-") as tmp:
+        train.to_parquet(Path(tmp) / "train.parquet", index=False)
+        cmd = [python, str(REPO / "bench" / "m4_peers.py"), "--input",
+               str(Path(tmp) / "train.parquet"), "--output", str(Path(tmp) / "fc.parquet"),
+               "--horizon", str(HORIZON), "--season", str(SEASON)] + (["--arima"] if arima else [])
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        timing = json.loads(done.stdout.strip().splitlines()[-1])
+        forecasts = pd.read_parquet(Path(tmp) / "fc.parquet")
+    ids = list(dict.fromkeys(data["unique_id"]))
+    history = {u: g["y"].to_numpy(float) for u, g in train.groupby("unique_id", sort=False)}
+    actual = {u: g["y"].to_numpy(float) for u, g in test.groupby("unique_id", sort=False)}
+    # MASE's scale on the training rows, as the pipeline's (the config's 48 validation values
+    # before the test window are not in it)
+    scale = {u: evaluation.mase_scale(history[u][:-HORIZON], SEASON) for u in ids}
+
+    def score(pred: dict[str, np.ndarray]) -> tuple[float, float]:
+        smapes = [float(evaluation.smape(actual[u], pred[u])) for u in ids]
+        mases = [float(np.mean(np.abs(actual[u] - pred[u]))) / scale[u] for u in ids]
+        return float(np.mean(smapes)), float(np.mean(mases))
+
+    n2 = score({u: naive2.forecast(history[u], np.array([len(history[u])]), HORIZON,
+                                   SEASON)[0] for u in ids})  # fmt: skip
+    print(f"\npeers on the same {len(ids)} series (last {HORIZON} values each; Naive2 sMAPE "
+          f"{n2[0]:.3f} / MASE {n2[1]:.3f})")
+    print(f"{'model':<34}{'sMAPE':>8}{'MASE':>8}{'OWA':>8}{'wall s':>9}{'CPU s':>8}")
+    for model, rows in forecasts.groupby("model", sort=False):
+        pred = {u: g.sort_values("ds")["yhat"].to_numpy(float)
+                for u, g in rows.groupby("unique_id", sort=False)}
+        sm, ms = score(pred)
+        t = timing[model]
+        print(f"{model:<34}{sm:>8.3f}{ms:>8.3f}{naive2.owa(sm, ms, *n2):>8.3f}"
+              f"{t['wall_s']:>9.1f}{t['cpu_s']:>8.1f}")
 
 
 if __name__ == "__main__":
