@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=48)
     parser.add_argument("--season", type=int, default=24)
     parser.add_argument("--arima", action="store_true", help="also AutoARIMA (slow)")
+    parser.add_argument("--skip-ets", action="store_true", help="leave AutoETS out")
     args = parser.parse_args()
     data = pd.read_parquet(args.input)
     h, m = args.horizon, args.season
@@ -37,7 +38,7 @@ def main() -> None:
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
-    models = [AutoETS(season_length=m), AutoTheta(season_length=m)]
+    models = ([] if args.skip_ets else [AutoETS(season_length=m)]) + [AutoTheta(season_length=m)]
     if args.arima:
         models.append(AutoARIMA(season_length=m))
     for model in models:

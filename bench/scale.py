@@ -1,0 +1,99 @@
+"""Scale: synthetic hourly panels of ``--series`` series (fixed seed: trend, daily and weekly
+seasonality, noise, every tenth series intermittent), the whole training pipeline
+(``run_pipeline``: validate, tune, train, backtest on validation and test, register) against
+statsforecast (AutoTheta) and mlforecast (LightGBM) fitting the same series in their own
+environment (``--peers``), with wall and CPU seconds and peak memory of each.
+
+    .venv/orchestrator/bin/python bench/scale.py --series 1000 2000 --hours 400 --peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipelines.home import TidemillHome
+from pipelines.workflow import run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+HORIZON, SEASON = 48, 24
+
+
+def synthetic_panel(series: int, hours: int, seed: int = 7) -> pd.DataFrame:
+    """Hourly series: level * (1 + trend) + daily and weekly cycles + noise; every tenth series
+    intermittent (zero most hours). Non-negative, like demand or load."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(hours)
+    level = rng.lognormal(4, 1, series)[:, None]
+    trend = rng.normal(0, 0.3, series)[:, None] * t / hours
+    daily = rng.uniform(0.1, 0.5, series)[:, None] * np.sin(2 * np.pi * (t + rng.integers(
+        0, 24, series)[:, None]) / 24)
+    weekly = rng.uniform(0, 0.2, series)[:, None] * np.sin(2 * np.pi * t / 168)
+    y = level * (1 + trend + daily + weekly + rng.normal(0, 0.05, (series, hours)))
+    intermittent = np.arange(series) % 10 == 9
+    y[intermittent] *= rng.random((intermittent.sum(), hours)) < 0.3
+    ds = pd.date_range("2024-01-01", periods=hours, freq="h")
+    return pd.DataFrame({"unique_id": np.repeat([f"S{k}" for k in range(series)], hours),
+                         "ds": np.tile(ds, series), "y": np.clip(y, 0, None).ravel()})
+
+
+def tidemill(data: pd.DataFrame, tmp: Path) -> dict[str, float]:
+    config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
+    data.to_parquet(tmp / "panel.parquet", index=False)
+    config["data"]["source"]["path"] = str(tmp / "panel.parquet")
+    config["algorithms"] = {
+        "seasonal_naive": {"params": {"season": SEASON}},
+        "nlinear": {"params": {"lookback": 168}},
+        "lightgbm": {"params": {"lookback": 168, "n_estimators": 100}},
+    }
+    config["ensemble"] = {"enabled": False}
+    config["tuning"] = {**config["tuning"], "n_trials": 1}
+    (tmp / "panel.yaml").write_text(yaml.safe_dump(config))
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run_pipeline(tmp / "panel.yaml", TidemillHome.resolve(tmp / "home"), run_key="scale")
+    return {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
+            "selected": result["registered"]["algorithm"],
+            "owa": {c["algorithm"]: c["test"]["owa"] for c in result["candidates"]}}
+
+
+def peers(data: pd.DataFrame, tmp: Path) -> dict[str, dict[str, float]]:
+    python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
+                            capture_output=True, text=True).stdout.split()[-1]
+    data.to_parquet(tmp / "peers.parquet", index=False)
+    cmd = ["/usr/bin/time", "-f", "%M", python, str(REPO / "bench" / "m4_peers.py"),
+           "--input", str(tmp / "peers.parquet"), "--output", str(tmp / "fc.parquet"),
+           "--horizon", str(HORIZON), "--season", str(SEASON), "--skip-ets"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    timing = json.loads(done.stdout.strip().splitlines()[-1])
+    timing["peak_rss_mib"] = int(done.stderr.strip().splitlines()[-1]) // 1024
+    return timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, nargs="+", default=[1000])
+    parser.add_argument("--hours", type=int, default=400)
+    parser.add_argument("--peers", action="store_true")
+    args = parser.parse_args()
+    for n in args.series:
+        data = synthetic_panel(n, args.hours)
+        with tempfile.TemporaryDirectory(prefix="tidemill-scale-") as tmp:
+            ours = tidemill(data, Path(tmp))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            line = {"series": n, "rows": len(data), "tidemill": ours, "tidemill_peak_rss_mib": peak}
+            if args.peers:
+                line["peers"] = peers(data, Path(tmp))
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
