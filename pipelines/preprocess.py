@@ -130,9 +130,7 @@ class Preprocessor:
         """Center and scale of ``column`` broadcastable to ``values``: scalars for one series,
         one per row for several."""
         self._require_fitted()
-        if self._cache is None:
-            self._cache = ({k: i for i, k in enumerate(self.series)}, {})
-        index, by_column = self._cache
+        index, by_column = self._cached()
         if column not in by_column:
             if column not in self.columns:
                 raise ValueError(f"column {column!r} was not seen in fit; fitted: {self.columns}")
@@ -149,16 +147,26 @@ class Preprocessor:
         shape = (-1,) + (1,) * (np.ndim(values) - 1)
         return center[rows].reshape(shape), scale[rows].reshape(shape)
 
+    def _cached(self) -> tuple[dict[str, int], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Series id -> position, built once per fit (not per call: a panel's evaluation
+        calls this once per series, so rebuilding it made evaluation quadratic in the series)."""
+        if self._cache is None:
+            self._cache = ({k: i for i, k in enumerate(self.series)}, {})
+        return self._cache
+
     def _rows(self, ids: Sequence[Any] | np.ndarray | pd.Series) -> np.ndarray:
         """Index of each id's series (every id with one fitted series maps to it)."""
         if len(self.series) == 1:
             return np.zeros(len(ids), dtype=int)
-        index = {k: i for i, k in enumerate(self.series)}
-        keys = pd.Series(np.asarray(ids, dtype=object))
-        rows = keys.map(index)
-        if rows.isna().any():
-            raise UnknownSeriesError(str(keys[rows.isna()].iloc[0]), list(index))
-        return rows.to_numpy(dtype=int)
+        index = self._cached()[0]
+        keys = np.asarray(ids, dtype=object)
+        if len(keys) > len(index):  # a frame's rows: one vectorised hash join
+            rows = pd.Index(list(index)).get_indexer(keys)
+        else:  # a few ids (per series, per request): a dict lookup each, not O(series) per call
+            rows = np.fromiter((index.get(k, -1) for k in keys), dtype=int, count=len(keys))
+        if (rows < 0).any():
+            raise UnknownSeriesError(str(keys[rows < 0][0]), list(index))
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
