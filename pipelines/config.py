@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from pipelines import artifact_store
-from pipelines.models.registry import MODELS
+from pipelines.models.registry import MODELS, get_model_class
 
 
 class ConfigError(ValueError):
@@ -214,6 +214,11 @@ class SearchParam(_Strict):
 class AlgorithmConfig(_Strict):
     params: dict[str, Any] = Field({}, description="fixed hyper-parameters")
     search_space: dict[str, SearchParam] = {}
+    exogenous: bool = Field(
+        True,
+        description="false: this model is tuned, fitted and served without the regressors of "
+        "data.exogenous (the other models still use them)",
+    )
 
 
 class TuningConfig(_Strict):
@@ -268,6 +273,21 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"unknown algorithms {unknown}; known: {sorted(MODELS)}")
         if not self.algorithms:
             raise ValueError("at least one algorithm is required")
+        return self
+
+    @model_validator(mode="after")
+    def _regressor_opt_outs(self) -> ExperimentConfig:
+        """``algorithms.<name>.exogenous: false`` only where there is something to opt out of."""
+        for name, algo in self.algorithms.items():
+            if algo.exogenous:
+                continue
+            declared = self.data.exogenous
+            if not (declared.historical or declared.future or declared.calendar):
+                raise ValueError(f"algorithms.{name}.exogenous: false, but data.exogenous "
+                                 "declares no regressors to leave out")
+            if not get_model_class(name).uses_exog:  # imported only for an opt-out
+                raise ValueError(f"algorithms.{name}.exogenous: {name} never uses regressors "
+                                 "(see README); remove the field")
         return self
 
     def with_overrides(

@@ -227,7 +227,7 @@ def tune(prepared: dict[str, Any], algorithm: str, home: TidemillHome) -> dict[s
         mase_denominator=[evaluation.mase_scale(s.y[s.train], season_of(cfg)) for s in series],
         min_train=min_fit_rows(cfg, algorithm),
         ids=[s.uid for s in series],
-        exog=_train_regressors(series),
+        exog=_train_regressors(series, cfg, algorithm),
     )
     _step(
         f"tune {algorithm}: best params {result.best_params} ({time.perf_counter() - started:.1f}s)"
@@ -270,12 +270,15 @@ def train(
             [s.y[s.train] for s in series],
             [s.ds[s.train] for s in series],
             ids,
-            *_train_regressors(series),
+            *_train_regressors(series, cfg, algorithm),
         )
     fit_s = time.perf_counter() - started
     uses = spec if any(model.exog_inputs) else ExogSpec()
     if spec and not uses:
-        _step(f"train {algorithm}: this model does not use regressors (see README)")
+        opted_out = algorithm != ENSEMBLE and not cfg.algorithms[algorithm].exogenous
+        _step(f"train {algorithm}: no regressors: " + (
+            f"algorithms.{algorithm}.exogenous is false" if opted_out
+            else "this model does not use them (see README)"))
     panel.calibrate(model, series, cfg.horizon)
     season = season_of(cfg)
     mase_dens = [evaluation.mase_scale(s.y_raw[s.train], season) for s in series]
@@ -433,9 +436,12 @@ def train(
 
 
 def _train_regressors(
-    series: list[panel.SeriesData],
+    series: list[panel.SeriesData], cfg: ExperimentConfig, algorithm: str
 ) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-    """The historical and future regressors of each series' training rows (None without)."""
+    """The historical and future regressors of each series' training rows for ``algorithm``
+    (None without, or where its config opts out: ``algorithms.<name>.exogenous: false``)."""
+    if not cfg.algorithms[algorithm].exogenous:
+        return None, None
     return tuple(  # type: ignore[return-value]
         None if getattr(series[0], name) is None
         else [getattr(s, name)[s.train] for s in series]

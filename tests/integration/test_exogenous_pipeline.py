@@ -3,7 +3,8 @@
 MLflow store: the models that use regressors record them in their bundle and run, the
 registered version (and the ensemble of the best two) loads as a pyfunc and forecasts its
 logged example (load columns beside the history), and the same run without regressors
-forecasts differently."""
+forecasts differently. A model opted out (``algorithms.lightgbm.exogenous: false``) forecasts
+exactly as in the run without regressors while the others still use them."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ def _train(root: Path, name: str, exogenous: bool) -> Path:
         "nlinear": {"params": {"lookback": 96, "exog_lags": 24},  # tuned with the regressors
                     "search_space": {"alpha": {"type": "float", "low": 1, "high": 100}}},
         "xgboost": {"params": {"lookback": 48, "n_estimators": 30, "exog_lags": 3}},
+        "lightgbm": {"params": {"lookback": 48, "n_estimators": 30}, "exogenous": False},
     }
     cfg["tuning"] = {"n_trials": 1, "cv_folds": 2}
     cfg["ensemble"] = {"enabled": True, "top_k": 2}
-    if not exogenous:  # the comparison needs nlinear only
+    if not exogenous:  # the comparisons need nlinear and lightgbm only
         del cfg["data"]["exogenous"]
-        cfg["algorithms"] = {"nlinear": cfg["algorithms"]["nlinear"]}
+        cfg["algorithms"] = {"nlinear": cfg["algorithms"]["nlinear"],
+                             "lightgbm": {"params": {"lookback": 48, "n_estimators": 30}}}
         cfg["ensemble"] = {"enabled": False}
     cfg["mlflow"] = {"experiment": name, "registered_model_name": name}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
@@ -94,3 +97,20 @@ def test_regressors_change_the_pipelines_forecasts(runs) -> None:
     plain = _candidates(runs["etth1-plain"], "etth1-plain")["nlinear"].data.metrics
     assert with_x["test_mae"] != pytest.approx(plain["test_mae"], rel=1e-3)
     assert with_x["val_mae"] != pytest.approx(plain["val_mae"], rel=1e-3)
+
+
+def _evaluation(home: Path, algorithm: str) -> dict:
+    (path,) = (home / "runs").glob(f"*/candidates/{algorithm}/evaluation.json")
+    return json.loads(path.read_text())
+
+
+def test_an_opted_out_model_forecasts_as_without_regressors(runs) -> None:
+    with_x, plain = runs["etth1-exog"], runs["etth1-plain"]
+    opted_out = _candidates(with_x, "etth1-exog")["lightgbm"].data
+    assert "exogenous" not in opted_out.params
+    (bundle,) = (with_x / "runs").glob("*/candidates/lightgbm/bundle/bundle.json")
+    assert json.loads(bundle.read_text())["exogenous"] is None
+    # every validation and test window forecast alike: the same per-step errors, to the bit
+    assert _evaluation(with_x, "lightgbm") == _evaluation(plain, "lightgbm")
+    # while nlinear, in the same run, still forecasts with them
+    assert _evaluation(with_x, "nlinear") != _evaluation(plain, "nlinear")

@@ -51,6 +51,20 @@ def test_a_column_declared_twice_or_an_unknown_term_is_a_config_error() -> None:
     assert cfg.exogenous.historical == ["HUFL"] and cfg.exog_columns == ["HUFL"]
 
 
+def test_a_regressor_opt_out_is_checked_against_the_declaration_and_the_model() -> None:
+    cfg = _config(calendar=["hour_of_day"])
+    cfg["algorithms"] = {"nlinear": {"exogenous": False}, "xgboost": {}}
+    parsed = parse_config(cfg)
+    assert not parsed.algorithms["nlinear"].exogenous and parsed.algorithms["xgboost"].exogenous
+    with pytest.raises(ConfigError, match=r"algorithms\.nlinear\.exogenous: false, but "
+                                          r"data\.exogenous declares no regressors"):
+        parse_config({**_config(), "algorithms": {"nlinear": {"exogenous": False}}})
+    cfg["algorithms"] = {"arima": {"exogenous": False}}
+    with pytest.raises(ConfigError, match=r"algorithms\.arima\.exogenous: arima never uses "
+                                          r"regressors"):
+        parse_config(cfg)
+
+
 def test_an_unknown_regressor_column_is_named_with_its_role() -> None:
     cfg = parse_config(_config(historical=["HUFL"], future=["price"])).data
     with pytest.raises(DataValidationError, match=r"'price' \(exogenous\.future\) not found; "
