@@ -1,6 +1,7 @@
-"""The promotion gate of a tabular model: champion and challenger (registry aliases) predict
-the test split of a training run, and the paired test fit for the task
-(``pipelines.tabular.significance``) says ``promote``, ``keep`` or ``insufficient-data``.
+"""The promotion gate of a tabular model: the registered champion and challenger (aliases)
+predict the test split of the run that trained the challenger (named by its version's tags),
+and the paired test fit for the task (``pipelines.tabular.significance``) says ``promote``,
+``keep`` or ``insufficient-data``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import artifact_store, registry
-from pipelines.home import TidemillHome
+from pipelines.promotion import _finite
 from pipelines.tabular.bundle import TabularBundle
 from pipelines.tabular.data import SPLIT_COLUMN
 from pipelines.tabular.significance import compare_on_test
-from pipelines.tabular.workflow import run_config
+from pipelines.tabular.workflow import PREPARED_TAG, run_config
+
+CONFIG_TAG = "tidemill.config"
 
 
 def load_version(tracking_uri: str, name: str, version: str) -> TabularBundle:
@@ -28,35 +31,46 @@ def load_version(tracking_uri: str, name: str, version: str) -> TabularBundle:
     return TabularBundle.load(found[0].parent)
 
 
-def gate(prepared: dict[str, Any], home: TidemillHome, alpha: float = 0.05,
-         min_samples: int = 30) -> dict[str, Any]:
-    """Compare the registered champion and challenger on the test rows of ``prepared`` (a
-    run's ``prepare`` output). The result: ``champion``, ``challenger`` (versions), ``test_rows``
-    and the test's fields (``decision``, ``reason``, ``p_value``, ...)."""
+def gate(tracking_uri: str, name: str, version: str, alpha: float = 0.05,
+         min_samples: int = 30, bootstrap: bool = False) -> dict[str, Any]:
+    """Compare the champion of ``name`` with its challenger ``version`` (the one whose
+    registration asked for this) on the test rows of the run that trained ``version``.
+
+    The result: ``model``, ``champion``, ``challenger`` (versions; ``challenger`` None when
+    ``version`` is not the challenger any more: nothing to decide), ``task``, ``test_rows``
+    and the test's fields (``decision``, ``reason``, ``p_value``, ``mean_loss_diff``, ...)."""
     from mlflow import MlflowClient
 
-    cfg = run_config(prepared["config"])
-    uri = registry.tracking_uri(cfg, home)
-    client = MlflowClient(uri, registry_uri=uri)
-    name = cfg.mlflow.registered_model_name
-    versions = {alias: str(client.get_model_version_by_alias(name, alias).version)
-                for alias in (registry.CHAMPION, registry.CHALLENGER)}
-    head = {"model": name, "champion": versions[registry.CHAMPION],
-            "challenger": versions[registry.CHALLENGER]}
-    if head["champion"] == head["challenger"]:
-        return {**head, "test_rows": 0, "decision": "keep",
-                "reason": f"version {head['champion']} is champion and challenger: nothing "
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    aliases = client.get_registered_model(name).aliases or {}
+    champion, challenger = (str(aliases.get(a) or "") or None
+                            for a in (registry.CHAMPION, registry.CHALLENGER))
+    head = {"model": name, "champion": champion, "challenger": str(version), "test_rows": 0}
+    if challenger != str(version):
+        return {**head, "challenger": None, "decision": "keep",
+                "reason": f"version {version} of {name} is not the challenger (challenger: "
+                          f"{challenger}, champion: {champion}): nothing to decide"}
+    if champion is None or champion == challenger:
+        return {**head, "challenger": None, "decision": "keep",
+                "reason": f"version {version} of {name} is champion and challenger: nothing "
                           "to compare"}
+    tags = client.get_model_version(name, version).tags
+    missing = [t for t in (CONFIG_TAG, PREPARED_TAG) if not tags.get(t)]
+    if missing:
+        raise ValueError(f"{name} version {version} lacks tag(s) {missing}: its test split "
+                         "cannot be found")
+    cfg = run_config(tags[CONFIG_TAG])
+    head["task"] = cfg.task
     if not cfg.labelled:
-        return {**head, "test_rows": 0, "decision": "insufficient-data",
+        return {**head, "decision": "insufficient-data",
                 "reason": "no labels (target_column) to test the predictions against"}
-    frame = artifact_store.read_parquet(prepared["prepared"])
+    frame = artifact_store.read_parquet(tags[PREPARED_TAG])
     test = frame[frame[SPLIT_COLUMN] == "test"]
-    features = test[prepared["numeric"] + prepared["categorical"]]
-    predictions = {alias: load_version(uri, name, version).predict(features)["prediction"]
-                   for alias, version in versions.items()}
+    answers = {}
+    for alias, v in ((registry.CHAMPION, champion), (registry.CHALLENGER, challenger)):
+        bundle = load_version(tracking_uri, name, v)
+        answers[alias] = bundle.predict(test[bundle.features])
     result = compare_on_test(cfg.task, test[cfg.data.target_column].to_numpy(),
-                             predictions[registry.CHAMPION].to_numpy(),
-                             predictions[registry.CHALLENGER].to_numpy(), alpha=alpha,
-                             min_samples=min_samples)
-    return {**head, "test_rows": len(test), **result.as_dict()}
+                             answers[registry.CHAMPION], answers[registry.CHALLENGER],
+                             bootstrap=bootstrap, alpha=alpha, min_samples=min_samples)
+    return {**head, "test_rows": len(test), **_finite(result.as_dict())}

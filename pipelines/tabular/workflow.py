@@ -47,6 +47,9 @@ SKLEARN_SCORING = {
 }  # fmt: skip
 
 
+PREPARED_TAG = "tidemill.prepared"  # a version's split rows (promotion tests on their test part)
+
+
 def run_config(url: str) -> TabularConfig:
     """The effective config that a run's ingest wrote to the artifact store."""
     return parse_tabular_config(yaml.safe_load(artifact_store.read_text(url)), origin=url)
@@ -481,6 +484,7 @@ def register(
     client = MlflowClient(uri, registry_uri=uri)
     name = cfg.mlflow.registered_model_name
     tags = _lineage_tags(prepared, pipeline_run) | {
+        PREPARED_TAG: prepared["prepared"],
         "tidemill.algorithm": best["algorithm"],
         "tidemill.task": cfg.task,
         f"tidemill.val_{best['metric']}": f"{best['val_metric']:.6g}",

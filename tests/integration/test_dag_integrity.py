@@ -60,6 +60,7 @@ def test_dags_parse_fast_without_heavy_imports():
         "forecast_training",
         "promote_challenger",
         "tabular_drift_monitor",
+        "tabular_promotion",
         "tabular_training",
     ]
     assert result["heavy"] == [], f"parsing imported {result['heavy']}"
@@ -103,6 +104,14 @@ def test_monitoring_and_promotion_wiring():
     assert tabular.get_task("trigger_retraining").trigger_dag_id == "tabular_training"
     assert tabular.get_task("trigger_retraining").upstream_task_ids == {"retrain_conf"}
     assert {"config", "since_hours", "min_records", "drift"} <= set(tabular.params.keys())
+    tabular_promote = dags["tabular_promotion"]
+    assert [a.name for a in tabular_promote.timetable.asset_condition.objects] == [
+        "tidemill_registered_tabular_model"
+    ]
+    assert set(tabular_promote.task_ids) == {"target", "evaluate", "apply"}
+    assert {"tidemill", "promotion", "tabular"} <= set(tabular_promote.tags)
+    assert tabular_promote.doc_md and {"model_name", "version", "alpha", "bootstrap"} <= set(
+        tabular_promote.params.keys())
 
 
 def test_tabular_training_shape():

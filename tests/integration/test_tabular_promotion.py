@@ -1,6 +1,7 @@
 """The tabular promotion gate on a real registry: a one-split decision tree (version 1,
 champion) and LightGBM (version 2, challenger) trained on an AI4I 2020 slice, compared on the
-run's test split with McNemar's exact test."""
+test split of the run that trained the challenger with McNemar's exact test and with the
+paired bootstrap on per-row log-loss."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ def test_gate_compares_champion_and_challenger_on_the_test_split(tmp_path):
     path.write_text(yaml.safe_dump(data))
     home = TidemillHome.resolve(tmp_path / "home")
     first = run_pipeline(path, home, run_key="stump", algorithms=["decision_tree"], n_trials=1)
-    alone = gate(first["prepared"], home)
-    assert (alone["decision"], alone["champion"], alone["challenger"]) == ("keep", "1", "1")
+    alone = gate(home.mlflow_uri, NAME, first["registered"]["version"])
+    assert (alone["decision"], alone["champion"], alone["challenger"]) == ("keep", "1", None)
     second = run_pipeline(path, home, run_key="gbm", algorithms=["lightgbm"], n_trials=1)
-    result = gate(second["prepared"], home)
+    result = gate(home.mlflow_uri, NAME, "2")
     assert (result["champion"], result["challenger"], result["model"]) == ("1", "2", NAME)
+    assert "not the challenger" in gate(home.mlflow_uri, NAME, "1")["reason"]
 
     # by hand: both versions predict the test rows; b = rows only the challenger gets right
     frame = artifact_store.read_parquet(second["prepared"]["prepared"])
@@ -44,3 +46,13 @@ def test_gate_compares_champion_and_challenger_on_the_test_split(tmp_path):
     assert result["p_value"] == pytest.approx(p, rel=1e-9)
     assert result["decision"] == ("promote" if p < 0.05 else "keep")
     assert b > c and result["decision"] == "promote", result["reason"]
+
+    # the bootstrap on log-loss: its mean differential is the difference of the two
+    # versions' mean per-row log-loss on the same rows (scikit-learn's log_loss)
+    from sklearn.metrics import log_loss
+
+    boot = gate(home.mlflow_uri, NAME, "2", bootstrap=True)
+    proba = {v: load_version(home.mlflow_uri, NAME, v).predict(features)["proba_1"] for v in "12"}
+    by_hand = log_loss(y, proba["1"], labels=[0, 1]) - log_loss(y, proba["2"], labels=[0, 1])
+    assert boot["mean_loss_diff"] == pytest.approx(by_hand, rel=1e-6)
+    assert boot["decision"] == "promote" and "log-loss" in boot["reason"]
