@@ -34,6 +34,10 @@ def airflow_env(home: TidemillHome) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "tidemill.airflow_sqlite.CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
+                "tidemill.airflow_sqlite.CONNECT_ARGS"
+            ),
             "AIRFLOW__CORE__PARALLELISM": "4",
             "MLFLOW_TRACKING_URI": home.mlflow_uri,
             "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -93,6 +93,17 @@ def airflow_dags(live: Platform, timeout: float = 180.0) -> dict[str, dict[str, 
         time.sleep(2)
 
 
+def ok(resp: httpx.Response, live: Platform) -> Any:
+    """The JSON of a 2xx answer; otherwise fail with its body and the API server's log tail."""
+    if resp.is_success:
+        return resp.json()
+    [record] = [r for r in state(live)["processes"] if r["name"] == "airflow-api-server"]
+    tail = Path(record["log"]).read_text(errors="replace").splitlines()[-80:]
+    pytest.fail(
+        f"{resp.request.method} {resp.url} -> {resp.status_code} {resp.text}\n" + "\n".join(tail)
+    )
+
+
 def prometheus_query(live: Platform, expr: str) -> list[dict[str, Any]]:
     resp = httpx.get(f"{live.urls['prometheus']}/api/v1/query", params={"query": expr}, timeout=10)
     return resp.raise_for_status().json()["data"]["result"]
@@ -161,19 +172,18 @@ def test_a_triggered_training_runs_and_its_asset_triggers_promotion(
         timeout=30,
         headers={"Authorization": f"Bearer {airflow_token(live)}"},
     ) as api:
-        run = (
-            api.post("/dags/forecast_training/dagRuns", json={"logical_date": None, "conf": conf})
-            .raise_for_status()
-            .json()
+        run = ok(
+            api.post("/dags/forecast_training/dagRuns", json={"logical_date": None, "conf": conf}),
+            live,
         )
         deadline = time.monotonic() + 240
         while run["state"] not in ("success", "failed"):
             assert time.monotonic() < deadline, f"forecast_training still {run['state']}"
             time.sleep(2)
-            run = api.get(f"/dags/forecast_training/dagRuns/{run['dag_run_id']}").json()
+            run = ok(api.get(f"/dags/forecast_training/dagRuns/{run['dag_run_id']}"), live)
         assert run["state"] == "success", run
         while True:
-            runs = api.get("/dags/promote_challenger/dagRuns").raise_for_status().json()
+            runs = ok(api.get("/dags/promote_challenger/dagRuns"), live)
             if runs["dag_runs"]:
                 break
             assert time.monotonic() < deadline, "promote_challenger was not triggered"
