@@ -1,12 +1,16 @@
 """Where per-series work runs: in this process (``local``, the default) or on Ray.
 
-An experiment's ``engine:`` (``kind: ray``, ``address``) or ``TIDEMILL_ENGINE=ray`` fans the
-fits of local models out as Ray tasks, one per series. ``TIDEMILL_RAY_ADDRESS`` (or
+An experiment's ``engine:`` (``kind: ray``, ``address``) or ``TIDEMILL_ENGINE=ray`` fans work
+out as Ray tasks: the fits and backtest forecasts of local models (one task per series), the
+cross-validation folds of a trial, the Optuna trials of a study, and the feature rows of the
+global tree models (``map_shards``: one task per shard of series). ``TIDEMILL_RAY_ADDRESS`` (or
 ``engine.address``) names a running cluster: ``ray://<head>:10001`` for a KubeRay head
 service, ``auto`` for one started on this machine (``ray start --head``); without an address
 the first fan-out starts a local Ray inside this process. What every task shares goes to Ray's
 object store once (``ray.put``), not once per task. A task whose worker process dies is run
-again (``max_retries``); a task that raises fails the fan-out with its own error.
+again (``max_retries``); a task that raises fails the fan-out with its own error. A fan-out
+inside a task (a trial's folds, a fold's per-series fits) runs in that task's process: the
+outermost level is the parallel one, so a 2-CPU machine is not asked for tasks within tasks.
 
 Serving never fans out (the serving environment has no Ray): predictions stay in process.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, TypeVar
 
 ENGINE_ENV = "TIDEMILL_ENGINE"
@@ -43,10 +48,16 @@ def kind() -> str:
     return chosen
 
 
+def parallel() -> bool:
+    """Whether a fan-out from here runs as Ray tasks (the engine is ``ray``, and this is not
+    already a fan-out's task)."""
+    return kind() == "ray" and not _in_task
+
+
 def fan_out(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: Any = None
             ) -> list[Result]:  # fmt: skip
     """``[fn(item, shared) for item in items]``, on Ray when the engine is ``ray``."""
-    if kind() == "local" or len(items) < 2:
+    if not parallel() or len(items) < 2:
         return [fn(item, shared) for item in items]
     ray = _connected()
     shared_ref = ray.put(pickle.dumps(shared))
@@ -55,10 +66,39 @@ def fan_out(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: An
     return [pickle.loads(result) for result in done]
 
 
+def map_shards(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: Any = None
+               ) -> list[Result]:  # fmt: skip
+    """``[fn(item, shared) for item in items]`` like ``fan_out``, but on Ray one task per
+    contiguous shard of items (two per CPU of the cluster): for many small items, such as the
+    feature rows of each series, where a task per item would cost more than its work."""
+    if not parallel() or len(items) < 2:
+        return [fn(item, shared) for item in items]
+    ray = _connected()
+    n_shards = min(len(items), 2 * max(1, int(ray.cluster_resources().get("CPU", 1))))
+    bounds = [len(items) * k // n_shards for k in range(n_shards + 1)]
+    shards = [list(items[a:b]) for a, b in pairwise(bounds)]
+    done = fan_out(_shard, shards, (fn, shared))
+    return [result for shard in done for result in shard]
+
+
+def _shard(items: list[Any], shared: tuple[Callable[[Any, Any], Any], Any]) -> list[Any]:
+    fn, inner = shared
+    return [fn(item, inner) for item in items]
+
+
+_in_task = False
+"""True inside a fan-out's task (nested fan-outs run in its process)."""
+
+
 def _call(fn: Callable[[Any, Any], Any], item: bytes, shared: bytes) -> bytes:
     """Inputs and result travel pickled in band: Ray's zero-copy arrays are read-only, which
     statsmodels' state-space code refuses ("buffer source array is read-only")."""
-    return pickle.dumps(fn(pickle.loads(item), pickle.loads(shared)))
+    global _in_task
+    _in_task = True
+    try:
+        return pickle.dumps(fn(pickle.loads(item), pickle.loads(shared)))
+    finally:
+        _in_task = False
 
 
 def _connected() -> Any:

@@ -1,7 +1,8 @@
 """The prepared panel (each series' values and split) and fitting/forecasting across it.
 
 Global models are fitted once on every series' windows and forecast all windows of all series
-in one call; local models (``Forecaster.local``) are fitted per series in a ``PerSeries``.
+in one call; local models (``Forecaster.local``) are fitted per series in a ``PerSeries`` and
+forecast series by series (with the Ray engine, ``pipelines.engine``, one task per series).
 Values here are scaled per series (``pipelines.preprocess``).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipelines import artifact_store
+from pipelines import artifact_store, engine
 from pipelines.exogenous import ExogSpec, future_matrix, future_windows, history_windows
 from pipelines.models.base import Forecaster, conformal_halfwidth
 from pipelines.models.ensemble import Ensemble, combine
@@ -115,11 +116,10 @@ def forecast(
             combine([p[k][:, : model.horizon] for p in parts], model.combine)
             for k in range(len(ys))
         ]
-    if isinstance(model, PerSeries):
-        return [
-            model.model(uid).forecast_origins(y, o, ds)
-            for uid, y, ds, o in zip(ids, ys, dss, origins_per_series, strict=True)
-        ]
+    if isinstance(model, PerSeries):  # each series' backtest a task with the Ray engine
+        work = [(model.model(uid), y, o, ds)
+                for uid, y, ds, o in zip(ids, ys, dss, origins_per_series, strict=True)]
+        return engine.fan_out(_forecast_origins, work)
     width = model.min_history
     k_h, k_f = model.exog_inputs
     xhs = xhs if xhs is not None else [None] * len(ys)
@@ -144,6 +144,12 @@ def forecast(
         np.concatenate(windows), np.concatenate(last_ds) if with_ds else None, **exog
     )
     return np.split(pred, np.cumsum([len(o) for o in origins_per_series])[:-1])
+
+
+def _forecast_origins(item: tuple[Forecaster, np.ndarray, np.ndarray, Any], _shared: None
+                      ) -> np.ndarray:  # fmt: skip
+    model, y, o, ds = item
+    return model.forecast_origins(y, o, ds)
 
 
 def calibrate(model: Forecaster, series: Sequence[SeriesData], horizon: int) -> None:

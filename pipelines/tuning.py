@@ -107,42 +107,72 @@ def cv_score(
 
     For a panel, ``y``/``ds``/``mase_denominator`` are lists (one per series) and ``folds``
     one list of folds per series; a fold's score is the mean over series. ``exog``: the
-    historical and future regressors of each series (``pipelines.exogenous``), or None."""
-    from pipelines import panel
-
+    historical and future regressors of each series (``pipelines.exogenous``), or None.
+    With the Ray engine the folds are scored as Ray tasks (the data put once)."""
     ys, dss, dens, fold_lists = _as_lists(y, ds, mase_denominator, folds)
     ids = ids or [str(k) for k in range(len(ys))]
-    xhs, xfs = exog
+    data = _FoldData(algorithm, {"seed": seed, **params}, ys, dss, horizon, fold_lists,
+                     metric, dens, ids, exog)  # fmt: skip
+    n_folds = len(fold_lists[0])
+    if engine.parallel():  # every fold a Ray task; reported (and pruned) in order after
+        fold_scores = iter(engine.fan_out(_fold_score, range(n_folds), data))
+    else:  # one after the other, so a pruned trial stops early
+        fold_scores = (_fold_score(k, data) for k in range(n_folds))
     scores = []
-    for k in range(len(fold_lists[0])):
-        fit_ends = [f[k].fit_end for f in fold_lists]
-        model = panel.fit(
-            algorithm,
-            horizon,
-            {"seed": seed, **params},
-            [v[:e] for v, e in zip(ys, fit_ends, strict=True)],
-            [None if t is None else t[:e] for t, e in zip(dss, fit_ends, strict=True)],
-            ids,
-            *(None if x is None else [v[:e] for v, e in zip(x, fit_ends, strict=True)]
-              for x in (xhs, xfs)),
-        )
-        fold_origins = [f[k].origins for f in fold_lists]
-        if min(o.min() for o in fold_origins) < model.min_history:
-            raise ValueError(
-                f"{algorithm} needs {model.min_history} history values; fold {k} starts at "
-                f"{min(fit_ends)}"
-            )
-        preds = panel.forecast(model, ys, dss, fold_origins, ids, xhs, xfs)
-        per_series = [
-            evaluation.evaluate(
-                evaluation.actual_windows(v, o, horizon), p, None, None, den
-            ).overall[metric]
-            for v, o, p, den in zip(ys, fold_origins, preds, dens, strict=True)
-        ]
-        scores.append(float(np.mean(per_series)))
+    for k, score in enumerate(fold_scores):
+        scores.append(score)
         if report is not None:
             report(k, float(np.mean(scores)))
     return float(np.mean(scores))
+
+
+@dataclass
+class _FoldData:
+    """What scoring one cross-validation fold needs (a Ray task's shared input)."""
+
+    algorithm: str
+    params: dict[str, Any]
+    ys: list[np.ndarray]
+    dss: list[np.ndarray | None]
+    horizon: int
+    fold_lists: list[list[Fold]]
+    metric: str
+    dens: list[float]
+    ids: list[str]
+    exog: tuple[list[np.ndarray] | None, list[np.ndarray] | None]
+
+
+def _fold_score(k: int, d: _FoldData) -> float:
+    """Fold ``k``: fit on every series' rows before it, the mean over series of the metric of
+    the forecasts from its origins."""
+    from pipelines import panel
+
+    xhs, xfs = d.exog
+    fit_ends = [f[k].fit_end for f in d.fold_lists]
+    model = panel.fit(
+        d.algorithm,
+        d.horizon,
+        d.params,
+        [v[:e] for v, e in zip(d.ys, fit_ends, strict=True)],
+        [None if t is None else t[:e] for t, e in zip(d.dss, fit_ends, strict=True)],
+        d.ids,
+        *(None if x is None else [v[:e] for v, e in zip(x, fit_ends, strict=True)]
+          for x in (xhs, xfs)),
+    )
+    fold_origins = [f[k].origins for f in d.fold_lists]
+    if min(o.min() for o in fold_origins) < model.min_history:
+        raise ValueError(
+            f"{d.algorithm} needs {model.min_history} history values; fold {k} starts at "
+            f"{min(fit_ends)}"
+        )
+    preds = panel.forecast(model, d.ys, d.dss, fold_origins, d.ids, xhs, xfs)
+    per_series = [
+        evaluation.evaluate(
+            evaluation.actual_windows(v, o, d.horizon), p, None, None, den
+        ).overall[d.metric]
+        for v, o, p, den in zip(d.ys, fold_origins, preds, d.dens, strict=True)
+    ]
+    return float(np.mean(per_series))
 
 
 def _as_lists(y: Any, ds: Any, dens: Any, folds: Any) -> tuple[list, list, list, list]:

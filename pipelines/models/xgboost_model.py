@@ -9,6 +9,7 @@ import numpy as np
 import xgboost as xgb
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pipelines import engine
 from pipelines.exogenous import history_windows
 from pipelines.features import calendar_features, lag_matrix, rolling_stats, target_timestamps
 from pipelines.models.base import Forecaster, Panel, as_panel
@@ -147,24 +148,29 @@ class XGBoostForecaster(Forecaster):
         if not usable:
             raise ValueError(f"xgboost needs at least lookback+2={self.lookback + 2} values")
         self.params["calendar"] = self.calendar and all(t is not None for _, t, _, _ in usable)
-        rng = np.random.default_rng(self.seed)
-        features, target = [], []
-        for v, t, h, f in usable:
-            windows = sliding_window_view(v, self.lookback)[:-1]
-            next_ds = np.asarray(t)[self.lookback :] if self.calendar else None
-            rows = self._features(windows, next_ds)
-            if h is not None:  # the origin lies `age` steps before the window's end
-                ends = np.arange(len(windows)) + self.lookback
-                age = np.minimum(rng.integers(0, self.horizon, len(windows)),
-                                 ends - self.exog_lags)
-                self._exog_columns(rows, history_windows(h, ends - age, self.exog_lags), age,
-                                   None)
-            if f is not None:
-                rows[:, -f.shape[1]:] = f[self.lookback :]
-            features.append(rows)
-            target.append(v[self.lookback :] - windows[:, -1])
-        self.booster = self._train(np.concatenate(features), np.concatenate(target))
+        rng = np.random.default_rng(self.seed)  # the stale ages drawn here, series by series
+        work = [(v, t, h, f, None if h is None else
+                 rng.integers(0, self.horizon, len(v) - self.lookback))
+                for v, t, h, f in usable]  # fmt: skip
+        built = engine.map_shards(_series_rows, work, self)  # shards of series on Ray
+        self.booster = self._train(np.concatenate([rows for rows, _ in built]),
+                                   np.concatenate([target for _, target in built]))
         return self
+
+    def series_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
+                    stale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One series' training rows and one-step changes; ``stale``: the drawn age of the
+        historical regressors of each row (with ``h``)."""
+        windows = sliding_window_view(v, self.lookback)[:-1]
+        next_ds = np.asarray(t)[self.lookback :] if self.calendar else None
+        rows = self._features(windows, next_ds)
+        if h is not None:  # the origin lies `age` steps before the window's end
+            ends = np.arange(len(windows)) + self.lookback
+            age = np.minimum(stale, ends - self.exog_lags)
+            self._exog_columns(rows, history_windows(h, ends - age, self.exog_lags), age, None)
+        if f is not None:
+            rows[:, -f.shape[1]:] = f[self.lookback :]
+        return rows, v[self.lookback :] - windows[:, -1]
 
     def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
         """The booster fitted on feature rows and one-step changes."""
@@ -207,3 +213,9 @@ class XGBoostForecaster(Forecaster):
     def _load(self, path: Path) -> None:
         self.booster = xgb.Booster(params={"nthread": 2})
         self.booster.load_model(path / "xgboost.ubj")
+
+
+def _series_rows(item: tuple[Any, ...], model: XGBoostForecaster
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A fan-out task (``pipelines.engine.map_shards``): one series' training rows."""
+    return model.series_rows(*item)

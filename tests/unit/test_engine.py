@@ -1,7 +1,8 @@
-"""Ray as the engine of per-series fits (pipelines.engine), started locally in this process:
-ARIMA fitted per series on real M4 hourly series gives the same forecasts on Ray as in
-process; a worker killed mid-task is replaced and its task run again; a fit that fails
-names its series."""
+"""Ray as the engine (pipelines.engine), started locally in this process: on real M4 hourly
+series, ARIMA fitted per series, the cross-validation folds of a trial, the global trees'
+feature rows built in shards and the backtest windows of local models give the same results
+on Ray as in process; a worker killed mid-task is replaced and its task run again; a fit that
+fails names its series; fan-outs inside a task stay in its process."""
 
 from __future__ import annotations
 
@@ -112,3 +113,80 @@ def test_optuna_trials_fan_out_on_ray_into_the_shared_study(ray_engine, tmp_path
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert result.best_value == min(t.value for t in finished)
     assert result.best_params["season"] in (24, 48)
+
+
+def _pid(item: int, offset: int) -> tuple[int, int]:
+    return item + offset, os.getpid()
+
+
+def _nested_pids(_item: int, _shared: None) -> tuple[int, list[int]]:
+    return os.getpid(), [pid for _, pid in engine.fan_out(_pid, range(3), 0)]
+
+
+def test_shards_run_as_tasks_and_fan_outs_inside_a_task_stay_in_it(ray_engine) -> None:
+    done = engine.map_shards(_pid, range(50), 100)
+    assert [value for value, _ in done] == list(range(100, 150))  # every item, in order
+    assert os.getpid() not in {pid for _, pid in done}  # in Ray's workers
+    for outer, inner in engine.fan_out(_nested_pids, range(2)):
+        assert inner == [outer] * 3  # the task's own process, not tasks within tasks
+
+
+def _folds(ys: list[np.ndarray]) -> list[list]:
+    from pipelines.tuning import rolling_origin_folds
+
+    return [rolling_origin_folds(len(y), 24, 2, 120, 6) for y in ys]
+
+
+@pytest.mark.parametrize("algorithm, params", [
+    ("seasonal_naive", {"season": 24}),  # local: per-series fits inside each fold's task
+    ("xgboost", {"lookback": 48, "n_estimators": 10}),  # global: one fit per fold
+])
+def test_cv_folds_on_ray_score_as_in_process(series, ray_engine, monkeypatch, algorithm,
+                                             params) -> None:
+    from pipelines.evaluation import mase_scale
+    from pipelines.tuning import cv_score
+
+    ids, ys = series
+    dss = [np.arange(len(y)).astype("datetime64[h]").astype("datetime64[ns]") for y in ys]
+    dens = [mase_scale(y[:120], 24) for y in ys]
+    reports: dict[str, list] = {"ray": [], "local": []}
+    scores = {}
+    for kind in ("ray", "local"):
+        monkeypatch.setenv(engine.ENGINE_ENV, kind)
+        scores[kind] = cv_score(algorithm, params, list(ys), dss, 24, _folds(ys), "mase", dens,
+                                0, lambda k, v, kind=kind: reports[kind].append((k, v)), ids)
+    assert scores["ray"] == pytest.approx(scores["local"], rel=1e-12)
+    assert [k for k, _ in reports["ray"]] == [0, 1]  # each fold reported, in order
+    assert [v for _, v in reports["ray"]] == pytest.approx([v for _, v in reports["local"]],
+                                                           rel=1e-12)
+
+
+def test_global_feature_rows_built_in_shards_on_ray_fit_the_same_model(series, ray_engine,
+                                                                        monkeypatch) -> None:
+    from pipelines.models.xgboost_model import XGBoostForecaster
+
+    _, ys = series
+    rng = np.random.default_rng(3)
+    xh = [rng.normal(size=(len(y), 2)) for y in ys]  # with stale ages drawn per series
+    windows = np.stack([y[-48:] for y in ys])
+    hist = np.stack([x[-3:] for x in xh])
+    preds = {}
+    for kind in ("ray", "local"):
+        monkeypatch.setenv(engine.ENGINE_ENV, kind)
+        model = XGBoostForecaster(24, lookback=48, n_estimators=20, seed=5).fit(list(ys), xh=xh)
+        preds[kind] = model.predict(windows, xh=hist)
+    np.testing.assert_array_equal(preds["ray"], preds["local"])
+
+
+def test_backtest_windows_of_local_models_on_ray_match_in_process(series, ray_engine,
+                                                                   monkeypatch) -> None:
+    from pipelines import panel
+
+    ids, ys = series
+    model = _arima().fit([y[:180] for y in ys], ids=ids)
+    origins = [np.arange(180, 217, 6) for _ in ys]
+    on_ray = panel.forecast(model, list(ys), [None] * len(ys), origins, ids)
+    monkeypatch.setenv(engine.ENGINE_ENV, "local")
+    in_process = panel.forecast(model, list(ys), [None] * len(ys), origins, ids)
+    for a, b in zip(on_ray, in_process, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
