@@ -3,13 +3,16 @@
 
 Keeps the Feast online store current (`pipelines/feature_store.py`).
 
-`publish`: the feature views' sources (ETTh1's hourly load covariates, keyed by series) as
-Parquet in the artifact store, and the entity and views in Feast's registry.
+`publish`: the feature views' sources as Parquet in the artifact store, and the entities and
+views in Feast's registry: `etth1_covariates` (ETTh1's hourly load covariates, keyed by
+series) and `ai4i_machine` (AI4I 2020's machine records, keyed by `UDI`, record UDI stamped
+2020-01-01 UTC + UDI minutes).
 `materialize`: the values stamped up to `end` (default: now) into the
-online store, the newest per series; serving reads them there, training reads the offline
-store point in time.
+online store, the newest per entity; serving reads them there (Feast's feature server),
+training reads the offline store point in time.
 
-**Trigger form:** `source` (the ETTh1-layout CSV), `end` (ISO time; empty = now).
+**Trigger form:** `source` (the ETTh1-layout CSV), `ai4i_source` (the AI4I 2020 CSV; empty
+skips it), `end` (ISO time; empty = now).
 """
 
 from __future__ import annotations
@@ -34,19 +37,28 @@ from tidemill.dag_support import home as _home
     max_active_runs=1,
     params={
         "source": Param(str(REPO / "data" / "ETTh1.csv"), type="string", title="Source CSV"),
+        "ai4i_source": Param(str(REPO / "data" / "ai4i2020.csv"), type=["null", "string"],
+                             title="AI4I 2020 CSV (machine features)"),
         "end": Param(None, type=["null", "string"], title="Materialise up to (ISO time)"),
     },
 )
 def feature_materialize() -> None:
     @task
-    def publish(params: dict[str, Any]) -> str:
-        from pipelines.feature_store import etth1_source_frame
+    def publish(params: dict[str, Any]) -> list[str]:
+        from pipelines.feature_store import (
+            AI4I_VIEW,
+            ai4i_source_frame,
+            etth1_source_frame,
+        )
         from pipelines.feature_store import publish as run
 
-        return run(_home(), etth1_source_frame(params["source"]))
+        urls = [run(_home(), etth1_source_frame(params["source"]))]
+        if params["ai4i_source"]:
+            urls.append(run(_home(), ai4i_source_frame(params["ai4i_source"]), AI4I_VIEW))
+        return urls
 
     @task
-    def materialize(source_url: str, params: dict[str, Any]) -> dict[str, Any]:
+    def materialize(source_url: list[str], params: dict[str, Any]) -> dict[str, Any]:
         from pipelines.feature_store import materialize as run
 
         end = datetime.fromisoformat(params["end"]) if params["end"] else datetime.now(UTC)

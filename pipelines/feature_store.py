@@ -7,15 +7,21 @@ On Kubernetes ``TIDEMILL_FEAST_REGISTRY_URL`` (a SQL registry, e.g. PostgreSQL) 
 as libpq, default ``prefer``) point every pod at
 the same registry and online store; nothing is local.
 
-Feature views:
+Feature views (``VIEWS``):
 
 - ``etth1_covariates`` (entity ``series``, key ``series_id``): the six load measurements of
   ETTh1 (HUFL ... LULL) per hour, the "weather-like" covariates of a forecast, stamped with
-  the hour they were measured.
+  the hour they were measured; a value older than 2 days at a row's time is missing.
+- ``ai4i_machine`` (entity ``machine``, key ``UDI``, an integer): the six features of an AI4I
+  2020 record (``Type`` as text, the five measurements as numbers). AI4I has no clock; its
+  records are numbered in order (``UDI`` 1..10000), so record ``UDI`` is stamped
+  ``AI4I_EPOCH + UDI minutes`` (2020-01-01 00:01 UTC for UDI 1), the same stamp its label
+  gets in ``ai4i_training_rows``. No TTL: a machine's newest record stays its features.
 
 Training sets come from ``historical_features`` (Feast's point-in-time join: each row gets
 the latest value stamped at or before its own time, never a later one); ``materialize``
-copies the newest values into the online store, which ``online_features`` reads.
+copies the newest values into the online store, which ``online_features`` and Feast's
+feature server (``serve``: ``POST /get-online-features``, what serving calls) read.
 """
 
 from __future__ import annotations
@@ -45,6 +51,31 @@ TIMESTAMP = "event_timestamp"
 ETTH1_COVARIATES = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
 ETTH1_VIEW = "etth1_covariates"
 TTL = timedelta(days=2)  # a covariate older than this at a row's time is missing, not reused
+AI4I_VIEW = "ai4i_machine"
+AI4I_KEY = "UDI"
+AI4I_FEATURES = ["Type", "Air temperature", "Process temperature", "Rotational speed", "Torque",
+                 "Tool wear"]
+AI4I_LABEL = "Machine failure"
+AI4I_EPOCH = pd.Timestamp("2020-01-01", tz="UTC")  # record UDI is stamped UDI minutes after
+
+
+@dataclass(frozen=True)
+class View:
+    """A feature view's entity: its name, join key and the key's type (``string``/``int64``)."""
+
+    entity: str
+    key: str
+    key_type: str
+    ttl: timedelta
+    description: str
+
+
+VIEWS = {
+    ETTH1_VIEW: View("series", ENTITY_KEY, "string", TTL,
+                     "hourly covariates of a series, stamped with the hour they were measured"),
+    AI4I_VIEW: View("machine", AI4I_KEY, "int64", timedelta(0),
+                    "an AI4I 2020 record's features, stamped AI4I_EPOCH + UDI minutes"),
+}
 
 
 class FeatureStoreError(ValueError):
@@ -110,40 +141,71 @@ def etth1_source_frame(csv: str | Path) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def ai4i_source_frame(csv: str | Path) -> pd.DataFrame:
+    """AI4I 2020's records in the ``ai4i_machine`` layout: ``UDI``, its stamp, the features."""
+    raw = pd.read_csv(csv, usecols=[AI4I_KEY, *AI4I_FEATURES], encoding="utf-8-sig")
+    return pd.DataFrame({
+        AI4I_KEY: raw[AI4I_KEY].astype("int64"),
+        TIMESTAMP: ai4i_stamp(raw[AI4I_KEY]),
+        **{c: raw[c].astype("str" if c == "Type" else "float64") for c in AI4I_FEATURES},
+    })  # fmt: skip
+
+
+def ai4i_stamp(udi: pd.Series) -> pd.Series:
+    """The event time of AI4I record ``udi``: ``AI4I_EPOCH`` + ``udi`` minutes."""
+    return AI4I_EPOCH + pd.to_timedelta(udi.astype("int64"), unit="min")
+
+
+def ai4i_training_rows(csv: str | Path) -> pd.DataFrame:
+    """The labelled events of AI4I (``UDI``, its stamp, ``Machine failure``): the entity rows a
+    training set is retrieved for."""
+    raw = pd.read_csv(csv, usecols=[AI4I_KEY, AI4I_LABEL], encoding="utf-8-sig")
+    return pd.DataFrame({AI4I_KEY: raw[AI4I_KEY].astype("int64"),
+                         TIMESTAMP: ai4i_stamp(raw[AI4I_KEY]), AI4I_LABEL: raw[AI4I_LABEL]})
+
+
+def _view(view: str) -> View:
+    if view not in VIEWS:
+        raise FeatureStoreError(f"no feature view {view!r}; known: {sorted(VIEWS)}")
+    return VIEWS[view]
+
+
 def publish(home: TidemillHome, frame: pd.DataFrame, view: str = ETTH1_VIEW) -> str:
     """Write a feature view's source (Parquet in the artifact store) and register the entity and
-    the view in Feast's registry; returns the source URL."""
+    the view in Feast's registry; returns the source URL. Text columns are ``String`` features,
+    the rest ``Float64``."""
     from feast import Entity, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64
+    from feast.types import Float64, String
 
-    missing = [c for c in (ENTITY_KEY, TIMESTAMP) if c not in frame.columns]
+    spec = _view(view)
+    missing = [c for c in (spec.key, TIMESTAMP) if c not in frame.columns]
     if missing:
         raise FeatureStoreError(f"feature source for {view!r} lacks column(s) {missing}")
-    features = [c for c in frame.columns if c not in (ENTITY_KEY, TIMESTAMP)]
+    features = [c for c in frame.columns if c not in (spec.key, TIMESTAMP)]
     url = artifact_store.join(FeatureStoreSettings.resolve(home).sources, f"{view}.parquet")
     artifact_store.write_parquet(frame, url)
     endpoint = None if artifact_store.is_local(url) else (
         os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-    series = Entity(name="series", join_keys=[ENTITY_KEY], value_type=ValueType.STRING,
-                    description="one time series")
+    entity = Entity(name=spec.entity, join_keys=[spec.key],
+                    value_type=ValueType.STRING if spec.key_type == "string" else ValueType.INT64,
+                    description=f"key of {view}")
     source = FileSource(name=f"{view}_source", path=url, timestamp_field=TIMESTAMP,
                         s3_endpoint_override=endpoint)  # fmt: skip
-    feature_view = FeatureView(
-        name=view, entities=[series], ttl=TTL, source=source, online=True,
-        schema=[Field(name=c, dtype=Float64) for c in features],
-        description="hourly covariates of a series, stamped with the hour they were measured",
-    )  # fmt: skip
-    open_store(home).apply([series, feature_view])
+    schema = [Field(name=c, dtype=Float64 if frame[c].dtype.kind in "fiub" else String)
+              for c in features]
+    feature_view = FeatureView(name=view, entities=[entity], ttl=spec.ttl, source=source,
+                               online=True, schema=schema, description=spec.description)
+    open_store(home).apply([entity, feature_view])
     return url
 
 
 def historical_features(
     home: TidemillHome, rows: pd.DataFrame, features: Sequence[str], view: str = ETTH1_VIEW
 ) -> pd.DataFrame:
-    """``rows`` (``series_id``, ``event_timestamp``, anything else) with ``features`` joined
+    """``rows`` (the view's key, ``event_timestamp``, anything else) with ``features`` joined
     point in time: each row gets the latest value stamped at or before its own time (within
     the view's TTL), never a later one; in the order of ``rows``."""
-    missing = [c for c in (ENTITY_KEY, TIMESTAMP) if c not in rows.columns]
+    missing = [c for c in (_view(view).key, TIMESTAMP) if c not in rows.columns]
     if missing:
         raise FeatureStoreError(f"training rows lack column(s) {missing}")
     keyed = rows.reset_index(drop=True).assign(__row__=lambda f: range(len(f)))
@@ -159,23 +221,40 @@ def materialize(home: TidemillHome, start: datetime, end: datetime) -> dict[str,
     entity wins)."""
     store = open_store(home)
     store.materialize(start_date=start, end_date=end)
-    views = [v.name for v in store.list_feature_views()]
+    views = sorted(v.name for v in store.list_feature_views())
     print(f"[tidemill] features: materialised {views} from {start:%Y-%m-%d %H:%M} to "
           f"{end:%Y-%m-%d %H:%M} UTC", flush=True)
     return {"views": views, "start": start.isoformat(), "end": end.isoformat()}
 
 
+def ai4i_training_set(home: TidemillHome, rows: pd.DataFrame) -> pd.DataFrame:
+    """A tabular training set for AI4I: the labelled ``rows`` (``ai4i_training_rows``) with the
+    ``ai4i_machine`` features as they stood at each row's time, in the columns the tabular
+    pipeline takes (``UDI``, the features, ``Machine failure``)."""
+    joined = historical_features(home, rows, AI4I_FEATURES, view=AI4I_VIEW)
+    return joined[[AI4I_KEY, *AI4I_FEATURES, AI4I_LABEL]]
+
+
 def online_features(
-    home: TidemillHome, keys: Iterable[str], features: Sequence[str], view: str = ETTH1_VIEW,
+    home: TidemillHome, keys: Iterable[Any], features: Sequence[str], view: str = ETTH1_VIEW,
     store: FeatureStore | None = None,
 ) -> pd.DataFrame:
-    """The online values of ``features`` for each series key; an unknown key (no value in the
-    online store) is a ``FeatureStoreError`` naming it."""
+    """The online values of ``features`` for each key of the view's entity; an unknown key (no
+    value in the online store) is a ``FeatureStoreError`` naming it."""
     keys = list(keys)
+    key = _view(view).key
     store = store or open_store(home)
     found = store.get_online_features(features=[f"{view}:{f}" for f in features],
-                                      entity_rows=[{ENTITY_KEY: k} for k in keys]).to_df()
-    unknown = found.loc[found[list(features)].isna().all(axis=1), ENTITY_KEY].tolist()
+                                      entity_rows=[{key: k} for k in keys]).to_df()
+    unknown = found.loc[found[list(features)].isna().all(axis=1), key].tolist()
     if unknown:
-        raise FeatureStoreError(f"no online features of {view!r} for {ENTITY_KEY} {unknown}")
+        raise FeatureStoreError(f"no online features of {view!r} for {key} {unknown}")
     return found
+
+
+def serve(home: TidemillHome, host: str = "127.0.0.1", port: int = 6566) -> None:
+    """Feast's feature server (what ``feast serve`` starts) on this deployment's registry and
+    online store, in the foreground: ``POST /get-online-features``, ``GET /health``."""
+    print(f"[tidemill] feature server on http://{host}:{port}", flush=True)
+    open_store(home).serve(host=host, port=port, no_access_log=True, workers=1,
+                           registry_ttl_sec=5)

@@ -8,6 +8,9 @@ tidemill demo [--drift]                       train (real forecast_training DAG 
 tidemill serve                                the local serving stack on 127.0.0.1
 tidemill up | down | status                   the whole local platform (Airflow, MLflow UI,
                                               serving, platform API, Prometheus) on 127.0.0.1
+tidemill features sync [--ai4i CSV] [--etth1 CSV] [--end ISO]
+                                              publish feature views to Feast and materialise
+tidemill features serve [--port 6566]         Feast's feature server (entity lookups of serving)
 tidemill api upload|datasets|dataset|clean|select-features|split|train|job|deployed|deploy|
              promote|rollback
                                               the platform API through tidemill.client
@@ -137,6 +140,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env={**os.environ, HOME_ENV: str(home.root)})
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    """Feast: publish and materialise the feature views, or run the feature server."""
+    from datetime import UTC, datetime
+
+    from pipelines import feature_store
+
+    home = TidemillHome.resolve(args.home)
+    if args.action == "serve":
+        feature_store.serve(home, args.host, args.port)
+        return 0
+    if args.etth1:
+        feature_store.publish(home, feature_store.etth1_source_frame(args.etth1))
+    if args.ai4i:
+        feature_store.publish(home, feature_store.ai4i_source_frame(args.ai4i),
+                              feature_store.AI4I_VIEW)
+    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
+    feature_store.materialize(home, datetime(2000, 1, 1, tzinfo=UTC),
+                              end if end.tzinfo else end.replace(tzinfo=UTC))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from tidemill.platform import PlatformError, Ports, up
 
@@ -218,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="passed to python -m serving.stack (--port, --workers, ...)",
     )
     serve.set_defaults(func=cmd_serve)
+    features = sub.add_parser("features", help="Feast: sync feature views, feature server")
+    features.add_argument("action", choices=["sync", "serve"])
+    features.add_argument("--home", default=None, help="Tidemill home")
+    features.add_argument("--ai4i", default=None, help="sync: AI4I 2020 CSV (ai4i_machine)")
+    features.add_argument("--etth1", default=None, help="sync: ETTh1 CSV (etth1_covariates)")
+    features.add_argument("--end", default=None, help="sync: materialise up to (ISO; now)")
+    features.add_argument("--host", default="127.0.0.1", help="serve: bind address")
+    features.add_argument("--port", type=int, default=6566, help="serve: port")
+    features.set_defaults(func=cmd_features)
     up = sub.add_parser(
         "up",
         help="start the local platform: Airflow, MLflow UI, serving, Prometheus (all on 127.0.0.1)",

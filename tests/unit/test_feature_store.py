@@ -1,7 +1,7 @@
-"""The Feast feature store on real data (ETTh1's load covariates): point-in-time-correct training
-rows (a value stamped after a row's time never enters it), materialisation into the online
-store (SQLite locally, PostgreSQL as on Kubernetes) and online lookups that name an unknown
-entity."""
+"""The Feast feature store on real data (ETTh1's load covariates, AI4I 2020's machine records):
+point-in-time-correct training rows (a value stamped after a row's time never enters it),
+materialisation into the online store (SQLite locally, PostgreSQL as on Kubernetes) and online
+lookups that name an unknown entity."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ import pandas as pd
 import pytest
 
 from pipelines.feature_store import (
+    AI4I_FEATURES,
+    AI4I_KEY,
+    AI4I_LABEL,
+    AI4I_VIEW,
     ENTITY_KEY,
     ETTH1_COVARIATES,
     ONLINE_ENV,
     REGISTRY_ENV,
     TIMESTAMP,
     FeatureStoreError,
+    ai4i_source_frame,
+    ai4i_training_rows,
+    ai4i_training_set,
     etth1_source_frame,
     historical_features,
     materialize,
@@ -70,6 +77,42 @@ def test_training_rows_never_see_a_later_value(home: TidemillHome, source: pd.Da
     joined = historical_features(home, window, ["HUFL"])
     np.testing.assert_allclose(joined["HUFL"].to_numpy(float),
                                source["HUFL"].to_numpy()[50:250])
+
+
+def test_ai4i_training_set_is_point_in_time(home: TidemillHome) -> None:
+    """The tabular view: each labelled AI4I event gets its record's features; a correction of
+    a machine's record stamped after an event never enters that event's row (only a later
+    event's), and an event before a machine's first record gets nothing."""
+    csv = REPO / "data" / "ai4i2020.csv"
+    records = ai4i_source_frame(csv).head(200)
+    stamp = records.loc[records[AI4I_KEY] == 10, TIMESTAMP].iloc[0]
+    original, kind = records.loc[records[AI4I_KEY] == 10, ["Torque", "Type"]].iloc[0]
+    corrected = records[records[AI4I_KEY] == 10].assign(
+        **{TIMESTAMP: stamp + pd.Timedelta(hours=1), "Torque": original + 100.0,
+           "Type": "H" if kind != "H" else "L"})
+    publish(home, pd.concat([records, corrected], ignore_index=True), AI4I_VIEW)
+
+    rows = ai4i_training_rows(csv).head(200)
+    training = ai4i_training_set(home, rows)
+    assert list(training.columns) == [AI4I_KEY, *AI4I_FEATURES, AI4I_LABEL]
+    raw = pd.read_csv(csv, encoding="utf-8-sig").head(200)
+    pd.testing.assert_frame_equal(training[AI4I_FEATURES], raw[AI4I_FEATURES],
+                                  check_dtype=False)  # every row: its own record, not the fix
+    assert training[AI4I_LABEL].tolist() == raw[AI4I_LABEL].tolist()
+
+    later = pd.DataFrame({AI4I_KEY: [10, 10, 10, 10], TIMESTAMP: [
+        stamp, stamp + pd.Timedelta(minutes=59), stamp + pd.Timedelta(hours=1),
+        stamp - pd.Timedelta(seconds=1)]})
+    joined = historical_features(home, later, ["Torque", "Type"], view=AI4I_VIEW)
+    assert joined["Torque"].tolist()[:3] == [original, original, original + 100.0]
+    assert joined["Type"].tolist()[:3] == [kind, kind, corrected["Type"].iloc[0]]
+    assert joined.loc[3, ["Torque", "Type"]].isna().all()  # before its first record
+
+    materialize(home, datetime(2016, 1, 1, tzinfo=UTC), datetime(2021, 1, 1, tzinfo=UTC))
+    online = online_features(home, [10, 11], ["Torque", "Type"], view=AI4I_VIEW)
+    assert online["Torque"].tolist() == [original + 100.0, records["Torque"].iloc[10]]
+    with pytest.raises(FeatureStoreError, match=r"UDI \[5000\]"):
+        online_features(home, [10, 5000], ["Torque"], view=AI4I_VIEW)
 
 
 def _online_round_trip(home: TidemillHome, source: pd.DataFrame) -> None:
