@@ -7,6 +7,13 @@
 ``TIDEMILL_MAX_HORIZON``       cap on the forecast horizon below the model's own maximum (none)
 ``TIDEMILL_PREDICTION_LOG_URL`` SQLAlchemy URL of the prediction log (none: not logged here)
 ``TIDEMILL_VARIANT``           variant label of a single-model predictor (``champion``)
+``TIDEMILL_FEAST_FEATURE_SERVER_URL`` Feast's feature server (``tidemill features serve``); a
+                              tabular request may then send an entity key instead of features
+                              (none: entity lookup is off)
+``TIDEMILL_FEAST_FEATURE_VIEW`` the feature view read there (``ai4i_machine``)
+``TIDEMILL_FEAST_ENTITY_KEY``  its join key (``UDI``) and ``TIDEMILL_FEAST_ENTITY_KEY_TYPE``
+                              (``int64`` or ``string``; ``int64``)
+``TIDEMILL_FEAST_TIMEOUT_S``   timeout of one lookup (2.0 s)
 """
 
 from __future__ import annotations
@@ -42,6 +49,35 @@ class Limits:
             max_batch=_int_env("TIDEMILL_MAX_BATCH", 1000),
             max_horizon=_int_env("TIDEMILL_MAX_HORIZON", None),
         )
+
+
+@dataclass(frozen=True)
+class FeatureLookup:
+    """Where a tabular request's entity key is looked up (Feast's feature server)."""
+
+    url: str
+    view: str = "ai4i_machine"
+    key: str = "UDI"
+    key_type: str = "int64"
+    timeout_s: float = 2.0
+
+    @classmethod
+    def from_env(cls) -> FeatureLookup | None:
+        url = os.environ.get("TIDEMILL_FEAST_FEATURE_SERVER_URL")
+        if not url:
+            return None
+        key_type = os.environ.get("TIDEMILL_FEAST_ENTITY_KEY_TYPE") or "int64"
+        if key_type not in ("int64", "string"):
+            raise ValueError(f"TIDEMILL_FEAST_ENTITY_KEY_TYPE must be int64 or string, got "
+                             f"{key_type!r}")
+        timeout = os.environ.get("TIDEMILL_FEAST_TIMEOUT_S") or "2.0"
+        try:
+            timeout_s = float(timeout)
+        except ValueError as exc:
+            raise ValueError(f"TIDEMILL_FEAST_TIMEOUT_S must be a number, got {timeout!r}") \
+                from exc
+        return cls(url.rstrip("/"), os.environ.get("TIDEMILL_FEAST_FEATURE_VIEW") or cls.view,
+                   os.environ.get("TIDEMILL_FEAST_ENTITY_KEY") or cls.key, key_type, timeout_s)
 
 
 def model_name() -> str:

@@ -21,7 +21,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from pipelines.exogenous import ExogSpec
-from serving import metrics
+from serving import metrics, online_features
 from serving.config import Limits, prediction_log_url
 from serving.prediction_log.writer import LogEntry, writer_for
 from serving.protocol import (
@@ -155,6 +155,7 @@ class ForecastModel(kserve.Model):
         try:
             if self.task != "forecast" and not isinstance(payload, InferRequest):
                 request = parse_tabular_v1(payload, headers, self.limits)
+                await online_features.resolve(self, request)
                 return tabular_v1_response(serve_tabular(self, request, request_id), None, 0.0)
             if isinstance(payload, InferRequest):
                 return self._predict_v2(payload, headers, request_id)

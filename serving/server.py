@@ -41,7 +41,7 @@ from starlette._utils import get_route_path
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving import metrics
+from serving import metrics, online_features
 from serving.config import Limits, model_name
 from serving.connection_balancer import ConnectionBalancer, HandedConnections, listening_socket
 from serving.forecast_model import ForecastModel
@@ -232,6 +232,8 @@ class ForecastRoutes:
             if parsed is None:
                 payload = _loads(body) if binary is None else v2_binary_body(body, binary)
                 parsed = parse(payload, headers, self.limits)
+            if getattr(parsed, "entities", None) is not None:  # tabular, by entity key
+                await online_features.resolve(model, parsed)
             result = serve(parsed, headers.get(REQUEST_ID_HEADER) or new_request_id())
             content = orjson.dumps(fmt(result, parsed, started), option=_DUMP)
         except RequestError as exc:

@@ -21,6 +21,11 @@ predicted class); anomaly detectors add ``score``.
 -> ``prediction`` (and ``prediction_proba``, ``score``), one value for one record or a list for
 a list, ``model_version``, ``variant``, ``request_id``, ``execution_time_ms``.
 
+By entity key (``serving.online_features``, when ``TIDEMILL_FEAST_FEATURE_SERVER_URL`` is
+set): ``/predict`` takes ``{"entity": {"UDI": 123}}`` (or a list of them) instead of
+``features``, V1 takes ``{"entities": [{"UDI": 123}, ...]}`` instead of ``instances``; the
+feature vector is read from Feast's online store at request time and logged as if sent.
+
 Bad input (a missing or unknown feature, a value of the wrong type, an unseen category) is a
 400 naming the feature and the record; nothing is logged for it.
 """
@@ -71,6 +76,8 @@ class TabularRequest:
     model_version: str | None
     field_prefix: str
     single: bool = False  # /predict with one record: scalar answers
+    entities: list[Any] | None = None  # entity keys: ``frame`` is read from the feature server
+    entity_field: str = "entity"
 
 
 @dataclass
@@ -175,9 +182,54 @@ def _records(records: Any, field: str, limits: Limits) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=list(names))
 
 
+def _entities(records: Any, field: str, limits: Limits) -> list[Any]:
+    """The keys of entity objects (``{"UDI": 123}``), checked against the configured key."""
+    from serving.online_features import lookup
+
+    config = lookup()
+    if config is None:
+        raise RequestError(field, "entity lookup is off on this server "
+                                  "(TIDEMILL_FEAST_FEATURE_SERVER_URL is not set); send features")
+    if not isinstance(records, list):
+        raise RequestError(field, "must be a list of entity objects")
+    _batch(len(records), field, limits)
+    want = int if config.key_type == "int64" else str
+    keys = []
+    for i, record in enumerate(records):
+        where = f"{field}[{i}]" if len(records) > 1 or field == "entities" else field
+        if not isinstance(record, dict) or list(record) != [config.key]:
+            got = list(record) if isinstance(record, dict) else type(record).__name__
+            raise RequestError(where, f"must be an object with the one key {config.key!r} of "
+                                      f"{config.view!r}, got {got}")
+        value = record[config.key]
+        if type(value) is not want:
+            raise RequestError(f"{where}.{config.key}", f"must be {want.__name__}, got "
+                                                        f"{type(value).__name__}")
+        keys.append(value)
+    return keys
+
+
+def _by_entity(body: dict[str, Any], records: str, entities: str, headers: Mapping[str, str],
+               limits: Limits, single: bool) -> TabularRequest | None:
+    """The request by entity key when ``body`` sends ``entities`` instead of ``records``."""
+    if entities not in body:
+        return None
+    if records in body:
+        raise RequestError(entities, f"send either {records!r} or {entities!r}, not both")
+    raw = body[entities]
+    keys = _entities([raw] if single and isinstance(raw, dict) else raw, entities, limits)
+    return TabularRequest(
+        pd.DataFrame(), caller_of(body.get("user_id"), headers, "user_id"),
+        _text(body.get("model_version"), "model_version"), entities,
+        single and isinstance(raw, dict), keys, entities)
+
+
 def parse_tabular_v1(body: Any, headers: Mapping[str, str], limits: Limits) -> TabularRequest:
     if not isinstance(body, dict):
         raise RequestError("body", "must be a JSON object with 'instances'")
+    by_entity = _by_entity(body, "instances", "entities", headers, limits, single=False)
+    if by_entity is not None:
+        return by_entity
     return TabularRequest(
         _records(body.get("instances"), "instances", limits),
         caller_of(body.get("user_id"), headers, "user_id"),
@@ -233,6 +285,9 @@ def parse_tabular_v2(body: Any, headers: Mapping[str, str], limits: Limits) -> T
 def parse_tabular_spec(body: Any, headers: Mapping[str, str], limits: Limits) -> TabularRequest:
     if not isinstance(body, dict):
         raise RequestError("body", "must be a JSON object with 'features'")
+    by_entity = _by_entity(body, "features", "entity", headers, limits, single=True)
+    if by_entity is not None:
+        return by_entity
     features = body.get("features")
     single = isinstance(features, dict)
     return TabularRequest(
@@ -262,6 +317,9 @@ def serve_tabular(model: ForecastModel, request: TabularRequest,
     if not isinstance(served, ServedTabular):
         raise RequestError("model", f"version {served.version} is not a tabular model", 409,
                            "wrong_task")
+    if request.entities is not None:  # the live versions' features were read: this one's
+        meta = served.bundle.meta
+        request.frame = request.frame[[*meta["numeric"], *meta["categorical"]]]
     out = served.predict(request)
     result = TabularResult(out, served.name, served.version, variant, request_id, model.name,
                            served.task)

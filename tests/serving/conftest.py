@@ -41,6 +41,12 @@ CONFIG = {
 }
 
 
+TABULAR_ENDPOINT = "tidemill-classifier"
+TABULAR_REGISTERED = "serving-test-classifier"
+TABULAR_FEATURES = ["Type", "Air temperature", "Process temperature", "Rotational speed",
+                    "Torque", "Tool wear"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,6 +61,35 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text(yaml.safe_dump(CONFIG))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     for algorithm in ("nlinear", "seasonal_naive"):
+        subprocess.run(
+            [str(TIDEMILL), "train", "--config", str(config), "--home", str(root / "home"),
+             "--trials", "1", "--algorithms", algorithm],
+            cwd=root, env=env, check=True, capture_output=True, timeout=300,
+        )
+    return root / "home"
+
+
+def _tabular_config() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "configs" / "ai4i_classification.yaml").read_text())
+    data["data"]["source"]["path"] = str(REPO / "data" / "ai4i2020.csv")
+    data["data"]["rows"] = {"start": 0, "stop": 2000}
+    data["algorithms"] = {"logistic_regression": {"params": {"C": 1.0}},
+                          "decision_tree": {"params": {"max_depth": 4}}}
+    data["tuning"] |= {"n_trials": 1}
+    data["cv"] = {"method": "stratified", "folds": 2}
+    data["mlflow"] = {"experiment": "serving-tabular", "registered_model_name": TABULAR_REGISTERED}
+    return data
+
+
+@pytest.fixture(scope="session")
+def tabular_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AI4I classifier trained on rows 0-2000: version 1 (logistic regression, champion)
+    and 2 (decision tree, challenger)."""
+    root = tmp_path_factory.mktemp("tabular-home")
+    config = root / "ai4i.yaml"
+    config.write_text(yaml.safe_dump(_tabular_config()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    for algorithm in ("logistic_regression", "decision_tree"):
         subprocess.run(
             [str(TIDEMILL), "train", "--config", str(config), "--home", str(root / "home"),
              "--trials", "1", "--algorithms", algorithm],
@@ -102,10 +137,11 @@ class Stack:
 
 
 def start_stack(home: Path, challenger_percent: int, log: Path,
-                extra: tuple[str, ...] = ()) -> Stack:
+                extra: tuple[str, ...] = (), settings: dict[str, str] | None = None) -> Stack:
     port, control_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
     env["TIDEMILL_CONTROL_TOKEN"] = "test-token-123"
+    env.update(settings or {})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving.stack", "--home", str(home), "--port", str(port),

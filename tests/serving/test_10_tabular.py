@@ -5,8 +5,6 @@ and bad input refused by name."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,42 +13,18 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import yaml
 
-from tests.serving.conftest import REPO, TIDEMILL, Stack, start_stack, wait_for
+from tests.serving.conftest import (
+    REPO,
+    TABULAR_ENDPOINT,
+    TABULAR_FEATURES,
+    TABULAR_REGISTERED,
+    Stack,
+    start_stack,
+    wait_for,
+)
 
-ENDPOINT = "tidemill-classifier"
-REGISTERED = "serving-test-classifier"
-FEATURES = ["Type", "Air temperature", "Process temperature", "Rotational speed", "Torque",
-            "Tool wear"]
-
-
-def _config() -> dict[str, Any]:
-    data = yaml.safe_load((REPO / "configs" / "ai4i_classification.yaml").read_text())
-    data["data"]["source"]["path"] = str(REPO / "data" / "ai4i2020.csv")
-    data["data"]["rows"] = {"start": 0, "stop": 2000}
-    data["algorithms"] = {"logistic_regression": {"params": {"C": 1.0}},
-                          "decision_tree": {"params": {"max_depth": 4}}}
-    data["tuning"] |= {"n_trials": 1}
-    data["cv"] = {"method": "stratified", "folds": 2}
-    data["mlflow"] = {"experiment": "serving-tabular", "registered_model_name": REGISTERED}
-    return data
-
-
-@pytest.fixture(scope="module")
-def tabular_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Version 1 (logistic regression, champion) and 2 (decision tree, challenger)."""
-    root = tmp_path_factory.mktemp("tabular-home")
-    config = root / "ai4i.yaml"
-    config.write_text(yaml.safe_dump(_config()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    for algorithm in ("logistic_regression", "decision_tree"):
-        subprocess.run(
-            [str(TIDEMILL), "train", "--config", str(config), "--home", str(root / "home"),
-             "--trials", "1", "--algorithms", algorithm],
-            cwd=root, env=env, check=True, capture_output=True, timeout=300,
-        )
-    return root / "home"
+ENDPOINT, REGISTERED, FEATURES = TABULAR_ENDPOINT, TABULAR_REGISTERED, TABULAR_FEATURES
 
 
 @pytest.fixture(scope="module")
