@@ -9,11 +9,15 @@ its own answers on it with the feature records it answered since `since_hours` (
 prediction log): drift of every feature (numbers and categories, Jensen-Shannon distance)
 and of its answers (`prediction_proba`, `prediction` or `score`). Reports go to the artifact
 store, MLflow (`tidemill-monitoring`) and the Evidently workspace; gauges to Prometheus.
+Records whose labels came back through the control API's `POST /feedback` (request id and
+record position) add an Evidently classification or regression quality report per variant
+with at least `min_labels` of them (fewer: the check says so and reports none), logged with
+the drift reports; the numbers become `tidemill_live_quality` gauges.
 `drifted` → `retrain_conf` → `trigger_retraining`: on drift, `tabular_training` runs the same
 config with the reason in its conf. Fewer than `min_records` records: nothing is judged.
 
-**Trigger form:** `config`, `since_hours`, `min_records`, `drift` (threshold overrides, e.g.
-`{"drift_share": 0.3}`).
+**Trigger form:** `config`, `since_hours`, `min_records`, `min_labels`, `drift` (threshold
+overrides, e.g. `{"drift_share": 0.3}`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tidemill.dag_support import home as _home
         "config": Param(TABULAR_CONFIG, type="string", title="Experiment config (path or URL)"),
         "since_hours": Param(168, type="number", minimum=1, title="Prediction log window (h)"),
         "min_records": Param(30, type="integer", minimum=2, title="Records needed"),
+        "min_labels": Param(30, type="integer", minimum=2, title="Labels for a quality report"),
         "drift": Param({}, type="object", title="Drift threshold overrides"),
     },
 )
@@ -50,7 +55,7 @@ def tabular_drift_monitor() -> None:
         from monitoring.tabular_drift import tabular_drift_monitor as run
 
         return run(params["config"], _home(), params["since_hours"], params["min_records"],
-                   params["drift"])  # fmt: skip
+                   params["drift"], params["min_labels"])  # fmt: skip
 
     @task.short_circuit
     def drifted(summary: dict[str, Any]) -> bool:

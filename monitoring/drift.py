@@ -131,6 +131,9 @@ class DriftResult:
     notes: list[str]
     config: DriftConfig
     snapshots: dict[str, Snapshot] = field(repr=False, default_factory=dict)
+    # tabular models: per variant, quality on the records whose labels came back
+    # (``monitoring.tabular_quality``): ``labels`` and accuracy, f1, ... or mae, rmse, r2
+    labelled: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def reason(self) -> str:
@@ -150,6 +153,7 @@ class DriftResult:
             "quality": {v: asdict(q) for v, q in self.quality.items()},
             "champion_val_mae": self.champion_val_mae,
             "notes": list(self.notes),
+            "labelled": {v: dict(m) for v, m in self.labelled.items()},
             "config": self.config.as_dict(),
             "reports": sorted(self.snapshots),
         }

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from monitoring.drift_reports import (
 from pipelines import artifact_store
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.tabular_quality import LabelledQuality
 
 
 @dataclass
@@ -66,6 +69,7 @@ def run_drift_check(
     tags: dict[str, str] | None = None,
     now: datetime | None = None,
     columns: Sequence[str] | None = None,
+    labelled: LabelledQuality | None = None,
 ) -> DriftCheckOutcome:
     """Check ``model`` (champion ``version``) and publish the outcome.
 
@@ -73,7 +77,8 @@ def run_drift_check(
     default), MLflow to ``tracking_uri`` (default: the settings' tracking URI), snapshots to
     the project ``model`` of the Evidently workspace ``<store>/reports/evidently-workspace``,
     gauges to ``<store>/metrics/drift-<model>.prom``.
-    ``columns``: the data-drift columns (default: ``check_drift``'s).
+    ``columns``: the data-drift columns (default: ``check_drift``'s). ``labelled``: a tabular
+    model's quality reports and numbers on labelled records, published with the check.
     """
     now = now or datetime.now(UTC)
     result = check_drift(
@@ -86,6 +91,10 @@ def run_drift_check(
         metadata={"model": model, "version": version},
         timestamp=now.replace(tzinfo=None),
     )
+    if labelled is not None:
+        result.snapshots |= labelled.snapshots
+        result.labelled = labelled.metrics
+        result.notes += labelled.notes
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     settings = Settings.resolve(home)
     report_url = settings.store.url("reports", _safe(model), stamp)

@@ -15,7 +15,10 @@ version}`` (0/1), ``tidemill_drift_score{model,version,column}`` (per-column sco
 ``prediction`` is the served ``yhat`` against the reference target),
 ``tidemill_interval_coverage{model,variant}``, ``tidemill_live_abs_error{model,variant}``
 (live MAE), ``tidemill_live_actuals{model,variant}``, ``tidemill_validation_mae{model,version}``
-(the champion's ``val_mae``) and ``tidemill_drift_check_timestamp_seconds{model,version}``.
+(the champion's ``val_mae``) and ``tidemill_drift_check_timestamp_seconds{model,version}``;
+tabular models with labels fed back: ``tidemill_live_labels{model,variant}`` and
+``tidemill_live_quality{model,variant,metric}`` (accuracy, precision, recall, f1, roc_auc,
+log_loss; mae, rmse, r2).
 """
 
 from __future__ import annotations
@@ -96,4 +99,15 @@ def write_drift_metrics(
         error.labels(model, variant).set(q.mae)
         if not math.isnan(q.coverage):
             coverage.labels(model, variant).set(q.coverage)
+    if result.labelled:
+        labels = gauge("tidemill_live_labels", "Labelled records behind the live quality",
+                       per_variant)
+        quality = gauge("tidemill_live_quality", "Quality on labelled logged records",
+                        (*per_variant, "metric"))
+        for variant, numbers in result.labelled.items():
+            for metric, value in numbers.items():
+                if metric == "labels":
+                    labels.labels(model, variant).set(value)
+                else:
+                    quality.labels(model, variant, metric).set(value)
     return artifact_store.write_bytes(metrics_file(folder, model), generate_latest(registry))

@@ -69,6 +69,8 @@ def mlflow_metrics(result: DriftResult) -> dict[str, float]:
         metrics |= {f"n_actuals.{v}": q.n_actuals, f"mae.{v}": q.mae, f"coverage.{v}": q.coverage}
     if result.champion_val_mae is not None:
         metrics["champion_val_mae"] = result.champion_val_mae
+    for variant, numbers in result.labelled.items():
+        metrics |= {f"quality.{_key(variant)}.{k}": v for k, v in numbers.items()}
     return {k: float(v) for k, v in metrics.items() if v == v}  # NaN cannot be logged
 
 

@@ -5,7 +5,9 @@ champion's own answers on it; the current data are the feature records the model
 from the prediction log. Evidently compares every feature (numbers and categories, with the
 Jensen-Shannon distance) and the answers (``prediction_proba`` of classifiers, ``prediction``
 of regressors, ``score`` of anomaly detectors); reports, MLflow run, workspace and Prometheus
-gauges are the forecasting check's (``monitoring.drift_check``).
+gauges are the forecasting check's (``monitoring.drift_check``). Records whose labels came back
+through ``POST /feedback`` add classification or regression quality reports
+(``monitoring.tabular_quality``) to the same check.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from monitoring.drift import TARGET, DriftConfig
 from monitoring.drift_check import run_drift_check
 from monitoring.lineage import champion_lineage
+from monitoring.tabular_quality import labelled_quality
 from pipelines import registry
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
@@ -38,9 +41,11 @@ def tabular_drift_monitor(
     since_hours: float = 24 * 7,
     min_records: int = 30,
     drift: dict[str, Any] | None = None,
+    min_labels: int = 30,
 ) -> dict[str, Any]:
-    """One drift check of the tabular champion named by the config; the decision and where
-    the reports went (or why nothing was checked)."""
+    """One drift check of the tabular champion named by the config, with quality reports per
+    variant that has ``min_labels`` labelled records; the decision and where the reports went
+    (or why nothing was checked)."""
     import mlflow.pyfunc
 
     cfg = load_tabular_config(config_location)
@@ -68,18 +73,27 @@ def tabular_drift_monitor(
     answers = bundle.predict(reference[features])
     answer = next(a for a in ANSWERS if a in answers.columns)
     config = DriftConfig.from_mapping({**DEFAULTS, **(drift or {})})
+    now = datetime.now(UTC)
+    quality = labelled_quality(
+        cfg.task, served, bundle.meta.get("classes"), min_labels,
+        {"metadata": {"model": model, "version": lineage.version},
+         "timestamp": now.replace(tzinfo=None)}, bundle.meta.get("threshold"),
+    )  # fmt: skip
     outcome = run_drift_check(
         reference[features].assign(**{TARGET: answers[answer].to_numpy(float)}),
         served[features],
         pd.DataFrame({"yhat": served[answer].to_numpy(float), "variant": served["variant"]}),
         home=home, model=model, version=lineage.version, config=config, tracking_uri=uri,
         columns=features, tags={"tidemill.task": cfg.task, "tidemill.drift.answer": answer},
+        now=now, labelled=quality,
     )
     summary = outcome.summary() | {"records": len(served), "answer": answer}
     print(f"[tidemill] tabular drift of {model} v{lineage.version}: "
           f"{'DRIFT' if summary['detected'] else 'no drift'}; {len(served)} records, share "
           f"{summary['drift_share']:.2f}, {answer} drift {summary['prediction_drift']}",
           flush=True)
+    for line in [f"quality of {v}: {m}" for v, m in quality.metrics.items()] + quality.notes:
+        print(f"[tidemill] {line}", flush=True)
     return summary
 
 

@@ -38,7 +38,7 @@ from pipelines.home import TidemillHome
 from pipelines.settings import Settings
 from serving import ab_tests, metrics
 from serving.prediction_log.cloudevents import LoggerEventPairer
-from serving.prediction_log.reader import record_actuals
+from serving.prediction_log.reader import record_actuals, record_labels
 from serving.prediction_log.schema import engine_for
 from serving.prediction_log.writer import close_all, writer_for
 from serving.protocol import RequestError, parse_timestamps
@@ -114,8 +114,10 @@ class AbTestBody(BaseModel):
     model_name: str | None = None
 
 class Actual(BaseModel):
-    ds: str
-    y: float = Field(allow_inf_nan=False)
+    ds: str | None = Field(None, description="the forecast step's timestamp")
+    record: int | None = Field(None, ge=0, description="a tabular record's position in its "
+                                                       "request (with request_id)")
+    y: float = Field(allow_inf_nan=False, description="the actual value, or the record's label")
 
 class FeedbackBody(BaseModel):
     request_id: str | None = None
@@ -126,6 +128,15 @@ class FeedbackBody(BaseModel):
     def _keyed(self) -> FeedbackBody:
         if not self.request_id and not self.series_id:
             raise ValueError("feedback needs request_id or series_id")
+        for i, actual in enumerate(self.actuals):
+            if (actual.ds is None) == (actual.record is None):
+                raise ValueError(f"actuals[{i}]: give ds (a forecast step) or record (a "
+                                 "tabular record's position), one of them")
+            if actual.record is not None and not self.request_id:
+                raise ValueError(f"actuals[{i}]: record needs the request_id it belongs to")
+        if len({a.record is None for a in self.actuals}) > 1:
+            raise ValueError("actuals: forecast steps (ds) and record labels (record) go in "
+                             "separate feedback bodies")
         return self
 
 def create_app(settings: ControlSettings | None = None) -> FastAPI:
@@ -272,7 +283,11 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201,
               responses=WRITE_ERRORS)
     def feedback(body: FeedbackBody) -> dict[str, Any]:
-        """Actual values for earlier predictions, by request id or by series and timestamp."""
+        """Actual values for earlier predictions, by request id or by series and timestamp;
+        labels of a tabular request's records by request id and record position."""
+        if body.actuals[0].record is not None:
+            labels = [(a.record, a.y) for a in body.actuals]
+            return {"stored": record_labels(engine(), str(body.request_id), labels)}
         try:
             stamps = parse_timestamps([a.ds for a in body.actuals], "actuals[].ds")
         except RequestError as exc:

@@ -4,7 +4,9 @@ promotion DAGs.
 ``logged_windows`` flattens the logged requests to one row per forecast window;
 ``forecast_points`` to one row per forecast step, paired with an actual value by request id
 when the feedback named one, else by series id and timestamp; ``joined_errors`` summarises
-the errors per variant; ``tabular_records`` flattens tabular requests to their records.
+the errors per variant; ``tabular_records`` flattens tabular requests to their records, each
+with the label that came back for it (``record_labels``: feedback by request id and the
+record's position in the request).
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def record_actuals(
         }
         for s, ds, y in points
     ]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(actuals), rows)
+    return len(rows)
+
+
+RECORD_PREFIX = "record:"  # ``actuals.ds`` of a tabular record's label: ``record:<position>``
+
+
+def record_labels(engine: Engine, request_id: str, labels: Iterable[tuple[int, float]]) -> int:
+    """Store the observed labels ``(record, y)`` of the records of tabular request
+    ``request_id`` (``record``: 0-based position in the request); returns the rows written."""
+    now = utcnow()
+    rows = [{"series_id": None, "ds": f"{RECORD_PREFIX}{int(record)}", "y": float(y),
+             "received_at": now, "request_id": request_id} for record, y in labels]
     if rows:
         with engine.begin() as conn:
             conn.execute(insert(actuals), rows)
@@ -177,8 +194,10 @@ def tabular_records(
     engine: Engine, since: datetime, until: datetime | None = None, model_name: str | None = None
 ) -> pd.DataFrame:
     """One row per feature record a tabular model answered (``serving.tabular_model``):
-    ``request_id, variant, model_version``, the features as sent, and the answers
-    (``prediction``, ``prediction_proba`` of classifiers, ``score`` of anomaly detectors)."""
+    ``request_id, record`` (position in the request), ``variant, model_version``, the features
+    as sent, the answers (``prediction``, ``prediction_proba`` and ``proba_<class>`` of
+    classifiers, ``score`` of anomaly detectors) and ``label`` (the fed-back label, the latest
+    when several came; NaN without)."""
     frames = []
     for req in _requests(engine, since, until, model_name):
         payload = req.payload
@@ -186,9 +205,22 @@ def tabular_records(
             continue
         frame = pd.DataFrame({**payload["features"],
                               **{k: v for k, v in payload.items() if k != "features"}})
-        frames.append(frame.assign(request_id=req.request_id, variant=req.variant,
-                                   model_version=req.model_version))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frames.append(frame.assign(request_id=req.request_id, record=np.arange(len(frame)),
+                                   variant=req.variant, model_version=req.model_version))
+    if not frames:
+        return pd.DataFrame()
+    records = pd.concat(frames, ignore_index=True)
+    with engine.connect() as conn:
+        fed = conn.execute(
+            select(actuals.c.request_id, actuals.c.ds, actuals.c.y)
+            .where(actuals.c.ds.startswith(RECORD_PREFIX))
+            .where(actuals.c.request_id.in_(records["request_id"].unique().tolist()))
+            .order_by(actuals.c.id)
+        ).all()
+    labels = {(a.request_id, int(a.ds[len(RECORD_PREFIX):])): a.y for a in fed}
+    records["label"] = [labels.get(key, math.nan)
+                        for key in zip(records["request_id"], records["record"], strict=True)]
+    return records
 
 
 def _actuals_for(engine: Engine, points: pd.DataFrame) -> np.ndarray:

@@ -158,3 +158,42 @@ def test_bad_features_are_refused_by_name_and_not_logged(tabular_stack, tc, reco
     assert payload["prediction_proba"] == [ok["prediction_proba"]]
     assert (rows[0].model_name, rows[0].model_version, rows[0].windows) == (
         REGISTERED, ok["model_version"], 1)
+
+
+def test_labels_fed_back_by_record_join_the_logged_records(tabular_stack, tc, records):
+    from datetime import datetime
+
+    from serving.prediction_log.reader import tabular_records
+    from serving.prediction_log.schema import engine_for
+
+    r = tc.post(f"{tabular_stack.router}/v1/models/{ENDPOINT}:predict",
+                json={"instances": records[:5]})
+    assert r.status_code == 200, r.text
+    request_id = r.json()["request_id"]
+    feedback = f"{tabular_stack.control}/feedback"
+    for body, words in (
+        ({"request_id": request_id, "actuals": [{"record": 0, "y": 1},
+                                                {"ds": "2020-01-01T00:00", "y": 1}]},
+         "separate feedback bodies"),
+        ({"series_id": "x", "actuals": [{"record": 0, "y": 1}]}, "record needs the request_id"),
+        ({"request_id": request_id, "actuals": [{"y": 1}]}, "actuals[0]: give ds"),
+        ({"request_id": request_id, "actuals": [{"record": -1, "y": 1}]}, "greater than or equal"),
+    ):
+        bad = tc.post(feedback, json=body, headers=tabular_stack.auth())
+        assert bad.status_code == 422 and words in bad.text, bad.text
+    labels = [1, 0, 0, 1, 0]
+    ok = tc.post(feedback, headers=tabular_stack.auth(), json={
+        "request_id": request_id, "actuals": [{"record": i, "y": y} for i, y in
+                                              enumerate(labels)]})
+    assert ok.status_code == 201 and ok.json() == {"stored": 5}, ok.text
+    engine = engine_for(f"sqlite:///{tabular_stack.home / 'prediction_log.db'}")
+
+    def logged() -> list[pd.DataFrame]:
+        frame = tabular_records(engine, datetime(2000, 1, 1), model_name=REGISTERED)
+        mine = frame[frame["request_id"] == request_id] if len(frame) else frame
+        return [mine] if len(mine) == 5 else []
+
+    [mine] = wait_for(logged, what="the labelled request in the log")
+    assert mine["record"].tolist() == [0, 1, 2, 3, 4]
+    assert mine["label"].tolist() == labels  # only the bad bodies' rows were not stored
+    assert mine["Torque"].tolist() == [rec["Torque"] for rec in records[:5]]
