@@ -40,7 +40,8 @@ def _control(config_path: str | Path, home: TidemillHome) -> tuple[SplitControl,
     cfg = load_config(config_path)
     uri = tracking_uri(cfg, home)
     client = MlflowClient(uri, registry_uri=uri)
-    return SplitControl(client, cfg.mlflow.registered_model_name, backend_from_env(home)), uri
+    name = cfg.mlflow.registered_model_name
+    return SplitControl(client, name, backend_from_env(home, name)), uri
 
 
 def _say(msg: str) -> None:

@@ -10,13 +10,16 @@ config where it has a field, else the environment, else the local default in the
     MLflow tracking  mlflow.tracking_uri / MLFLOW_TRACKING_URI   sqlite <home>/mlflow.db
     Optuna storage   tuning.storage / TIDEMILL_OPTUNA_STORAGE_URL  sqlite <home>/optuna.db
     prediction log   TIDEMILL_PREDICTION_LOG_URL        sqlite <home>/prediction_log.db
-    split state      TIDEMILL_SPLIT_STATE_URL           <home>/serving/split.json
+    split state      TIDEMILL_SPLIT_STATE_URL           <home>/serving/splits (a folder)
 
 The artifact store is any fsspec URL (``s3://bucket/prefix`` on Kubernetes); the prediction
 log, Optuna and MLflow take SQLAlchemy URLs (PostgreSQL on Kubernetes) or, for MLflow, the
 tracking server's ``http://`` URL. S3 credentials and endpoint come from the standard AWS
 variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``), read by
 s3fs/botocore.
+
+The split state is one file per registered model, ``<folder>/<model>.json`` (``split_file``):
+several registered models served from one home each keep their own champion/challenger split.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from pipelines.home import TidemillHome
 
@@ -52,7 +56,7 @@ class Settings:
     mlflow_tracking_uri: str
     optuna_storage_url: str
     prediction_log_url: str
-    split_state_url: str
+    split_state_url: str  # the folder of the per-model split files
 
     @classmethod
     def resolve(
@@ -68,8 +72,17 @@ class Settings:
             mlflow_tracking_uri=mlflow_cfg or _env(MLFLOW_ENV) or home.mlflow_uri,
             optuna_storage_url=optuna_cfg or _env(OPTUNA_ENV) or home.optuna_uri,
             prediction_log_url=_env(PREDICTION_LOG_ENV) or home.prediction_log_uri,
-            split_state_url=_env(SPLIT_STATE_ENV) or str(home.root / "serving" / "split.json"),
+            split_state_url=_env(SPLIT_STATE_ENV) or str(home.root / "serving" / "splits"),
         )
+
+    def split_file(self, model_name: str) -> str:
+        """The split state file of one registered model: ``<split folder>/<model>.json`` (the
+        name percent-encoded where a file name could not hold it)."""
+        if not model_name:
+            raise ValueError("a split file needs a registered model name")
+        key = quote(model_name, safe="")
+        key = f"%2E{key[1:]}" if key.startswith(".") else key  # never a hidden or ../ name
+        return f"{self.split_state_url.rstrip('/')}/{key}.json"
 
     @property
     def store(self) -> ArtifactStore:

@@ -86,3 +86,22 @@ def model_name() -> str:
 
 def prediction_log_url() -> str | None:
     return os.environ.get("TIDEMILL_PREDICTION_LOG_URL") or None
+
+
+def parse_served(specs: list[str], endpoint: str) -> list[tuple[str, str]]:
+    """``REGISTERED[=ENDPOINT]`` specs as (registered model, endpoint) pairs. A lone model
+    without an endpoint is served as ``endpoint``; several are each served under their
+    registered name unless named. Endpoints must differ."""
+    pairs = []
+    for spec in specs:
+        registered, _, named = spec.partition("=")
+        if not registered:
+            raise ValueError(f"--model {spec!r}: expected REGISTERED[=ENDPOINT]")
+        pairs.append((registered, named or (endpoint if len(specs) == 1 else registered)))
+    endpoints = [e for _, e in pairs]
+    for name in set(endpoints):
+        if endpoints.count(name) > 1:
+            raise ValueError(f"endpoint {name!r} is given to more than one model: {specs}")
+    if len({r for r, _ in pairs}) < len(pairs):
+        raise ValueError(f"a registered model is named twice: {specs}")
+    return pairs

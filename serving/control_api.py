@@ -158,8 +158,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
         name = model_name or only_registered_model(client())
         key = f"control:{name}"
         if key not in state:
-            ctl = SplitControl(client(), name, backend_from_env(settings.home),  # 400: bad name
-                               check=check_registered)
+            backend = backend_from_env(settings.home, name)
+            ctl = SplitControl(client(), name, backend, check=check_registered)  # 400: bad name
             ctl.alias_versions()  # 404: not registered (kept only for registered models)
             state[key] = ctl
         return state[key]

@@ -10,7 +10,13 @@ The split comes from the local split backend (``serving.split``): the state file
 most twice a second on the request path (one ``stat``); a change is loaded in a background
 thread and swapped in atomically once the new versions passed a test prediction.
 
-    python -m serving.router --home H [--port 8080] [--workers 2] [--model-name tidemill-forecaster]
+    python -m serving.router --home H [--port 8080] [--workers 2]
+                             [--model REGISTERED[=ENDPOINT] ...] [--model-name tidemill-forecaster]
+
+Several registered models are served side by side, one ``TidemillRouter`` each under its own
+endpoint (``/v1/models/<endpoint>:predict``, as KServe serves one InferenceService per model),
+each with its own split file (``serving.split``) and its own sticky split; ``/predict`` goes
+to the first.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 from pipelines.home import TidemillHome
 from pipelines.registry import CHALLENGER, CHAMPION
 from pipelines.settings import Settings
-from serving.config import Limits, model_name
+from serving.config import Limits, model_name, parse_served
 from serving.forecast_model import ForecastModel
 from serving.protocol import ForecastRequest
 from serving.served_model import ServedModel, load_uri
@@ -198,17 +204,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--model-name", default=model_name(), help="endpoint name")
+    parser.add_argument("--model-name", default=model_name(), help="endpoint of a lone model")
+    parser.add_argument("--model", action="append", default=[], metavar="REGISTERED[=ENDPOINT]",
+                        help="a registered model to route (repeat for several; default: "
+                             "$TIDEMILL_REGISTERED_MODEL, else the one split kept in the home)")
     args, _ = parser.parse_known_args(argv)
 
     from serving.server import TidemillModelServer
 
     home = TidemillHome.resolve(args.home)
     tracking_uri = Settings.resolve(home).mlflow_tracking_uri
-    router = TidemillRouter(args.model_name, str(LocalSplitBackend.for_home(home).path),
-                            tracking_uri)
-    router.load()
-    TidemillModelServer(host=args.host, http_port=args.port, workers=args.workers).start([router])
+    specs = args.model or [os.environ.get("TIDEMILL_REGISTERED_MODEL") or ""]
+    served: list[tuple[str | None, str]] = parse_served(specs, args.model_name) \
+        if specs != [""] else [(None, args.model_name)]  # the one split kept in the home
+    routers = []
+    for registered, endpoint in served:
+        router = TidemillRouter(endpoint, str(LocalSplitBackend.for_home(home, registered).path),
+                                tracking_uri)
+        router.load()
+        routers.append(router)
+    TidemillModelServer(host=args.host, http_port=args.port, workers=args.workers,
+                        default_model=routers[0].name).start(routers)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,19 @@
 A split is (champion URI, challenger URI or none, challenger percent), the meaning of KServe's
 ``canaryTrafficPercent``. Backends:
 
-* ``local`` (default): a JSON state file (``TIDEMILL_SPLIT_STATE_URL``, a local path; default
-  ``serving/split.json`` in the Tidemill home), URIs ``models:/<name>/<version>``; the local
-  router, on the same machine, re-reads it when its mtime changes (no restart).
-* ``kubernetes`` (``TIDEMILL_SPLIT_BACKEND=kubernetes``): KServe's own split on the
+* ``local`` (default): a JSON state file per registered model (``<model>.json`` in the folder
+  ``TIDEMILL_SPLIT_STATE_URL``, a local path; default ``serving/splits`` in the Tidemill home),
+  URIs ``models:/<name>/<version>``; the local router, on the same machine, re-reads it when
+  its mtime changes (no restart).
+* ``kubernetes`` (``TIDEMILL_SPLIT_BACKEND=kubernetes``): KServe's own split on the model's
   InferenceService, through ``serving.split_kubernetes.KubernetesSplitBackend``
-  (``TIDEMILL_K8S_NAMESPACE``, ``TIDEMILL_ISVC_NAME``, ``TIDEMILL_DEPLOYMENT_MODE``); URIs are
-  the versions' artifact locations (what ``storageUri`` mounts). Nothing is kept in the pod.
+  (``TIDEMILL_K8S_NAMESPACE``, ``TIDEMILL_DEPLOYMENT_MODE``; the InferenceService of each
+  registered model from ``TIDEMILL_ISVC_NAMES``, a JSON object ``{"<model>": "<isvc>"}``, else
+  ``TIDEMILL_ISVC_NAME``); URIs are the versions' artifact locations (what ``storageUri``
+  mounts). Nothing is kept in the pod.
+
+Each registered model has its own split (its own file, or its own InferenceService): changing
+one model's split or aliases never touches another's.
 
 ``SplitControl`` moves the registry aliases (``champion``, ``challenger``,
 ``previous_champion``) and the split together, after the version going live passed a load
@@ -66,6 +72,7 @@ for _key, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
     os.environ.setdefault(_key, _value)
 
 BACKEND_ENV = "TIDEMILL_SPLIT_BACKEND"
+ISVC_NAMES_ENV = "TIDEMILL_ISVC_NAMES"
 PREVIOUS_CHAMPION = "previous_champion"
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
 
@@ -162,9 +169,18 @@ class LocalSplitBackend:
         self.intent = IntentRecord(self.path.with_name(f"{self.path.stem}.intent.json"))
 
     @classmethod
-    def for_home(cls, home: TidemillHome) -> LocalSplitBackend:
-        """The split file the settings name (``TIDEMILL_SPLIT_STATE_URL``, default in the home)."""
-        return cls(Settings.resolve(home).split_state_url)
+    def for_home(cls, home: TidemillHome, model_name: str | None = None) -> LocalSplitBackend:
+        """``model_name``'s split file in the settings' split folder (``TIDEMILL_SPLIT_STATE_URL``,
+        default in the home); without a name, the one model whose split is kept there."""
+        settings = Settings.resolve(home)
+        if model_name is None:
+            kept = sorted(Path(settings.split_state_url).glob("*.json"))
+            kept = [p for p in kept if not p.name.endswith(".intent.json")]
+            if len(kept) != 1:
+                raise SplitError(f"name the registered model: {len(kept)} splits are kept in "
+                                 f"{settings.split_state_url} {[p.stem for p in kept]}", 409)
+            return cls(kept[0])
+        return cls(settings.split_file(model_name))
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -230,12 +246,32 @@ class KubernetesBackend:
         yield  # one control API replica changes the split; the patch itself is atomic
 
 
-def backend_from_env(home: TidemillHome | None = None) -> SplitBackend:
-    """``TIDEMILL_SPLIT_BACKEND``: ``local`` (state file in the home) or ``kubernetes`` (the
-    InferenceService; the intent record in the artifact store)."""
+def isvc_name(model_name: str | None) -> str:
+    """The InferenceService serving ``model_name``: its entry in ``TIDEMILL_ISVC_NAMES`` (a JSON
+    object, registered model -> InferenceService; a model it does not name is a 404), else,
+    with one served model, ``TIDEMILL_ISVC_NAME``."""
+    raw = os.environ.get(ISVC_NAMES_ENV)
+    if raw:
+        try:
+            names = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"{ISVC_NAMES_ENV} is not JSON: {exc}") from exc
+        if not isinstance(names, dict):
+            raise ValueError(f"{ISVC_NAMES_ENV} must be a JSON object model -> InferenceService")
+        if model_name not in names:
+            raise SplitError(f"no InferenceService serves {model_name!r}: {ISVC_NAMES_ENV} "
+                             f"names {sorted(names)}", 404)
+        return str(names[model_name])
+    return os.environ.get("TIDEMILL_ISVC_NAME", "tidemill-forecaster")
+
+
+def backend_from_env(home: TidemillHome | None = None,
+                     model_name: str | None = None) -> SplitBackend:
+    """``TIDEMILL_SPLIT_BACKEND``: ``local`` (``model_name``'s state file in the home) or
+    ``kubernetes`` (the model's InferenceService; the intent record in the artifact store)."""
     kind = os.environ.get(BACKEND_ENV, "local")
     if kind == "kubernetes":
-        name = os.environ.get("TIDEMILL_ISVC_NAME", "tidemill-forecaster")
+        name = isvc_name(model_name)
         store = Settings.resolve(home).store
         return KubernetesBackend(
             os.environ.get("TIDEMILL_K8S_NAMESPACE", "default"), name,
@@ -244,7 +280,7 @@ def backend_from_env(home: TidemillHome | None = None) -> SplitBackend:
         )
     if kind != "local":
         raise ValueError(f"{BACKEND_ENV} must be 'local' or 'kubernetes', got {kind!r}")
-    return LocalSplitBackend.for_home(home or TidemillHome.resolve())
+    return LocalSplitBackend.for_home(home or TidemillHome.resolve(), model_name)
 
 
 class SplitControl:
@@ -533,7 +569,8 @@ def control_from_env(
     home = home or TidemillHome.resolve()
     uri = Settings.resolve(home).mlflow_tracking_uri
     client = MlflowClient(uri, registry_uri=uri)
-    return SplitControl(client, model_name or only_registered_model(client), backend_from_env(home))
+    name = model_name or only_registered_model(client)
+    return SplitControl(client, name, backend_from_env(home, name))
 
 
 def only_registered_model(client: MlflowClient) -> str:
@@ -544,6 +581,7 @@ def only_registered_model(client: MlflowClient) -> str:
     names = sorted(m.name for m in client.search_registered_models())
     if len(names) != 1:
         raise SplitError(
-            f"set TIDEMILL_REGISTERED_MODEL: the registry holds {len(names)} models {names}", 409
+            f"name the registered model (model_name, or TIDEMILL_REGISTERED_MODEL): the "
+            f"registry holds {len(names)} models {names}", 409
         )
     return names[0]

@@ -2,10 +2,16 @@
 worker process) and control API, on 127.0.0.1, from the registry in the Tidemill home.
 
     python -m serving.stack --home H [--port 8080] [--control-port 8000] [--workers 2]
-                            [--model NAME] [--challenger-percent 20]
+                            [--model NAME[=ENDPOINT] ...] [--endpoint tidemill-forecaster]
+                            [--challenger-percent 20]
 
-On start the split is aligned with the registry aliases (``champion``; ``challenger`` at
-``--challenger-percent`` when it names another version). The control token is
+``--model`` may be repeated: the registered models are served side by side by one router, each
+under its own endpoint (a lone model under ``--endpoint``; several under their registered names
+unless ``=ENDPOINT`` names one), each with its own split file and sticky split, as each model
+has its own InferenceService on Kubernetes. The control API changes one model's split at a time
+(``model_name``; required when several are registered). On start each model's split is aligned
+with its registry aliases (``champion``; ``challenger`` at ``--challenger-percent`` when it
+names another version). The control token is
 ``TIDEMILL_CONTROL_TOKEN`` or, when unset, a random one kept in ``H/serving/control_token``.
 The URLs are printed and written to ``H/serving/stack.json``. SIGTERM/SIGINT (or either
 process exiting) stops everything; queued prediction-log rows are written before exit.
@@ -30,9 +36,9 @@ from mlflow import MlflowClient
 
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
-from serving.config import DEFAULT_MODEL_NAME
+from serving.config import DEFAULT_MODEL_NAME, parse_served
 from serving.served_model import check_registered
-from serving.split import LocalSplitBackend, SplitControl, only_registered_model
+from serving.split import LocalSplitBackend, Split, SplitControl, only_registered_model
 
 READY_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 40.0
@@ -95,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="router (predictions)")
     parser.add_argument("--control-port", type=int, default=8000, help="control API")
     parser.add_argument("--workers", type=int, default=2, help="router worker processes")
-    parser.add_argument("--model", default=None, help="registered model (default: the only one)")
-    parser.add_argument("--endpoint", default=DEFAULT_MODEL_NAME, help="served model name")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME[=ENDPOINT]",
+                        help="registered model to serve, repeat for several (default: the only "
+                             "one)")
+    parser.add_argument("--endpoint", default=DEFAULT_MODEL_NAME,
+                        help="endpoint of a lone served model")
     parser.add_argument("--challenger-percent", type=int, default=20)
     args = parser.parse_args(argv)
 
@@ -104,12 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     shared = Settings.resolve(home)
     tracking_uri = shared.mlflow_tracking_uri
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    registered = args.model or only_registered_model(client)
-    backend = LocalSplitBackend.for_home(home)
-    control = SplitControl(client, registered, backend, check=check_registered)
-    split = control.sync(args.challenger_percent)
-    if control.left_out:
-        print(f"[stack] {control.left_out}", file=sys.stderr, flush=True)
+    try:
+        served = parse_served(args.model or [only_registered_model(client)], args.endpoint)
+    except ValueError as exc:
+        parser.error(str(exc))
+    splits: dict[str, Split] = {}
+    for registered, _endpoint in served:
+        control = SplitControl(client, registered, LocalSplitBackend.for_home(home, registered),
+                               check=check_registered)
+        splits[registered] = control.sync(args.challenger_percent)
+        if control.left_out:
+            print(f"[stack] {registered}: {control.left_out}", file=sys.stderr, flush=True)
 
     serving_dir = home.root / "serving"
     prom_dir = serving_dir / "prometheus"
@@ -121,17 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         "MLFLOW_TRACKING_URI": tracking_uri,
         "TIDEMILL_PREDICTION_LOG_URL": shared.prediction_log_url,
         "TIDEMILL_CONTROL_TOKEN": control_token(home),
-        "TIDEMILL_REGISTERED_MODEL": registered,
-        "TIDEMILL_MODEL_NAME": args.endpoint,
         "TIDEMILL_SPLIT_BACKEND": "local",
         "PYTHONUNBUFFERED": "1",
     }
+    env.pop("TIDEMILL_REGISTERED_MODEL", None)
+    if len(served) == 1:  # the control API's default model_name
+        env["TIDEMILL_REGISTERED_MODEL"] = served[0][0]
     router_url = f"http://{args.host}:{args.port}"
     control_url = f"http://{args.host}:{args.control_port}"
     commands: dict[str, list[str]] = {
         "router": [sys.executable, "-m", "serving.router", "--home", str(home.root),
                    "--host", args.host, "--port", str(args.port),
-                   "--workers", str(args.workers), "--model-name", args.endpoint],
+                   "--workers", str(args.workers),
+                   *(a for r, e in served for a in ("--model", f"{r}={e}"))],
         "control-api": [sys.executable, "-m", "uvicorn", "serving.control_api:app",
                         "--host", args.host, "--port", str(args.control_port),
                         "--no-access-log"],
@@ -151,22 +167,31 @@ def main(argv: list[str] | None = None) -> int:
             procs[name] = subprocess.Popen(cmd, env=proc_env, start_new_session=True)
         _wait_ready(procs, {"router": f"{router_url}/v2/health/ready",
                             "control-api": f"{control_url}/readyz"})
+        first_registered, first_endpoint = served[0]
         info = {
-            "router": router_url, "control_api": control_url, "endpoint": args.endpoint,
-            "registered_model": registered, "token_file": str(serving_dir / "control_token"),
+            "router": router_url, "control_api": control_url, "endpoint": first_endpoint,
+            "registered_model": first_registered,
+            "models": [{"registered_model": r, "endpoint": e,
+                        "predictions": f"{router_url}/v1/models/{e}:predict"} for r, e in served],
+            "token_file": str(serving_dir / "control_token"),
             "pids": {name: p.pid for name, p in procs.items()},
         }
         (serving_dir / "stack.json").write_text(json.dumps(info, indent=2))
-        challenger = f", challenger {split.challenger_uri} at {split.challenger_percent}%" \
-            if split.challenger_uri else ""
-        print(f"Tidemill serving stack (home {home.root})\n"
-              f"  predictions  {router_url}/v1/models/{args.endpoint}:predict   "
-              f"(V2 {router_url}/v2/models/{args.endpoint}/infer, spec {router_url}/predict)\n"
-              f"  control API  {control_url}   (docs {control_url}/docs; bearer token: "
-              f"$TIDEMILL_CONTROL_TOKEN or {serving_dir / 'control_token'})\n"
-              f"  metrics      {router_url}/metrics, {control_url}/metrics\n"
-              f"  split        champion {split.champion_uri}{challenger}\n"
-              "Press Ctrl+C to stop.", flush=True)
+        lines = [f"Tidemill serving stack (home {home.root})"]
+        for registered, endpoint in served:
+            split = splits[registered]
+            challenger = f", challenger {split.challenger_uri} at " \
+                f"{split.challenger_percent}%" if split.challenger_uri else ""
+            lines += [f"  {registered}: predictions {router_url}/v1/models/{endpoint}:predict"
+                      f"   (V2 {router_url}/v2/models/{endpoint}/infer)",
+                      f"    split  champion {split.champion_uri}{challenger}"]
+        print("\n".join([
+            *lines,
+            f"  spec         {router_url}/predict ({first_endpoint})",
+            f"  control API  {control_url}   (docs {control_url}/docs; bearer token: "
+            f"$TIDEMILL_CONTROL_TOKEN or {serving_dir / 'control_token'})",
+            f"  metrics      {router_url}/metrics, {control_url}/metrics",
+            "Press Ctrl+C to stop."]), flush=True)
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:

@@ -107,7 +107,8 @@ def up(
         "prometheus": f"http://{LOOPBACK}:{ports.prometheus}",
     }
     state = {"home": str(home.root), "ports": asdict(ports), "urls": urls, "processes": []}
-    champion = _champion_model(home)  # before the MLflow server opens the same DB
+    champions = _champion_models(home)  # before the MLflow server opens the same DB
+    champion = champions[0] if champions else None
     if champion is None:
         state["note"] = (
             "serving not started: no registered model has a champion yet. Train one "
@@ -124,7 +125,7 @@ def up(
         _start(home, state, "prometheus", _prometheus_command(home, ports), _service_env(home))
         if serve:
             (home.root / "serving" / "stack.json").unlink(missing_ok=True)
-            command = _serving_command(home, ports, str(champion), serving_workers)
+            command = _serving_command(home, ports, champions, serving_workers)
             _start(home, state, "serving", command, _service_env(home))
         if SERVING_PYTHON.exists():
             urls["platform_api"] = f"http://{LOOPBACK}:{ports.platform_api}"
@@ -146,6 +147,7 @@ def up(
             urls["control_api"] = stack["control_api"]
             urls["model_page"] = f"{urls['mlflow']}/#/models/{champion}"
             state["endpoint"] = stack["endpoint"]
+            state["served"] = stack.get("models", [])
         _wait(
             state,
             list(_airflow_commands(ports.airflow)),
@@ -272,7 +274,10 @@ def _airflow_commands(port: int) -> dict[str, list[str]]:
     }
 
 
-def _serving_command(home: TidemillHome, ports: Ports, model: str, workers: int) -> list[str]:
+def _serving_command(home: TidemillHome, ports: Ports, models: list[str],
+                     workers: int) -> list[str]:
+    """The serving stack for every registered model with a champion, side by side (a lone
+    model on the default endpoint, several each under its registered name)."""
     return [
         str(SERVING_PYTHON),
         "-m",
@@ -287,8 +292,7 @@ def _serving_command(home: TidemillHome, ports: Ports, model: str, workers: int)
         str(ports.control),
         "--workers",
         str(workers),
-        "--model",
-        model,
+        *(arg for model in models for arg in ("--model", model)),
     ]
 
 
@@ -350,13 +354,12 @@ def _prometheus_command(home: TidemillHome, ports: Ports) -> list[str]:
     ]
 
 
-def _champion_model(home: TidemillHome) -> str | None:
-    """The first registered model (by name) that has a ``champion`` alias, if any."""
+def _champion_models(home: TidemillHome) -> list[str]:
+    """The registered models (by name) that have a ``champion`` alias."""
     from mlflow import MlflowClient
 
     client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
-    names = sorted(m.name for m in client.search_registered_models() if "champion" in m.aliases)
-    return names[0] if names else None
+    return sorted(m.name for m in client.search_registered_models() if "champion" in m.aliases)
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -612,7 +615,9 @@ def _print_summary(home: TidemillHome, state: dict[str, Any], out: Out) -> None:
     out(f"  MLflow       {urls['mlflow']}")
     if "router" in urls:
         out(f"  model        {urls['model_page']}")
-        out(f"  predictions  {urls['router']}/v1/models/{state['endpoint']}:predict")
+        for served in state.get("served") or [{"endpoint": state["endpoint"]}]:
+            name = f" ({served['registered_model']})" if "registered_model" in served else ""
+            out(f"  predictions  {urls['router']}/v1/models/{served['endpoint']}:predict{name}")
         out(
             f"  control API  {urls['control_api']}/docs   (bearer token in "
             f"{home.root / 'serving' / 'control_token'})"

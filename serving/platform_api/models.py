@@ -102,7 +102,7 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
     def control(name: str) -> SplitControl:
         key = f"control:{name}"
         if key not in state:
-            ctl = SplitControl(client(), name, backend_from_env(settings.home),
+            ctl = SplitControl(client(), name, backend_from_env(settings.home, name),
                                check=check_registered)
             ctl.alias_versions()  # 404 when not registered
             state[key] = ctl

@@ -64,7 +64,7 @@ def test_deploy_ab_test_promote_rollback(registry_api: ApiServer) -> None:
         deployed = http.post("/deploy", json={"model_name": REGISTERED, "version": "2",
                                                "canary_percent": 30})  # fmt: skip
         assert deployed.status_code == 200, deployed.text
-        split = json.loads((api.home / "serving" / "split.json").read_text())
+        split = json.loads((api.home / "serving" / "splits" / f"{REGISTERED}.json").read_text())
         assert split["challenger_percent"] == 30
         live = http.get("/deployed", params={"status": "live"}).json()["models"]
         assert {m["version"]: m["weight"] for m in live} == {"1": 70, "2": 30}

@@ -187,7 +187,7 @@ class _BrokenBackend(LocalSplitBackend):
 def test_registry_and_split_change_together(stack: Stack, client: httpx.Client) -> None:
     uri = f"sqlite:///{stack.home / 'mlflow.db'}"
     mlflow = MlflowClient(uri, registry_uri=uri)
-    path = stack.home / "serving" / "split.json"
+    path = stack.home / "serving" / "splits" / f"{REGISTERED}.json"
     before_split = path.read_text()
     before = _aliases(client, stack)
     control = SplitControl(mlflow, REGISTERED, _BrokenBackend(path))
@@ -212,7 +212,7 @@ def test_a_version_that_cannot_load_never_goes_live(stack: Stack, client: httpx.
     weights = copy / "artifacts" / "bundle" / "forecaster" / "nlinear.npz"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     bad = str(registry.create_model_version(REGISTERED, source=str(copy)).version)
-    split_file = stack.home / "serving" / "split.json"
+    split_file = stack.home / "serving" / "splits" / f"{REGISTERED}.json"
     before, before_split = client.get(f"{stack.control}/models").json(), split_file.read_text()
     try:
         for path, body in (("/models/deploy", {"version": bad, "canary_percent": 50}),

@@ -50,14 +50,16 @@ def test_settings_default_to_the_home(tmp_path: Path, monkeypatch: pytest.Monkey
     assert s.mlflow_tracking_uri == home.mlflow_uri and s.mlflow_is_local
     assert s.optuna_storage_url == home.optuna_uri
     assert s.prediction_log_url == home.prediction_log_uri
-    assert s.split_state_url == str(home.root / "serving" / "split.json")
+    assert s.split_state_url == str(home.root / "serving" / "splits")
+    assert s.split_file("etth1") == str(home.root / "serving" / "splits" / "etth1.json")
+    assert s.split_file("../a b") == str(home.root / "serving" / "splits" / "%2E.%2Fa%20b.json")
 
 
 def test_settings_from_environment_and_config(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"TIDEMILL_ARTIFACT_STORE_URL": "s3://b/p", "MLFLOW_TRACKING_URI": "http://m:5000",
            "TIDEMILL_OPTUNA_STORAGE_URL": "postgresql://o", "TIDEMILL_PREDICTION_LOG_URL":
-           "postgresql+psycopg://l", "TIDEMILL_SPLIT_STATE_URL": "s3://b/split.json"}
+           "postgresql+psycopg://l", "TIDEMILL_SPLIT_STATE_URL": "s3://b/splits"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     s = Settings.resolve(tmp_path)
