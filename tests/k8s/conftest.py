@@ -9,6 +9,7 @@ import pytest
 from tests.k8s import manifests
 
 CHALLENGER_URI = "s3://tidemill/mlflow/1/challenger-run/artifacts/model"
+CLASSIFIER_URI = "s3://tidemill/mlflow/2/classifier-run/artifacts/model"
 
 # name -> (values files, --set pairs)
 PROFILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -24,6 +25,24 @@ PROFILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
     ),
     "standard": ((), ("forecaster.deploymentMode=standard", "forecaster.scaleMetric=cpu")),
+    # two registered models side by side, each its own InferenceService and split
+    "two-models": (
+        (),
+        (
+            "forecaster.registeredModel=etth1-forecaster",
+            f"forecaster.challenger.storageUri={CHALLENGER_URI}",
+            "forecaster.challenger.trafficPercent=20",
+            "models[0].name=tidemill-classifier",
+            "models[0].registeredModel=ai4i-failure",
+            f"models[0].champion.storageUri={CLASSIFIER_URI}",
+            f"models[0].challenger.storageUri={CLASSIFIER_URI}-v2",
+            "models[0].challenger.trafficPercent=35",
+            "models[1].name=tidemill-regressor",
+            "models[1].registeredModel=diabetes-regressor",
+            f"models[1].champion.storageUri={CLASSIFIER_URI}-reg",
+            "metrics.serviceMonitor.enabled=true",
+        ),
+    ),
     "standard-challenger": (
         (),
         (

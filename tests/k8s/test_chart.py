@@ -166,6 +166,46 @@ def test_inferenceservice_wiring(rendered: dict[str, list[dict[str, Any]]], prof
     assert annotation == {"serverless": "Serverless", "standard": "RawDeployment"}[mode]
 
 
+def test_each_registered_model_gets_its_own_inferenceservice(
+    rendered: dict[str, list[dict[str, Any]]], helm_bin: str
+) -> None:
+    """``models`` adds one InferenceService per registered model with its own split; the
+    control API may patch each and finds each model's through TIDEMILL_ISVC_NAMES."""
+    docs = rendered["two-models"]
+    isvcs = {d["metadata"]["name"]: d for d in manifests.find(docs, "InferenceService")}
+    assert set(isvcs) == {"tidemill-forecaster", "tidemill-classifier", "tidemill-regressor"}
+
+    def split(isvc: dict[str, Any]) -> tuple[str, int]:
+        predictor = isvc["spec"]["predictor"]
+        env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+        return env["TIDEMILL_MODEL_NAME"], predictor["canaryTrafficPercent"]
+
+    assert split(isvcs["tidemill-forecaster"]) == ("tidemill-forecaster", 20)
+    assert split(isvcs["tidemill-classifier"]) == ("tidemill-classifier", 35)
+    assert split(isvcs["tidemill-regressor"]) == ("tidemill-regressor", 100)  # no challenger
+    regressor = isvcs["tidemill-regressor"]
+    assert regressor["spec"]["predictor"]["model"]["storageUri"] == (
+        regressor["metadata"]["annotations"]["tidemill.io/champion-storage-uri"])
+    assert isvcs["tidemill-classifier"]["spec"]["predictor"]["model"]["storageUri"].endswith(
+        "-v2")
+    (role,) = manifests.find(docs, "Role")
+    assert sorted(role["rules"][0]["resourceNames"]) == sorted(isvcs)
+    for name in ("tidemill-control-api", "tidemill-platform-api"):
+        (deploy,) = manifests.find(docs, "Deployment", name)
+        env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert json.loads(env["TIDEMILL_ISVC_NAMES"]["value"]) == {
+            "etth1-forecaster": "tidemill-forecaster", "ai4i-failure": "tidemill-classifier",
+            "diabetes-regressor": "tidemill-regressor"}
+    policies = {p["metadata"]["name"] for p in manifests.find(docs, "NetworkPolicy")}
+    assert set(isvcs) <= policies
+    (sink,) = manifests.find(docs, "NetworkPolicy", "tidemill-control-api")
+    logger = sink["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]
+    assert sorted(logger["values"]) == sorted(isvcs)
+    missing = manifests.helm(helm_bin, *manifests.template_args(sets=(
+        "models[0].name=tidemill-classifier", "models[0].champion.storageUri=s3://b/m")))
+    assert missing.returncode != 0 and "registeredModel" in missing.stderr
+
+
 def test_mlflow_backend_and_artifacts(rendered: dict[str, list[dict[str, Any]]]) -> None:
     for profile, secret in [
         ("default", "tidemill-postgresql-urls"),

@@ -60,6 +60,37 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-forecaster" (include "tidemill.fullname" .)) .Values.forecaster.name }}
 {{- end }}
 
+{{/* The registered models served, one InferenceService each: forecaster (the first) and each
+entry of models (its fields over forecaster's). JSON list of {isvc, registeredModel}. */}}
+{{- define "tidemill.isvc.all" -}}
+{{- $all := list (dict "isvc" (include "tidemill.isvc.name" .) "registeredModel" .Values.forecaster.registeredModel) }}
+{{- range .Values.models }}
+{{- $all = append $all (dict "isvc" .name "registeredModel" .registeredModel) }}
+{{- end }}
+{{- toJson $all }}
+{{- end }}
+
+{{/* InferenceService names, a JSON list. */}}
+{{- define "tidemill.isvc.names" -}}
+{{- $names := list }}
+{{- range include "tidemill.isvc.all" . | fromJsonArray }}
+{{- $names = append $names .isvc }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* TIDEMILL_ISVC_NAMES: registered model -> InferenceService (serving/split.py), a JSON object;
+empty when no model names its registered model. */}}
+{{- define "tidemill.isvc.registry" -}}
+{{- $map := dict }}
+{{- range include "tidemill.isvc.all" . | fromJsonArray }}
+{{- if .registeredModel }}
+{{- $_ := set $map .registeredModel .isvc }}
+{{- end }}
+{{- end }}
+{{- if $map }}{{ toJson $map }}{{ end }}
+{{- end }}
+
 {{/* In-cluster URLs. */}}
 {{- define "tidemill.mlflow.url" -}}
 http://{{ include "tidemill.mlflow.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.mlflow.service.port }}
