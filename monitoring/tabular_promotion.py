@@ -71,7 +71,8 @@ def evaluate_registration(
     name, version, uri = target["name"], target["version"], target["tracking_uri"]
     result = gate(uri, name, version, alpha, min_samples, bootstrap)
     if result["challenger"] is not None:
-        control = SplitControl(MlflowClient(uri, registry_uri=uri), name, backend_from_env(home))
+        control = SplitControl(MlflowClient(uri, registry_uri=uri), name,
+                               backend_from_env(home, name))
         control.sync(canary_percent)
     _say(
         f"tabular_promotion: {name} v{version} vs champion v{result['champion']}: "
@@ -87,7 +88,7 @@ def apply_decision(evaluation: dict[str, Any], home: TidemillHome, actor: str) -
     if not challenger:
         return {"action": "none", "model": name, "reason": evaluation["reason"]}
     uri = evaluation["tracking_uri"]
-    control = SplitControl(MlflowClient(uri, registry_uri=uri), name, backend_from_env(home))
+    control = SplitControl(MlflowClient(uri, registry_uri=uri), name, backend_from_env(home, name))
     evidence = {k: v for k, v in evaluation.items() if k not in ("reason", "tracking_uri")}
     tags = {
         "tidemill.promotion_decided_by": actor,

@@ -23,9 +23,16 @@ from sqlalchemy import select
 
 from serving.prediction_log.schema import engine_for, prediction_requests
 from serving.router import variant_for
-from tests.serving.conftest import CONFIG, REPO, TIDEMILL, Stack, start_stack, wait_for
-from tests.serving.test_10_tabular import FEATURES
-from tests.serving.test_10_tabular import _config as classifier_config
+from tests.serving.conftest import (
+    CONFIG,
+    REPO,
+    TABULAR_FEATURES,
+    TIDEMILL,
+    Stack,
+    _tabular_config,
+    start_stack,
+    wait_for,
+)
 
 FORECASTER, CLASSIFIER = "mm-forecaster", "mm-classifier"
 FC_ENDPOINT, CLS_ENDPOINT = "fc", "cls"
@@ -50,7 +57,7 @@ def two_models_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config = {**CONFIG, "algorithms": {"seasonal_naive": {"params": {"season": season}}},
                   "mlflow": {"experiment": "multimodel", "registered_model_name": FORECASTER}}
         _train(root, f"fc-{season}", config, "seasonal_naive")
-    config = classifier_config()
+    config = _tabular_config()
     config["mlflow"] = {"experiment": "multimodel", "registered_model_name": CLASSIFIER}
     for algorithm in ("logistic_regression", "decision_tree"):
         _train(root, f"cls-{algorithm}", config, algorithm)
@@ -82,7 +89,7 @@ def history(stack: Stack, http: httpx.Client) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     frame = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig").iloc[3000:3040]
-    return frame[FEATURES].to_dict("records")
+    return frame[TABULAR_FEATURES].to_dict("records")
 
 
 def _split_file(home: Path, model: str) -> Path:
