@@ -77,6 +77,9 @@ def test_expected_resources(rendered: dict[str, list[dict[str, Any]]]) -> None:
         ("NetworkPolicy", "tidemill-platform-api"),
         ("RayCluster", "tidemill-ray"),
         ("NetworkPolicy", "tidemill-ray"),
+        ("Deployment", "tidemill-feature-server"),
+        ("Service", "tidemill-feature-server"),
+        ("NetworkPolicy", "tidemill-feature-server"),
     ]:
         assert expected in kinds
     assert not manifests.find(rendered["default"], "ServiceMonitor")
@@ -146,7 +149,8 @@ def test_inferenceservice_wiring(rendered: dict[str, list[dict[str, Any]]], prof
         env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
         variant = {"TIDEMILL_VARIANT": "challenger"} if predictor.get("name") == "challenger" \
             else {}
-        assert env == {
+        feast = {k for k in env if k.startswith("TIDEMILL_FEAST_")}  # the feature server's
+        assert {k: v for k, v in env.items() if k not in feast} == {
             "TIDEMILL_MODEL_NAME": "tidemill-forecaster",
             "TIDEMILL_MODEL_DIR": "/mnt/models",
             **variant,
@@ -395,6 +399,44 @@ def test_ray_cluster_runs_the_tasks_image_locked_and_non_root(
     assert env["TIDEMILL_ENGINE"] == "ray"
     head = f"tidemill-ray-head-svc.{manifests.NAMESPACE}.svc.cluster.local"
     assert re.fullmatch(rf"ray://{re.escape(head)}:10001", env["TIDEMILL_RAY_ADDRESS"])
+
+
+@pytest.mark.parametrize("profile", ["default", "production", "standard-challenger"])
+def test_feature_server_serves_the_predictors(rendered: dict[str, list[dict[str, Any]]],
+                                              profile: str) -> None:
+    """Feast's feature server runs the Airflow image (Feast is in the orchestrator lock) on the
+    registry and online store the Airflow tasks use; every predictor gets its URL, and only the
+    predictors may reach it."""
+    from pipelines import feature_store
+
+    docs = rendered[profile]
+    (deploy,) = manifests.find(docs, "Deployment", "tidemill-feature-server")
+    (service,) = manifests.find(docs, "Service", "tidemill-feature-server")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    airflow = yaml.safe_load((ROOT / "charts" / "airflow-values.yaml").read_text())
+    assert container["image"].startswith(airflow["images"]["airflow"]["repository"])
+    assert container["command"][:5] == ["python", "-m", "tidemill.cli", "features", "serve"]
+    port = service["spec"]["ports"][0]["port"]
+    assert container["command"][-1] == str(port)
+    env = {e["name"]: e for e in container["env"]}
+    refs = {n: env[n]["valueFrom"]["secretKeyRef"]
+            for n in (feature_store.REGISTRY_ENV, feature_store.ONLINE_ENV)}
+    if profile == "production":
+        assert {r["name"] for r in refs.values()} == {"tidemill-feast-db"}
+    else:  # the in-chart database, the keys the Airflow tasks read too
+        assert [r["key"] for r in refs.values()] == ["feast-registry-url", "feast-online-url"]
+        (urls,) = manifests.find(docs, "Secret", "tidemill-postgresql-urls")
+        assert {r["key"] for r in refs.values()} <= set(urls["stringData"])
+    (isvc,) = manifests.find(docs, "InferenceService")
+    url = f"http://tidemill-feature-server.{manifests.NAMESPACE}.svc.cluster.local:{port}"
+    for predictor in predictors(isvc):
+        model_env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+        assert model_env["TIDEMILL_FEAST_FEATURE_SERVER_URL"] == url
+        assert (model_env["TIDEMILL_FEAST_FEATURE_VIEW"], model_env["TIDEMILL_FEAST_ENTITY_KEY"]
+                ) == ("ai4i_machine", "UDI")
+    (policy,) = manifests.find(docs, "NetworkPolicy", "tidemill-feature-server")
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {
+        "serving.kserve.io/inferenceservice": "tidemill-forecaster"}}}]
 
 
 def test_platform_api_can_be_left_out(helm_bin: str) -> None:

@@ -31,6 +31,7 @@ ACCEPTED: dict[tuple[str, str], str] = {
             ("Deployment", "mlflow"),
             ("Deployment", "control-api"),
             ("Deployment", "platform-api"),
+            ("Deployment", "feature-server"),
             ("StatefulSet", "postgresql"),
         )
     },
@@ -45,6 +46,10 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("CKV_K8S_35", "Deployment.tidemill.tidemill-platform-api"): (
         "The platform API reads its token, database URL, S3 credentials and Airflow password "
         "from the environment (pipelines.settings, serving.platform_api.settings)."
+    ),
+    ("CKV_K8S_35", "Deployment.tidemill.tidemill-feature-server"): (
+        "Feast's feature server reads its registry and online store URLs from the environment "
+        "(TIDEMILL_FEAST_REGISTRY_URL, TIDEMILL_FEAST_ONLINE_URL: pipelines.feature_store)."
     ),
     ("CKV_K8S_38", "Deployment.tidemill.tidemill-platform-api"): (
         "deploy/promote/rollback patch the InferenceService with the control API's "

@@ -52,6 +52,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tidemill.postgresql.fullname" -}}{{ include "tidemill.fullname" . }}-postgresql{{- end }}
 {{- define "tidemill.controlApi.fullname" -}}{{ include "tidemill.fullname" . }}-control-api{{- end }}
 {{- define "tidemill.ray.name" -}}{{ include "tidemill.fullname" . }}-ray{{- end }}
+{{- define "tidemill.featureServer.fullname" -}}{{ include "tidemill.fullname" . }}-feature-server{{- end }}
 {{- define "tidemill.platformApi.fullname" -}}{{ include "tidemill.fullname" . }}-platform-api{{- end }}
 {{- define "tidemill.predictor.serviceAccount" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
 {{- define "tidemill.runtime.fullname" -}}{{ include "tidemill.fullname" . }}-predictor{{- end }}
@@ -139,6 +140,18 @@ http://{{ include "tidemill.isvc.name" . }}.{{ .Release.Namespace }}.svc.cluster
 {{- end -}}
 {{- end }}
 
+{{/* Secret + keys of Feast's registry and online store URLs (the feature server). */}}
+{{- define "tidemill.feast.secretName" -}}
+{{- if .Values.featureServer.existingSecret }}{{ .Values.featureServer.existingSecret }}
+{{- else if .Values.postgresql.enabled }}{{ include "tidemill.postgresql.fullname" . }}-urls
+{{- else }}{{ fail "featureServer.existingSecret is required when postgresql.enabled=false" }}
+{{- end }}
+{{- end }}
+
+{{- define "tidemill.featureServer.url" -}}
+http://{{ include "tidemill.featureServer.fullname" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.featureServer.port }}
+{{- end }}
+
 {{- define "tidemill.controlToken.secretName" -}}
 {{- default (printf "%s-token" (include "tidemill.controlApi.fullname" .)) .Values.controlApi.auth.existingSecret }}
 {{- end }}
@@ -223,6 +236,21 @@ model:
       value: {{ $f.modelName | quote }}
     - name: TIDEMILL_MODEL_DIR
       value: /mnt/models
+    {{- with $root.Values.featureServer }}
+    {{- if .enabled }}
+    # a tabular request may send an entity key: its features come from Feast's feature server
+    - name: TIDEMILL_FEAST_FEATURE_SERVER_URL
+      value: {{ include "tidemill.featureServer.url" $root | quote }}
+    - name: TIDEMILL_FEAST_FEATURE_VIEW
+      value: {{ .featureView | quote }}
+    - name: TIDEMILL_FEAST_ENTITY_KEY
+      value: {{ .entityKey | quote }}
+    - name: TIDEMILL_FEAST_ENTITY_KEY_TYPE
+      value: {{ .entityKeyType | quote }}
+    - name: TIDEMILL_FEAST_TIMEOUT_S
+      value: {{ .timeoutSeconds | quote }}
+    {{- end }}
+    {{- end }}
     {{- with $f.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
