@@ -401,7 +401,8 @@ def test_ray_cluster_runs_the_tasks_image_locked_and_non_root(
     assert re.fullmatch(rf"ray://{re.escape(head)}:10001", env["TIDEMILL_RAY_ADDRESS"])
 
 
-@pytest.mark.parametrize("profile", ["default", "production", "standard-challenger"])
+@pytest.mark.parametrize("profile", ["default", "production", "standard-challenger",
+                                     "two-models"])
 def test_feature_server_serves_the_predictors(rendered: dict[str, list[dict[str, Any]]],
                                               profile: str) -> None:
     """Feast's feature server runs the Airflow image (Feast is in the orchestrator lock) on the
@@ -427,16 +428,18 @@ def test_feature_server_serves_the_predictors(rendered: dict[str, list[dict[str,
         assert [r["key"] for r in refs.values()] == ["feast-registry-url", "feast-online-url"]
         (urls,) = manifests.find(docs, "Secret", "tidemill-postgresql-urls")
         assert {r["key"] for r in refs.values()} <= set(urls["stringData"])
-    (isvc,) = manifests.find(docs, "InferenceService")
+    isvcs = manifests.find(docs, "InferenceService")
     url = f"http://tidemill-feature-server.{manifests.NAMESPACE}.svc.cluster.local:{port}"
-    for predictor in predictors(isvc):
-        model_env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
-        assert model_env["TIDEMILL_FEAST_FEATURE_SERVER_URL"] == url
-        assert (model_env["TIDEMILL_FEAST_FEATURE_VIEW"], model_env["TIDEMILL_FEAST_ENTITY_KEY"]
-                ) == ("ai4i_machine", "UDI")
+    for isvc in isvcs:
+        for predictor in predictors(isvc):
+            model_env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+            assert model_env["TIDEMILL_FEAST_FEATURE_SERVER_URL"] == url
+            assert (model_env["TIDEMILL_FEAST_FEATURE_VIEW"],
+                    model_env["TIDEMILL_FEAST_ENTITY_KEY"]) == ("ai4i_machine", "UDI")
     (policy,) = manifests.find(docs, "NetworkPolicy", "tidemill-feature-server")
-    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {
-        "serving.kserve.io/inferenceservice": "tidemill-forecaster"}}}]
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchExpressions": [{
+        "key": "serving.kserve.io/inferenceservice", "operator": "In",
+        "values": [i["metadata"]["name"] for i in isvcs]}]}}]
 
 
 def test_platform_api_can_be_left_out(helm_bin: str) -> None:
