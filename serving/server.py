@@ -443,6 +443,7 @@ class TidemillModelServer(ModelServer):
         self.host = host
         self.limits = limits or Limits.from_env()
         self.default_model = default_model or model_name()
+        online_features.lookup()  # a wrong TIDEMILL_FEAST_* setting stops the start, naming it
 
     def start(self, models: list[BaseKServeModel]) -> None:
         self._register_and_check_atleast_one_model_is_ready(models)
