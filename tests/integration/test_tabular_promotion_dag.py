@@ -1,7 +1,7 @@
 """The real tabular_promotion DAG (airflow dags test) on a real MLflow store with two
 registered classifiers, each with a one-split decision tree as champion (version 1) and
 LightGBM as challenger (version 2), trained on the same AI4I 2020 slice: the run judges the
-model it names and moves that model's aliases only."""
+model it names and moves that model's aliases and split only."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import json
 import yaml
 from mlflow import MlflowClient
 
+from pipelines import artifact_store
+from pipelines.settings import Settings
 from pipelines.tabular.workflow import run_pipeline
 from tests.integration.test_tabular_training import small_config
 
@@ -57,8 +59,15 @@ def test_promotes_the_named_model_only(airflow_home, tmp_path):
     assert evidence["p_value"] < 0.05 and evidence["mean_loss_diff"] > 0
     assert "tidemill.promoted_at" in tags
 
-    # the other registered model, just as promotable, was not touched
+    # the triggered model's own split follows its aliases: v2 serves alone
+    settings = Settings.resolve(airflow_home)
+    split = json.loads(artifact_store.read_text(settings.split_file(TRIGGERED)))
+    assert (split["champion_uri"], split["challenger_uri"]) == (
+        f"models:/{TRIGGERED}/2", None)
+
+    # the other registered model, just as promotable, was not touched: aliases, tags, split
     assert _aliases(client, OTHER) == {"champion": "1", "challenger": "2"}
+    assert not artifact_store.exists(settings.split_file(OTHER))
     assert not any(k.startswith("tidemill.promot")
                    for k in client.get_model_version(OTHER, "2").tags)
 
