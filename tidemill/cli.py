@@ -98,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.workflow import run_pipeline
 
     home = TidemillHome.resolve(args.home)
+    os.environ[HOME_ENV] = str(home.root)  # what the run reads from the home (feature store)
     if task_of(args.config) != "forecast":
         from tidemill.tabular_summary import train_tabular
 

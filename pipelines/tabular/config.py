@@ -46,8 +46,21 @@ class SklearnSource(_Strict):
     name: Literal["diabetes", "breast_cancer", "wine", "iris"]
 
 
+class FeastSource(_Strict):
+    """Rows from the feature store (``pipelines.feature_store``): the labelled events of
+    ``events`` (CSV or Parquet: the view's key, ``event_timestamp`` and the label) with
+    ``features`` of ``view`` as they stood at each event's time (Feast's point-in-time join; a
+    value stamped later never enters the row). The store is the Tidemill home's
+    (``TIDEMILL_HOME``) or ``TIDEMILL_FEAST_*``'s."""
+
+    kind: Literal["feast"] = "feast"
+    view: str
+    events: Location
+    features: list[str] = Field(min_length=1)
+
+
 TabularSource = Annotated[
-    CsvSource | ParquetSource | ExcelSource | SqlSource | SklearnSource,
+    CsvSource | ParquetSource | ExcelSource | SqlSource | SklearnSource | FeastSource,
     Field(discriminator="kind"),
 ]
 
@@ -279,6 +292,8 @@ def load_tabular_config(location: str | Path) -> TabularConfig:
     taken against its folder."""
     cfg = parse_tabular_config(read_yaml(location), origin=str(location))
     source = cfg.data.source
-    if not isinstance(source, SqlSource | SklearnSource):
+    if isinstance(source, FeastSource):
+        source.events = resolve_location(source.events, location)
+    elif not isinstance(source, SqlSource | SklearnSource):
         source.path = resolve_location(source.path, location)
     return cfg

@@ -16,6 +16,7 @@ from pipelines.config import CsvSource, ParquetSource, SqlSource
 from pipelines.data.validate import DataValidationError, _listing, describe_source
 from pipelines.tabular.config import (
     ExcelSource,
+    FeastSource,
     SklearnSource,
     TabularConfig,
     TabularDataConfig,
@@ -30,6 +31,8 @@ def source_name(cfg: TabularDataConfig) -> str:
         return f"Excel file {cfg.source.path} (sheet {cfg.source.sheet!r})"
     if isinstance(cfg.source, SklearnSource):
         return f"scikit-learn dataset {cfg.source.name!r}"
+    if isinstance(cfg.source, FeastSource):
+        return f"feature view {cfg.source.view!r} at the events of {cfg.source.events}"
     return describe_source(cfg.source)
 
 
@@ -48,6 +51,8 @@ def read_table(cfg: TabularDataConfig) -> pd.DataFrame:
                 frame = pd.read_excel(handle, sheet_name=source.sheet)
         elif isinstance(source, SklearnSource):
             frame = _read_sklearn(source.name)
+        elif isinstance(source, FeastSource):
+            frame = _read_feast(source)
         else:
             frame = _read_sql(source)
     except (OSError, ValueError, ImportError) as exc:
@@ -64,6 +69,20 @@ def _read_sklearn(name: str) -> pd.DataFrame:
 
     kwargs = {"scaled": False} if name == "diabetes" else {}
     return getattr(datasets, f"load_{name}")(as_frame=True, **kwargs).frame
+
+
+def _read_feast(source: FeastSource) -> pd.DataFrame:
+    """The events with the view's features joined point in time (Feast's offline store)."""
+    from pipelines.feature_store import FeatureStoreError, historical_features
+    from pipelines.home import TidemillHome
+
+    with artifact_store.opened(source.events) as handle:
+        events = (pd.read_parquet(handle) if source.events.endswith(".parquet")
+                  else pd.read_csv(handle, encoding="utf-8-sig"))
+    try:
+        return historical_features(TidemillHome.resolve(), events, source.features, source.view)
+    except FeatureStoreError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _read_sql(source: SqlSource) -> pd.DataFrame:
