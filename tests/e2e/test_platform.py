@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from tidemill.platform import AIRFLOW_USER, airflow_password, down, status, up
 
 # The DAGs the platform ships; extend when a DAG is added to dags/.
 EXPECTED_DAGS = ("forecast_training", "drift_monitor", "promote_challenger", "tabular_training",
-                 "tabular_drift_monitor")
+                 "tabular_drift_monitor", "tabular_promotion")
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
 
 
@@ -102,6 +103,32 @@ def ok(resp: httpx.Response, live: Platform) -> Any:
     pytest.fail(
         f"{resp.request.method} {resp.url} -> {resp.status_code} {resp.text}\n" + "\n".join(tail)
     )
+
+
+def wait_for_asset_run(live: Platform, dag_id: str, timeout: float) -> dict[str, Any]:
+    """The first asset-triggered run of ``dag_id``, once it finished successfully."""
+    headers = {"Authorization": f"Bearer {airflow_token(live)}"}
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{live.urls['airflow']}/api/v2/dags/{dag_id}/dagRuns",
+                         headers=headers, timeout=30)
+        runs = [r for r in ok(resp, live)["dag_runs"] if r["run_type"] == "asset_triggered"]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            assert runs[0]["state"] == "success", runs[0]
+            return runs[0]
+        assert time.monotonic() < deadline, f"{dag_id}: no finished asset-triggered run: {runs}"
+        time.sleep(2)
+
+
+def task_xcom(live: Platform, dag_id: str, run_id: str, task_id: str) -> Any:
+    """The return value a task of a run pushed."""
+    resp = httpx.get(
+        f"{live.urls['airflow']}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/"
+        f"taskInstances/{task_id}/xcomEntries/return_value",
+        headers={"Authorization": f"Bearer {airflow_token(live)}"}, timeout=30,
+    )
+    value = ok(resp, live)["value"]
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def prometheus_query(live: Platform, expr: str) -> list[dict[str, Any]]:
@@ -304,6 +331,14 @@ def test_sdk_upload_clean_split_tune_wait(live_platform: Platform) -> None:
     run = client.get_run(done.model["run_id"])
     assert run.data.tags["tidemill.pipeline_run"] == done.dag_run_id
     assert run.data.metrics["test_pr_auc"] == done.evaluation["test"]["pr_auc"]
+
+    # its registration's Asset event scheduled tabular_promotion, which read the model to
+    # judge from the event (an asset-triggered run has no trigger-form model_name)
+    promotion = wait_for_asset_run(live, "tabular_promotion", timeout=240)
+    target = task_xcom(live, "tabular_promotion", promotion["dag_run_id"], "target")
+    assert (target["name"], target["version"]) == ("e2e-api-classifier", "1"), target
+    applied = task_xcom(live, "tabular_promotion", promotion["dag_run_id"], "apply")
+    assert applied["action"] == "none" and "champion and challenger" in applied["reason"]
 
 
 def test_down_stops_everything_it_started(live_platform: Platform) -> None:
