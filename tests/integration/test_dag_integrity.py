@@ -103,7 +103,8 @@ def test_monitoring_and_promotion_wiring():
     assert tabular.timetable.expression == "0 0 * * *" and tabular.doc_md
     assert tabular.get_task("trigger_retraining").trigger_dag_id == "tabular_training"
     assert tabular.get_task("trigger_retraining").upstream_task_ids == {"retrain_conf"}
-    assert {"config", "since_hours", "min_records", "drift"} <= set(tabular.params.keys())
+    assert {"config", "since_hours", "min_records", "min_labels", "drift"} <= set(
+        tabular.params.keys())
     tabular_promote = dags["tabular_promotion"]
     assert [a.name for a in tabular_promote.timetable.asset_condition.objects] == [
         "tidemill_registered_tabular_model"
