@@ -5,4 +5,5 @@ default busy timeout (5 s) makes a write fail with "database is locked" (an API 
 machine is loaded. Airflow imports these by path (``[database] sql_alchemy_connect_args``).
 """
 
-CONNECT_ARGS = {"timeout": 60.0}  # seconds a connection waits for another's write lock
+CONNECT_ARGS = {"timeout": 30.0}  # seconds a connection waits for another's write lock
+AIRFLOW_API_TIMEOUT_S = 60.0  # Tidemill's clients of the Airflow API outwait that lock wait

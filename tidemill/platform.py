@@ -33,6 +33,7 @@ import httpx
 from monitoring.prometheus import render_config
 from pipelines.home import HOME_ENV, TidemillHome
 from tidemill.airflow_runs import BIN, REPO, airflow_env
+from tidemill.airflow_sqlite import AIRFLOW_API_TIMEOUT_S
 
 SERVING_PYTHON = REPO / ".venv" / "serving" / "bin" / "python"
 ALERT_RULES = REPO / "monitoring" / "alerts" / "tidemill-rules.yaml"
@@ -572,9 +573,10 @@ def _unpause_dags(airflow_url: str, password: str, attempts: int = 5,
                   pause_s: float = 2.0) -> list[str]:
     """Unpause every DAG still paused (DAGs parsed later are created unpaused). On SQLite,
     Airflow's API answers 500 when the scheduler or DAG processor holds the write lock past
-    its 5 s busy timeout ("database is locked", seen just after start on a busy machine):
-    such answers are retried ``attempts`` times in all, ``pause_s`` more apart each time."""
-    with httpx.Client(base_url=airflow_url, timeout=30.0) as client:
+    the busy timeout (``tidemill.airflow_sqlite``; "database is locked", seen just after start
+    on a busy machine): such answers are retried ``attempts`` times in all, ``pause_s`` more
+    apart each time."""
+    with httpx.Client(base_url=airflow_url, timeout=AIRFLOW_API_TIMEOUT_S) as client:
         token = (
             client.post("/auth/token", json={"username": AIRFLOW_USER, "password": password})
             .raise_for_status()

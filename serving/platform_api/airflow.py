@@ -17,7 +17,8 @@ class AirflowUnavailable(RuntimeError):
 
 
 class AirflowClient:
-    def __init__(self, settings: PlatformSettings, timeout: float = 30.0) -> None:
+    def __init__(self, settings: PlatformSettings, timeout: float = 60.0) -> None:
+        """``timeout`` outwaits the local metadata database's lock wait (30 s, SQLite)."""
         self.settings = settings
         self.base = settings.airflow_url
         self._http = httpx.Client(base_url=self.base, timeout=timeout)

@@ -20,6 +20,7 @@ from serving.demo_client import run_demo
 from tests.e2e.chromium import Chromium
 from tests.e2e.conftest import ARTIFACTS, REGISTERED, Platform
 from tests.platform_api.conftest import ai4i_slice
+from tidemill.airflow_sqlite import AIRFLOW_API_TIMEOUT_S
 from tidemill.client import JobFailed, TidemillClient
 from tidemill.platform import AIRFLOW_USER, airflow_password, down, status, up
 
@@ -76,7 +77,7 @@ def listening_addresses(pids: set[int]) -> set[str]:
 def airflow_token(live: Platform) -> str:
     resp = httpx.post(
         f"{live.urls['airflow']}/auth/token",
-        timeout=30,
+        timeout=AIRFLOW_API_TIMEOUT_S,
         json={"username": AIRFLOW_USER, "password": airflow_password(live.home)},
     )
     return resp.raise_for_status().json()["access_token"]
@@ -87,7 +88,9 @@ def airflow_dags(live: Platform, timeout: float = 180.0) -> dict[str, dict[str, 
     headers = {"Authorization": f"Bearer {airflow_token(live)}"}
     deadline = time.monotonic() + timeout
     while True:
-        resp = httpx.get(f"{live.urls['airflow']}/api/v2/dags", headers=headers, timeout=30)
+        resp = httpx.get(
+            f"{live.urls['airflow']}/api/v2/dags", headers=headers, timeout=AIRFLOW_API_TIMEOUT_S
+        )
         dags = {d["dag_id"]: d for d in resp.raise_for_status().json()["dags"]}
         if set(EXPECTED_DAGS) <= dags.keys() or time.monotonic() > deadline:
             return dags
@@ -111,7 +114,7 @@ def wait_for_asset_run(live: Platform, dag_id: str, timeout: float) -> dict[str,
     deadline = time.monotonic() + timeout
     while True:
         resp = httpx.get(f"{live.urls['airflow']}/api/v2/dags/{dag_id}/dagRuns",
-                         headers=headers, timeout=30)
+                         headers=headers, timeout=AIRFLOW_API_TIMEOUT_S)
         runs = [r for r in ok(resp, live)["dag_runs"] if r["run_type"] == "asset_triggered"]
         if runs and runs[0]["state"] in ("success", "failed"):
             assert runs[0]["state"] == "success", runs[0]
@@ -125,7 +128,7 @@ def task_xcom(live: Platform, dag_id: str, run_id: str, task_id: str) -> Any:
     resp = httpx.get(
         f"{live.urls['airflow']}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/"
         f"taskInstances/{task_id}/xcomEntries/return_value",
-        headers={"Authorization": f"Bearer {airflow_token(live)}"}, timeout=30,
+        headers={"Authorization": f"Bearer {airflow_token(live)}"}, timeout=AIRFLOW_API_TIMEOUT_S,
     )
     value = ok(resp, live)["value"]
     return json.loads(value) if isinstance(value, str) else value
@@ -196,7 +199,7 @@ def test_a_triggered_training_runs_and_its_asset_triggers_promotion(
     }
     with httpx.Client(
         base_url=f"{live.urls['airflow']}/api/v2",
-        timeout=30,
+        timeout=AIRFLOW_API_TIMEOUT_S,
         headers={"Authorization": f"Bearer {airflow_token(live)}"},
     ) as api:
         run = ok(
