@@ -161,7 +161,8 @@ async def _respond(send: Send, status: int, content: bytes,
 
 class ForecastRoutes:
     """ASGI app in front of KServe's FastAPI app that answers the forecast POSTs itself:
-    ``/v1/models/{model_name}:predict``, ``/v2/models/{model_name}/infer`` and ``/predict``,
+    ``/v1/models/{model_name}:predict``, ``/v2/models/{model_name}/infer``, ``/predict`` (the
+    default model) and ``/predict/{model_name}``,
     matched as Starlette matches ``routes`` (and answers KServe's repository load/unload
     POSTs with a 404: off). It reads the body from ``receive``, decodes it
     (large V1 bodies with simdjson, see ``serving/v1_body.py``; the rest with orjson),
@@ -178,6 +179,8 @@ class ForecastRoutes:
          lambda r, p, _: v1_response(r, p.series_ids)),
         ("/v2/models/{model_name}/infer", parse_v2, lambda r, _p, _s: v2_response(r)),
         ("/predict", parse_spec,
+         lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3)),
+        ("/predict/{model_name}", parse_spec,  # one of several served models
          lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3)),
     )
 

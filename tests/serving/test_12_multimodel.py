@@ -165,6 +165,16 @@ def test_each_model_answers_from_its_own_versions(stack: Stack, http: httpx.Clie
         assert body["model_version"] == {"champion": "1", "challenger": "2"}[body["variant"]]
         assert body["task"] == "classification"
     assert {b["variant"] for b in classes.values()} == {"champion", "challenger"}
+    for caller, record in zip(CALLERS[:6], records, strict=False):  # the spec route, by endpoint
+        spec = http.post(f"{stack.router}/predict/{CLS_ENDPOINT}",
+                         json={"features": record, "user_id": caller}).json()
+        assert spec["model_version"] == classes[caller]["model_version"]
+        assert 0.0 <= spec["prediction_proba"] <= 1.0
+    default = http.post(f"{stack.router}/predict", json={
+        "data": [[t, v] for t, v in zip(history["timestamps"], history["values"], strict=True)],
+        "forecast_horizon": 12, "user_id": CALLERS[0]})
+    assert default.status_code == 200, default.text  # /predict: the first model, the forecaster
+    assert default.json()["model_version"] == forecasts[CALLERS[0]]["model_version"]
 
 
 def test_a_split_change_on_one_model_leaves_the_other_alone(
