@@ -7,6 +7,9 @@ protocol: the last 48 values of each series are its test set). OWA is against Na
 same windows (``pipelines.naive2``). The config's ensemble candidate (mean of the 3 best on
 validation; ``--combine median`` for the median) is a row like the others.
 
+``--strategy direct`` (``--direct-steps N``) fits the tree models one booster per horizon
+step (per block of steps) instead of the configured recursive roll-out.
+
 ``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``) and
 mlforecast (LightGBM) on the same series in their own environment (``bench/peers-setup.sh``,
 ``bench/m4_peers.py``), each forecasting the last 48 values of every series from all before
@@ -45,6 +48,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--combine", choices=["mean", "median"], default=None,
                         help="the ensemble's combination (default as configured)")
+    parser.add_argument("--strategy", choices=["recursive", "direct"], default=None,
+                        help="the tree models' multi-step strategy (default as configured)")
+    parser.add_argument("--direct-steps", type=int, default=None,
+                        help="with --strategy direct: boosters per model (default: horizon)")
     parser.add_argument("--peers", action="store_true",
                         help="also statsforecast and mlforecast on the same series")
     parser.add_argument("--arima", action="store_true", help="with --peers: AutoARIMA too")
@@ -52,6 +59,12 @@ def main() -> None:
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     if args.combine:
         config["ensemble"]["combine"] = args.combine
+    for tree in ("xgboost", "lightgbm"):
+        params = config["algorithms"][tree]["params"]
+        if args.strategy:
+            params["strategy"] = args.strategy
+        if args.direct_steps:
+            params["direct_steps"] = args.direct_steps
     with tempfile.TemporaryDirectory(prefix="tidemill-m4-") as tmp:
         data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
         if args.series:

@@ -1,4 +1,4 @@
-"""LightGBM on the same lag/rolling/calendar features as the XGBoost model, rolled forward."""
+"""LightGBM on the same lag/rolling/calendar features and strategies as the XGBoost model."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from pipelines.models.xgboost_model import XGBoostForecaster
 
 
 class LightGBMForecaster(XGBoostForecaster):
-    """Recursive one-step LightGBM model: features, target (the change from the last value),
-    damping and the roll-out are the XGBoost model's; only the booster differs.
+    """LightGBM model: features, target (the change from the last value), damping, the
+    recursive roll-out and the ``direct`` strategy are the XGBoost model's; only the booster
+    differs.
 
     Hyper-parameters (defaults): ``lookback`` (168), ``n_estimators`` (200), ``num_leaves``
     (31), ``learning_rate`` (0.05), ``min_data_in_leaf`` (20), ``feature_fraction`` (0.8),
-    ``bagging_fraction`` (0.8), ``lambda_l2`` (1.0), ``damping`` (0.99), ``calendar`` (False).
+    ``bagging_fraction`` (0.8), ``lambda_l2`` (1.0), ``damping`` (0.99), ``calendar`` (False),
+    ``strategy`` (``recursive``), ``direct_steps`` (the horizon).
     Global: fitted once on the windows of every series. Intervals are conformal.
     """
 
     name = "lightgbm"
+    booster_file = "lightgbm.txt"
 
     def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
         p = self.params
@@ -45,11 +48,11 @@ class LightGBMForecaster(XGBoostForecaster):
         rounds = int(p.get("n_estimators", 200))
         return lgb.train(params, lgb.Dataset(features, label=target), num_boost_round=rounds)
 
-    def _predict_rows(self, features: np.ndarray) -> np.ndarray:
-        return self.booster.predict(features, num_threads=1)
+    def _predict_rows(self, features: np.ndarray, booster: Any) -> np.ndarray:
+        return booster.predict(features, num_threads=1)
 
-    def _save(self, path: Path) -> None:
-        self.booster.save_model(str(path / "lightgbm.txt"))
+    def _write_booster(self, booster: Any, file: Path) -> None:
+        booster.save_model(str(file))
 
-    def _load(self, path: Path) -> None:
-        self.booster = lgb.Booster(model_file=str(path / "lightgbm.txt"))
+    def _read_booster(self, file: Path) -> Any:
+        return lgb.Booster(model_file=str(file))

@@ -1,4 +1,5 @@
-"""Gradient-boosted trees on lag features, rolled forward one step at a time."""
+"""Gradient-boosted trees on lag features: rolled forward one step at a time (``recursive``),
+or one booster per horizon step or block of steps, each from the origin (``direct``)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,23 @@ ROLLING_WINDOWS = (6, 24, 168)
 
 
 class XGBoostForecaster(Forecaster):
-    """Recursive one-step XGBoost model: predicts ``y[t+1] - y[t]`` from the window ending at
-    ``t``, then feeds its own forecast back in, ``horizon`` times, for all windows at once.
+    """XGBoost model, by default recursive one-step: predicts ``y[t+1] - y[t]`` from the window
+    ending at ``t``, then feeds its own forecast back in, ``horizon`` times, for all windows
+    at once.
 
-    Recursive rather than direct: one model serves every horizon (up to 720 steps) at the cost
-    of compounding errors; direct would need one booster per step. Predicting the change from
-    the last value keeps the trees valid when the level drifts outside the training range.
+    ``strategy`` (``recursive``, the default, or ``direct``): recursive serves every horizon (up
+    to 720 steps) with one booster at the cost of compounding errors. ``direct`` fits
+    ``direct_steps`` boosters (default: one per horizon step), each for a contiguous block of
+    steps, predicting ``y[t+h] - y[t]`` from the features of the window ending at ``t`` plus
+    the step ``h`` (a column), so no forecast is fed back and errors do not compound. A block
+    of several steps takes one row per training window, its step drawn uniformly from the
+    block (seeded), so a fit costs ``direct_steps`` boosters on about as many rows as the
+    recursive one; the blocks train independently (``pipelines.engine.fan_out``). Damping is
+    the roll-out's and does not apply to ``direct``; its calendar and future-regressor columns
+    are those of the predicted step, its historical regressors those at the origin (age
+    ``h - 1``, the column the roll-out fills with its step).
+    Predicting the change from the last value keeps the trees valid when the level drifts
+    outside the training range.
 
     Features of a window ending at ``t``: the last value; lags 2..``lookback`` minus the last
     value; mean (minus the last value) and std over the last 6/24/168 values (those that fit);
@@ -52,10 +64,35 @@ class XGBoostForecaster(Forecaster):
 
     name = "xgboost"
     uses_exog = True
+    booster_file = "xgboost.ubj"
 
     def __init__(self, horizon: int, **kwargs: Any) -> None:
         super().__init__(horizon, **kwargs)
-        self.booster: xgb.Booster | None = None
+        if self.strategy not in ("recursive", "direct"):
+            raise ValueError(f"{self.name}: strategy must be 'recursive' or 'direct', "
+                             f"got {self.strategy!r}")
+        if self.direct and not 1 <= self.direct_steps <= horizon:
+            raise ValueError(f"{self.name}: direct_steps must be in [1, horizon={horizon}], "
+                             f"got {self.direct_steps}")
+        self.booster: Any = None  # recursive: the one booster
+        self.boosters: list[Any] | None = None  # direct: one per block of steps
+
+    @property
+    def strategy(self) -> str:
+        return str(self.params.get("strategy", "recursive"))
+
+    @property
+    def direct(self) -> bool:
+        return self.strategy == "direct"
+
+    @property
+    def direct_steps(self) -> int:
+        """Boosters of the direct strategy (blocks of contiguous horizon steps)."""
+        return int(self.params.get("direct_steps") or self.horizon)
+
+    def blocks(self) -> list[np.ndarray]:
+        """The horizon steps (1-based) of each direct booster, contiguous, near-equal sizes."""
+        return np.array_split(np.arange(1, self.horizon + 1), self.direct_steps)
 
     @property
     def lookback(self) -> int:
@@ -81,6 +118,12 @@ class XGBoostForecaster(Forecaster):
     @property
     def _base_width(self) -> int:
         """Feature columns before the regressors'."""
+        return self._step_column + (1 if self.direct else 0)
+
+    @property
+    def _step_column(self) -> int:
+        """Where the direct strategy's step ``h`` goes: after the lag, rolling and calendar
+        columns."""
         stat_windows = [w for w in ROLLING_WINDOWS if w <= self.lookback]
         return self.lookback + 2 * len(stat_windows) + (4 if self.calendar else 0)
 
@@ -148,6 +191,15 @@ class XGBoostForecaster(Forecaster):
         if not usable:
             raise ValueError(f"xgboost needs at least lookback+2={self.lookback + 2} values")
         self.params["calendar"] = self.calendar and all(t is not None for _, t, _, _ in usable)
+        self.booster = self.boosters = None
+        if self.direct:
+            if max(len(v) for v, _, _, _ in usable) < self.lookback + self.horizon:
+                raise ValueError(f"{self.name} direct needs a series of at least "
+                                 f"lookback+horizon={self.lookback + self.horizon} values")
+            self.params["direct_steps"] = self.direct_steps
+            blocks = list(enumerate(self.blocks()))
+            self.boosters = engine.fan_out(_train_block, blocks, (self, usable))
+            return self
         rng = np.random.default_rng(self.seed)  # the stale ages drawn here, series by series
         work = [(v, t, h, f, None if h is None else
                  rng.integers(0, self.horizon, len(v) - self.lookback))
@@ -156,6 +208,33 @@ class XGBoostForecaster(Forecaster):
         self.booster = self._train(np.concatenate([rows for rows, _ in built]),
                                    np.concatenate([target for _, target in built]))
         return self
+
+    def train_block(self, k: int, block: np.ndarray, usable: list[tuple[Any, ...]]) -> Any:
+        """The direct booster of block ``k`` (its 1-based steps ``block``), on one row per
+        training window of every series, each at a step drawn from the block."""
+        rng = np.random.default_rng([self.seed, k])
+        work = [(v, t, h, f, rng.integers(block[0], block[-1] + 1,
+                                          len(v) - self.lookback - block[-1] + 1))
+                for v, t, h, f in usable
+                if len(v) >= self.lookback + block[-1]]  # fmt: skip
+        built = engine.map_shards(_direct_rows, work, self)
+        return self._train(np.concatenate([rows for rows, _ in built]),
+                           np.concatenate([target for _, target in built]))
+
+    def direct_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
+                    steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One series' direct training rows: the window ending at each origin, the ``steps``
+        ahead it predicts and the change ``y[t+h] - y[t]``."""
+        windows = sliding_window_view(v, self.lookback)[: len(steps)]
+        ends = np.arange(len(steps)) + self.lookback  # the origins
+        targets = ends + steps - 1
+        rows = self._features(windows, np.asarray(t)[targets] if self.calendar else None)
+        rows[:, self._step_column] = steps
+        if h is not None:
+            self._exog_columns(rows, history_windows(h, ends, self.exog_lags), steps - 1, None)
+        if f is not None:
+            rows[:, -f.shape[1]:] = f[targets]
+        return rows, v[targets] - windows[:, -1]
 
     def series_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
                     stale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -178,15 +257,15 @@ class XGBoostForecaster(Forecaster):
         dtrain = xgb.DMatrix(features, label=target)
         return xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
 
-    def _predict_rows(self, features: np.ndarray) -> np.ndarray:
-        """The booster's predicted change for each feature row."""
-        return self.booster.inplace_predict(features)
+    def _predict_rows(self, features: np.ndarray, booster: Any) -> np.ndarray:
+        """``booster``'s predicted change for each feature row."""
+        return booster.inplace_predict(features)
 
     def predict(
         self, histories: np.ndarray, last_ds: np.ndarray | None = None,
         xh: np.ndarray | None = None, xf: np.ndarray | None = None,
     ) -> np.ndarray:
-        if self.booster is None:
+        if self.booster is None and self.boosters is None:
             raise RuntimeError(f"{self.name}: call fit() or load() before predict()")
         histories = self._check_history(histories)
         xh, xf = self._check_exog(len(histories), xh, xf)
@@ -194,6 +273,8 @@ class XGBoostForecaster(Forecaster):
             raise ValueError("xgboost was fit with calendar features: predict needs last_ds")
         n, lookback = histories.shape[0], self.lookback
         steps = None if not self.calendar else target_timestamps(last_ds, self.horizon, self.freq)
+        if self.direct:
+            return self._predict_direct(histories[:, -lookback:], steps, xh, xf)
         buffer = np.empty((n, lookback + self.horizon))
         buffer[:, :lookback] = histories[:, -lookback:]
         features = None
@@ -203,19 +284,69 @@ class XGBoostForecaster(Forecaster):
             features = self._features(window, next_ds, features)
             if xh is not None or xf is not None:
                 self._exog_columns(features, xh, k, None if xf is None else xf[:, k])
-            change = self._predict_rows(features)
+            change = self._predict_rows(features, self.booster)
             buffer[:, lookback + k] = window[:, -1] + self.damping**k * change
         return buffer[:, lookback:].copy()
 
+    def _predict_direct(self, windows: np.ndarray, steps: np.ndarray | None,
+                        xh: np.ndarray | None, xf: np.ndarray | None) -> np.ndarray:
+        """Each step's forecast from its block's booster, all from the origin's features."""
+        features = self._features(windows, None if steps is None else steps[:, 0])
+        out = np.empty((len(windows), self.horizon))
+        for booster, block in zip(self.boosters, self.blocks(), strict=True):
+            for step in block:
+                k = step - 1
+                features[:, self._step_column] = step
+                if steps is not None:
+                    calendar_at = self._step_column - 4
+                    features[:, calendar_at : self._step_column] = \
+                        calendar_features(steps[:, k])[:, :4]
+                if xh is not None or xf is not None:
+                    self._exog_columns(features, xh, k, None if xf is None else xf[:, k])
+                out[:, k] = windows[:, -1] + self._predict_rows(features, booster)
+        return out
+
+    def _booster_paths(self, path: Path) -> list[Path]:
+        """The files of the booster (recursive) or of each block's booster (direct)."""
+        if not self.direct:
+            return [path / self.booster_file]
+        stem, suffix = self.booster_file.split(".")
+        return [path / f"{stem}_block{k}.{suffix}" for k in range(self.direct_steps)]
+
     def _save(self, path: Path) -> None:
-        self.booster.save_model(path / "xgboost.ubj")
+        boosters = self.boosters if self.direct else [self.booster]
+        for booster, file in zip(boosters, self._booster_paths(path), strict=True):
+            self._write_booster(booster, file)
 
     def _load(self, path: Path) -> None:
-        self.booster = xgb.Booster(params={"nthread": 2})
-        self.booster.load_model(path / "xgboost.ubj")
+        boosters = [self._read_booster(file) for file in self._booster_paths(path)]
+        if self.direct:
+            self.boosters = boosters
+        else:
+            self.booster = boosters[0]
+
+    def _write_booster(self, booster: Any, file: Path) -> None:
+        booster.save_model(file)
+
+    def _read_booster(self, file: Path) -> Any:
+        booster = xgb.Booster(params={"nthread": 2})
+        booster.load_model(file)
+        return booster
 
 
 def _series_rows(item: tuple[Any, ...], model: XGBoostForecaster
                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """A fan-out task (``pipelines.engine.map_shards``): one series' training rows."""
     return model.series_rows(*item)
+
+
+def _direct_rows(item: tuple[Any, ...], model: XGBoostForecaster
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A fan-out task: one series' direct training rows for one block."""
+    return model.direct_rows(*item)
+
+
+def _train_block(item: tuple[int, np.ndarray], shared: tuple[XGBoostForecaster, list]) -> Any:
+    """A fan-out task (``pipelines.engine.fan_out``): one direct block's booster."""
+    model, usable = shared
+    return model.train_block(*item, usable)

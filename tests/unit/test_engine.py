@@ -178,6 +178,22 @@ def test_global_feature_rows_built_in_shards_on_ray_fit_the_same_model(series, r
     np.testing.assert_array_equal(preds["ray"], preds["local"])
 
 
+def test_direct_tree_blocks_trained_as_ray_tasks_fit_the_same_model(series, ray_engine,
+                                                                    monkeypatch) -> None:
+    from pipelines.models.lightgbm_model import LightGBMForecaster
+
+    _, ys = series
+    windows = np.stack([y[-48:] for y in ys])
+    preds = {}
+    for kind in ("ray", "local"):
+        monkeypatch.setenv(engine.ENGINE_ENV, kind)
+        model = LightGBMForecaster(24, lookback=48, n_estimators=20, strategy="direct",
+                                   direct_steps=3).fit(list(ys))
+        assert len(model.boosters) == 3
+        preds[kind] = model.predict(windows)
+    np.testing.assert_array_equal(preds["ray"], preds["local"])
+
+
 def test_backtest_windows_of_local_models_on_ray_match_in_process(series, ray_engine,
                                                                    monkeypatch) -> None:
     from pipelines import panel
