@@ -49,9 +49,13 @@ def main() -> None:
 
     import lightgbm as lgb
     from mlforecast import MLForecast
+    from mlforecast.target_transforms import LocalStandardScaler
 
+    # per-series scaling as mlforecast's docs advise for panels of mixed scale (without it,
+    # M4's 414 hourly series, 10 to 300,000 in level, gave a recursive OWA of 7.4)
     mlf = MLForecast(models={"LightGBM": lgb.LGBMRegressor(n_estimators=300, verbosity=-1)},
-                     freq="h", lags=[1, 2, 3, 24, 48, 168], date_features=["hour", "dayofweek"])
+                     freq="h", lags=[1, 2, 3, 24, 48, 168], date_features=["hour", "dayofweek"],
+                     target_transforms=[LocalStandardScaler()])
     fc, timing["mlforecast LightGBM"] = _timed(lambda: mlf.fit(data).predict(h))
     frames.append(fc.rename(columns={"LightGBM": "yhat"}).assign(
         model="mlforecast LightGBM")[["unique_id", "ds", "model", "yhat"]])
