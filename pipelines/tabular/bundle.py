@@ -11,8 +11,10 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,29 @@ class TabularInputError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+@contextlib.contextmanager
+def _stock_pickle() -> Iterator[None]:
+    """joblib with pickle's own reducers while it holds. joblib pickles with a copy of the
+    pure-Python ``Pickler``'s dispatch table, which dill (imported in Airflow's task processes)
+    extends with its reducers on import; a pipeline pickled so (a ColumnTransformer's
+    ``slice``s) needs dill to load, and serving has no dill."""
+    import pickle
+
+    from joblib.numpy_pickle import NumpyPickler
+
+    dill = sys.modules.get("dill")
+    if dill is not None:
+        dill.extend(False)  # pickle's own entries back
+    saved = NumpyPickler.dispatch
+    NumpyPickler.dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        NumpyPickler.dispatch = saved
+        if dill is not None:
+            dill.extend(True)
 
 
 @dataclass
@@ -50,7 +75,8 @@ class TabularBundle:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "tabular.json").write_text(json.dumps(self.meta, indent=2, default=str))
-        joblib.dump(self.pipeline, path / "model.joblib")
+        with _stock_pickle():
+            joblib.dump(self.pipeline, path / "model.joblib")
         return path
 
     @classmethod
