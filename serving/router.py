@@ -16,7 +16,9 @@ thread and swapped in atomically once the new versions passed a test prediction.
 Several registered models are served side by side, one ``TidemillRouter`` each under its own
 endpoint (``/v1/models/<endpoint>:predict``, as KServe serves one InferenceService per model),
 each with its own split file (``serving.split``) and its own sticky split; ``/predict`` goes
-to the first.
+to the first, ``/predict/<endpoint>`` to any. A model deployed after the router started (the
+control or platform API wrote its split file) is served under its registered name from its
+first request on (``SplitFolderModels``): each worker loads it as it loads the others.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipelines.home import TidemillHome
@@ -197,6 +201,30 @@ class TidemillRouter(ForecastModel):
         return routes.champion, CHAMPION
 
 
+@dataclass(frozen=True)
+class SplitFolderModels:
+    """Registered models deployed after the router started, found by their split file:
+    ``find(name)`` is a loaded router for ``name`` when ``<split_folder>/<name>.json`` exists,
+    else None (picklable: it travels to each worker process)."""
+
+    split_folder: str
+    tracking_uri: str
+
+    def find(self, name: str) -> TidemillRouter | None:
+        if not _REGISTERED_NAME.match(name):
+            return None
+        path = Path(self.split_folder) / f"{name}.json"
+        if not path.is_file():
+            return None
+        router = TidemillRouter(name, str(path), self.tracking_uri)
+        router.load()
+        log.info("serving %s, deployed after start (split %s)", name, path)
+        return router
+
+
+_REGISTERED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serving.router", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
                                 tracking_uri)
         router.load()
         routers.append(router)
+    late = SplitFolderModels(Settings.resolve(home).split_state_url, tracking_uri)
     TidemillModelServer(host=args.host, http_port=args.port, workers=args.workers,
-                        default_model=routers[0].name).start(routers)
+                        default_model=routers[0].name, discover=late.find).start(routers)
 
 
 if __name__ == "__main__":

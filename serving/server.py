@@ -142,6 +142,7 @@ RawParser = Callable[[bytes, Any, Limits], ForecastRequest | None]
 # for any other body.
 _RAW_PARSERS: dict[Parser, RawParser] = {parse_v1: parse_v1_large}
 Formatter = Callable[[Any, ForecastRequest, float], dict[str, Any]]
+Discover = Callable[[str], ForecastModel | None]  # a model deployed after start, by name
 _JSON_HEADER = (b"content-type", JSON.encode())
 # KServe's repository load/unload: off. They load or unload in one worker process of several,
 # need no credentials and leave readiness saying ready; the control API changes what is served.
@@ -184,11 +185,14 @@ class ForecastRoutes:
          lambda r, _p, s: spec_response(r, (time.perf_counter() - s) * 1e3)),
     )
 
-    def __init__(self, app: ASGIApp, models: Any, limits: Limits, default_model: str) -> None:
+    def __init__(self, app: ASGIApp, models: Any, limits: Limits, default_model: str,
+                 discover: Discover | None = None) -> None:
         self.app = app
         self.models = models
         self.limits = limits
         self.default_model = default_model
+        self.discover = discover
+        self._discovering: dict[str, asyncio.Lock] = {}
         self.routes = [Route(path, _Endpoint(self, parse, fmt), methods=["POST"])
                        for path, parse, fmt in self._PATHS]
         self._matchers = [(route.path_regex, parse, fmt)
@@ -208,6 +212,24 @@ class ForecastRoutes:
                 return
         await self.app(scope, receive, send)
 
+    async def model(self, name: str) -> ForecastModel:
+        """The served model ``name``; one not served yet is looked for with ``discover`` (a
+        model deployed after start), loaded in a thread and kept."""
+        if self.discover is not None and self.models.get_model(name) is None:
+            lock = self._discovering.setdefault(name, asyncio.Lock())
+            async with lock:
+                if self.models.get_model(name) is None:
+                    try:
+                        found = await asyncio.get_running_loop().run_in_executor(
+                            None, self.discover, name)
+                    except Exception as exc:
+                        log.exception("could not load the deployed model %s", name)
+                        raise RequestError("model", f"{name} is deployed but could not be "
+                                           f"loaded: {exc}", 503, "not_ready") from exc
+                    if found is not None:
+                        self.models.update(found)
+        return _lookup(self.models, name)
+
     async def forecast(self, scope: Scope, receive: Receive, send: Send, name: str,
                         parse: Parser, fmt: Formatter) -> None:
         """Answer one forecast request for the model ``name``."""
@@ -225,7 +247,7 @@ class ForecastRoutes:
             binary = headers.get(INFERENCE_HEADER_LENGTH)  # V2 binary tensor data extension
             _check_content(headers.get("content-type"), headers.get("content-encoding"),
                            binary is not None)
-            model = _lookup(self.models, name)
+            model = await self.model(name)
             serve = model.serve
             if model.task != "forecast":  # a tabular model: its wire formats, same route
                 parse, fmt = TABULAR_WIRE[parse]
@@ -274,14 +296,15 @@ def install_routes(app: fastapi.FastAPI, models: Any, forecast: ForecastRoutes) 
     async def v2_metadata(request: Request) -> Response:
         name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(_lookup(models, name).metadata()), media_type=JSON)
+            return Response(orjson.dumps((await forecast.model(name)).metadata()),
+                            media_type=JSON)
         except RequestError as exc:
             return _error(exc, name)
 
     async def example(request: Request) -> Response:
         name = request.path_params["model_name"]
         try:
-            return Response(orjson.dumps(_lookup(models, name).example_request()),
+            return Response(orjson.dumps((await forecast.model(name)).example_request()),
                             media_type=JSON)
         except RequestError as exc:
             return _error(exc, name)
@@ -328,7 +351,7 @@ class TidemillRESTServer(RESTServer):
     """KServe's REST server with a host, no access log, no timing middleware, fast routes."""
 
     def __init__(self, *args: Any, host: str, limits: Limits, default_model: str,
-                 **kwargs: Any) -> None:
+                 discover: Discover | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = False
@@ -340,6 +363,7 @@ class TidemillRESTServer(RESTServer):
         self.config.http = BodyBufferingProtocol  # batch-100 bodies read without a pause
         self.limits = limits
         self.default_model = default_model
+        self.discover = discover
         self._server = _FlushingServer(self.config)
 
     def _add_middlewares(self, app: fastapi.FastAPI) -> None:
@@ -357,7 +381,7 @@ class TidemillRESTServer(RESTServer):
         access.handlers.clear()
         access.propagate = False
         forecast = ForecastRoutes(app, self.dataplane.model_registry, self.limits,
-                                  self.default_model)
+                                  self.default_model, self.discover)
         install_routes(app, self.dataplane.model_registry, forecast)
         super().create_application()
         self.config.app = forecast  # uvicorn loads the app when it starts serving
@@ -439,13 +463,15 @@ class TidemillModelServer(ModelServer):
 
     def __init__(self, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
                  limits: Limits | None = None, default_model: str | None = None,
-                 grace_period: int = 20) -> None:
+                 grace_period: int = 20, discover: Discover | None = None) -> None:
+        """``discover(name)``: a model not served at start (deployed later), or None."""
         super().__init__(http_port=http_port, workers=workers, enable_grpc=False,
                          enable_latency_logging=False,
                          grace_period=grace_period)
         self.host = host
         self.limits = limits or Limits.from_env()
         self.default_model = default_model or model_name()
+        self.discover = discover
         online_features.lookup()  # a wrong TIDEMILL_FEAST_* setting stops the start, naming it
 
     def start(self, models: list[BaseKServeModel]) -> None:
@@ -455,6 +481,7 @@ class TidemillModelServer(ModelServer):
             self.http_port, workers=self.workers, grace_period=self.grace_period,
             event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             host=self.host, limits=self.limits, default_model=self.default_model,
+            discover=self.discover,
         )
         if self.workers > 1:
             self._rest_multiprocess_server = _MultiProcess(rest, self.workers, self.grace_period)

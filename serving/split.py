@@ -467,11 +467,16 @@ class SplitControl:
             yield
 
     def deploy(self, version: str, challenger_percent: int) -> dict[str, Any]:
-        """Make ``version`` the challenger at ``challenger_percent`` percent of traffic."""
+        """Make ``version`` the challenger at ``challenger_percent`` percent of traffic. A
+        model that is not served yet (no split) and has no other champion: ``version``
+        becomes its champion and serves alone (its first deployment; the percent is moot)."""
         with self._transaction():
             version = self._require_version(version)
             current = self.alias_versions()
             champion = current[CHAMPION]
+            if champion in (None, version) and self.backend.get() is None:
+                self._verify(version)
+                return self._commit({CHAMPION: version}, Split(self._uri(version)))
             if champion is None:
                 raise SplitError(f"{self.model_name} has no champion to compare against", 409)
             if version == champion:

@@ -256,13 +256,16 @@ class TidemillClient:
 
     def predict(self, history: list[tuple[str, float]] | None = None, horizon: int | None = None,
                 *, features: dict[str, Any] | list[dict[str, Any]] | None = None,
-                model_version: str | int | None = None,
-                user_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+                model_version: str | int | None = None, user_id: str | None = None,
+                model_name: str | None = None) -> dict[str, Any]:  # fmt: skip
         """A forecast (``history`` + ``horizon``) or a tabular prediction (``features``)
         through the serving router: sticky champion/challenger by ``user_id``, or the live
-        ``model_version``."""
+        ``model_version``; ``model_name`` picks the registered model (default: the stack's
+        first)."""
         body: dict[str, Any] = {"features": features} if features is not None else {
             "data": [list(row) for row in history or []], "forecast_horizon": horizon}
+        if model_name is not None:
+            body["model_name"] = model_name
         if model_version is not None:
             body["model_version"] = str(model_version)
         if user_id:

@@ -52,6 +52,8 @@ class PredictBody(BaseModel):
     or a list), as the router's ``/predict`` takes them."""
 
     model_config = {"extra": "forbid"}
+    model_name: str | None = Field(None, pattern=NAME,
+                                   description="registered model (default: the stack's first)")
     data: list[tuple[str, float]] | None = Field(None, min_length=1, max_length=100_000,
                                                  description="history: [timestamp, value] rows")
     forecast_horizon: int | None = Field(None, ge=1, le=10_000)
@@ -73,16 +75,29 @@ class PredictBody(BaseModel):
         return self
 
 
+def _stack(settings: PlatformSettings) -> dict[str, Any]:
+    try:
+        return json.loads((settings.home.root / "serving" / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def router_url(settings: PlatformSettings) -> str | None:
     """``TIDEMILL_ROUTER_URL``, else the router of the home's running stack (stack.json)."""
     url = os.environ.get(ROUTER_ENV)
     if url:
         return url.rstrip("/")
-    stack = settings.home.root / "serving" / "stack.json"
-    try:
-        return json.loads(stack.read_text())["router"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return _stack(settings).get("router")
+
+
+def predict_path(settings: PlatformSettings, model_name: str | None) -> str:
+    """The router's ``/predict`` (its first model) or ``/predict/<endpoint>`` of a registered
+    model: the endpoint the stack serves it under, its name when deployed after start."""
+    if model_name is None:
+        return "/predict"
+    served = {m.get("registered_model"): m.get("endpoint")
+              for m in _stack(settings).get("models", [])}
+    return f"/predict/{served.get(model_name) or model_name}"
 
 
 def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any]) -> None:
@@ -171,9 +186,10 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
         if router is None:
             raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
                                      "serve` (or `tidemill up`) on this home")  # fmt: skip
-        payload = body.model_dump(mode="json", exclude_none=True)
+        payload = body.model_dump(mode="json", exclude_none=True, exclude={"model_name"})
         try:
-            resp = httpx.post(f"{router}/predict", json=payload, timeout=60)
+            resp = httpx.post(f"{router}{predict_path(settings, body.model_name)}",
+                              json=payload, timeout=60)
             return JSONResponse(resp.json(), resp.status_code)
         except (httpx.HTTPError, ValueError) as exc:
             raise HTTPException(503, f"serving router at {router}: {exc}") from exc
