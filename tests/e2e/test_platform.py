@@ -18,7 +18,7 @@ import pytest
 from monitoring.prometheus import PrometheusServer, render_config
 from serving.demo_client import run_demo
 from tests.e2e.chromium import Chromium
-from tests.e2e.conftest import ARTIFACTS, REGISTERED, Platform
+from tests.e2e.conftest import ARTIFACTS, REGISTERED, REPO, Platform
 from tests.platform_api.conftest import ai4i_slice
 from tidemill.airflow_sqlite import AIRFLOW_API_TIMEOUT_S
 from tidemill.client import JobFailed, TidemillClient
@@ -290,10 +290,31 @@ def test_mlflow_ui_shows_the_champion_alias(live_platform: Platform, browser: Ch
     assert shot.stat().st_size > 10_000
 
 
-def test_sdk_upload_clean_split_tune_wait(live_platform: Platform) -> None:
-    """The notebook flow through the platform API that ``up`` started: a real
-    ``tabular_training`` DAG run through Airflow's REST API registers a model in MLflow; a
-    run that fails in Airflow says why."""
+def readme_sdk_example(live: Platform, csv: Path) -> str:
+    """The README's SDK example, pointed at this platform (home, port) and at ``csv``; each
+    replaced text must be there, so a README that drifted fails here."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("A notebook, on a platform started with"))
+    code = readme[start + len("```python\n") : readme.index("```\n", start + 10)]
+    for old, new in (
+        ('Path(".tidemill")', f"Path({str(live.home.root)!r})"),
+        ('"http://127.0.0.1:8001"', repr(live.urls["platform_api"])),
+        ('"data/ai4i2020.csv"', repr(str(csv))),
+        ("api.wait(job.job_id)", "api.wait(job.job_id, timeout=420)"),
+    ):
+        assert old in code, f"README's SDK example no longer has {old}"
+        code = code.replace(old, new)
+    return code
+
+
+def test_sdk_upload_clean_split_tune_wait_deploy_predict(
+    live_platform: Platform, tmp_path: Path
+) -> None:
+    """The README's notebook flow, run as written, through the platform API that ``up``
+    started: a real ``tabular_training`` DAG run through Airflow's REST API registers a model
+    in MLflow (a run that fails in Airflow says why); deployed through the API, the running
+    serving stack (started with the forecaster alone) serves it, and a prediction comes from
+    the version the job registered."""
     from mlflow import MlflowClient
 
     live = live_platform
@@ -306,26 +327,34 @@ def test_sdk_upload_clean_split_tune_wait(live_platform: Platform) -> None:
         doomed = api.train(bad.id, task="classification", algorithms=["logistic_regression"],
                            n_trials=1, cv_folds=2)  # fmt: skip
 
-        raw = api.upload_dataset(ai4i_slice(300), name="ai4i-e2e", target_column=target)
-        clean = api.clean(raw.id, drop_columns=["UDI", "Product ID", "TWF", "HDF", "PWF",
-                                                "OSF", "RNF"])  # fmt: skip
-        parts = api.split(clean.id, task="classification", val_size=0.2, test_size=0.2)
-        space = {"logistic_regression": {"C": {"type": "float", "low": 0.1, "high": 10,
-                                               "log": True}}}  # fmt: skip
-        job = api.tune(parts.id, task="classification", algorithms=["logistic_regression"],
-                       search_spaces=space, n_trials=2, cv_folds=2,
-                       registered_model_name="e2e-api-classifier")
-        assert job.status == "pending" and job.dag_id == "tabular_training"
-
+    csv = tmp_path / "ai4i-slice.csv"
+    ai4i_slice(300).to_csv(csv, index=False)
+    example: dict[str, Any] = {}
+    exec(compile(readme_sdk_example(live, csv), "README.md (SDK example)", "exec"), example)
+    with example["api"] as api:
         with pytest.raises(JobFailed) as failed:
             api.wait(doomed.job_id, timeout=300, progress=False)
         assert "fewer than 3 rows" in failed.value.job.error, failed.value.job.error
         assert failed.value.job.finished_at is not None
 
-        done = api.wait(job.job_id, timeout=420, progress=False)
+        done, answer = example["job"], example["answer"]
+        name, version = done.model["name"], done.model["version"]
+        live_versions = api.deployed(name, "live")
+        rows = ai4i_slice(300).drop(columns=[target, *example["dropped"]]).dropna().tail(2)
+        records = json.loads(rows.to_json(orient="records"))
+        batch = api.predict(features=records, user_id="analyst-7", model_name=name)
+        unknown = httpx.post(f"{live.urls['platform_api']}/api/ml/models/predict", timeout=30,
+                             json={"features": records[0], "model_name": "no-such-model"})
+    assert (name, version) == ("ai4i-failure", "1") and done.dag_id == "tabular_training"
+    assert [(v["version"], v["aliases"], v["weight"]) for v in live_versions] == [
+        (version, ["challenger", "champion"], 100)]
+    assert (answer["model_name"], answer["model_version"], answer["variant"]) == (
+        name, version, "champion")
+    assert answer["prediction"] in (0, 1) and 0.0 <= answer["prediction_proba"] <= 1.0
+    assert batch["model_version"] == version and len(batch["prediction"]) == 2
+    assert unknown.status_code == 404 and "no-such-model" in unknown.text, unknown.text
     assert done.progress["fraction"] == 1.0
     assert done.started_at <= done.finished_at
-    assert done.model["name"] == "e2e-api-classifier" and done.model["version"] == "1"
     assert done.evaluation["algorithm"] == "logistic_regression"
     assert 0.0 <= done.evaluation["test"]["pr_auc"] <= 1.0
     assert 0.1 <= float(done.evaluation["params"]["C"]) <= 10  # tuned by Optuna in the DAG
