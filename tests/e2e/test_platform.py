@@ -368,7 +368,7 @@ def test_sdk_upload_clean_split_tune_wait_deploy_predict(
     # judge from the event (an asset-triggered run has no trigger-form model_name)
     promotion = wait_for_asset_run(live, "tabular_promotion", timeout=240)
     target = task_xcom(live, "tabular_promotion", promotion["dag_run_id"], "target")
-    assert (target["name"], target["version"]) == ("e2e-api-classifier", "1"), target
+    assert (target["name"], target["version"]) == (name, version), target
     applied = task_xcom(live, "tabular_promotion", promotion["dag_run_id"], "apply")
     assert applied["action"] == "none" and "champion and challenger" in applied["reason"]
 
