@@ -128,6 +128,7 @@ def forecast_training() -> None:
             "version": registered["version"],
             "aliases": registered["aliases"],
             "tracking_uri": registered["tracking_uri"],
+            "config": prepared["config"],
         }
         return registered
 

@@ -2,7 +2,9 @@
 ### promote_challenger
 
 Decides whether the new challenger replaces the champion. Runs when `forecast_training`
-registers a model (Asset `tidemill_registered_model`) and on demand.
+registers a model (Asset `tidemill_registered_model`) and on demand. The registration that
+triggered the run names the model to judge: its event carries the effective config of the
+training run (a manual run uses the form's `config`).
 
 `evaluate`: puts the challenger into serving at the canary percent, then compares challenger
 and champion on the same recent backtest window and on live A/B errors from the prediction log
@@ -50,7 +52,14 @@ from tidemill.dag_support import home as _home
 )
 def promote_challenger() -> None:
     @task
-    def evaluate(params: dict[str, Any]) -> dict[str, Any]:
+    def target(params: dict[str, Any], triggering_asset_events: Any = None) -> str:
+        from monitoring.promotion_job import promotion_config
+
+        events = (triggering_asset_events or {}).get(MODEL_ASSET, [])
+        return promotion_config([dict(e.extra or {}) for e in events], params["config"])
+
+    @task
+    def evaluate(config: str, params: dict[str, Any]) -> dict[str, Any]:
         from monitoring.promotion_job import evaluate_challenger
         from pipelines.promotion import PromotionPolicy
 
@@ -60,7 +69,7 @@ def promote_challenger() -> None:
             backtest_rows=params["backtest_rows"],
         )
         return evaluate_challenger(
-            params["config"],
+            config,
             _home(),
             policy,
             params["canary_percent"],
@@ -69,14 +78,15 @@ def promote_challenger() -> None:
         )
 
     @task
-    def apply(evaluation: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    def apply(config: str, evaluation: dict[str, Any], run_id: str) -> dict[str, Any]:
         from monitoring.promotion_job import apply_decision
 
         return apply_decision(
-            params["config"], _home(), evaluation, actor=f"airflow:promote_challenger:{run_id}"
+            config, _home(), evaluation, actor=f"airflow:promote_challenger:{run_id}"
         )
 
-    apply(evaluate())
+    config = target()
+    apply(config, evaluate(config))
 
 
 promote_challenger()

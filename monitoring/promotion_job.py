@@ -48,6 +48,24 @@ def _say(msg: str) -> None:
     print(f"[tidemill] {msg}", flush=True)
 
 
+def promotion_config(events: list[dict[str, Any]], default: str) -> str:
+    """The experiment config of the registration to judge: the latest triggering Asset
+    event's ``config`` (the effective config its training run wrote), else ``default``
+    (the trigger form's, for a manual run)."""
+    if not events:
+        _say(f"promote_challenger: no triggering registration; config {default}")
+        return default
+    extra = events[-1]
+    if not extra.get("config"):
+        raise ValueError(
+            f"the model Asset event of {extra.get('name')!r} v{extra.get('version')} names no "
+            f"config in its extra ({sorted(extra)}); trigger promote_challenger with a config"
+        )
+    _say(f"promote_challenger: {extra.get('name')} v{extra.get('version')} registered with "
+         f"config {extra['config']}")  # fmt: skip
+    return str(extra["config"])
+
+
 def evaluate_challenger(
     config_path: str | Path,
     home: TidemillHome,

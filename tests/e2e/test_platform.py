@@ -189,7 +189,8 @@ def test_a_triggered_training_runs_and_its_asset_triggers_promotion(
     live_platform: Platform,
 ) -> None:
     """A user's trigger really runs (scheduler, LocalExecutor, execution API) and the model
-    Asset it emits schedules ``promote_challenger``."""
+    Asset it emits schedules ``promote_challenger``, which judges the model that training
+    registered (the event's config: the training run's effective config)."""
     live = live_platform
     conf = {
         "config": str(live.home.root / "e2e.yaml"),
@@ -219,6 +220,12 @@ def test_a_triggered_training_runs_and_its_asset_triggers_promotion(
             assert time.monotonic() < deadline, "promote_challenger was not triggered"
             time.sleep(2)
     assert {r["run_type"] for r in runs["dag_runs"]} == {"asset_triggered"}
+    promotion = wait_for_asset_run(live, "promote_challenger", timeout=300)
+    trained = task_xcom(live, "forecast_training", run["dag_run_id"], "ingest")["config"]
+    assert task_xcom(live, "promote_challenger", promotion["dag_run_id"], "target") == trained
+    evaluation = task_xcom(live, "promote_challenger", promotion["dag_run_id"], "evaluate")
+    registered = task_xcom(live, "forecast_training", run["dag_run_id"], "register")
+    assert str(evaluation["challenger"]) == str(registered["version"])
 
 
 def test_platform_prometheus_scrapes_serving(live_platform: Platform) -> None:

@@ -98,7 +98,7 @@ def test_monitoring_and_promotion_wiring():
     assert [a.name for a in promote.timetable.asset_condition.objects] == [
         "tidemill_registered_model"
     ]
-    assert set(promote.task_ids) == {"evaluate", "apply"}
+    assert set(promote.task_ids) == {"target", "evaluate", "apply"}
     tabular = dags["tabular_drift_monitor"]
     assert tabular.timetable.expression == "0 0 * * *" and tabular.doc_md
     assert tabular.get_task("trigger_retraining").trigger_dag_id == "tabular_training"
