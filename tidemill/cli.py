@@ -7,10 +7,13 @@ tidemill demo [--drift]                       train (real forecast_training DAG 
                                               replays shifted data through drift_monitor
 tidemill serve                                the local serving stack on 127.0.0.1
 tidemill up | down | status                   the whole local platform (Airflow, MLflow UI,
-                                              serving, platform API, Prometheus) on 127.0.0.1
+                                              serving, platform API, Prometheus, Feast's
+                                              feature server) on 127.0.0.1
 tidemill features sync [--ai4i CSV] [--etth1 CSV] [--end ISO]
                                               publish feature views to Feast and materialise
-tidemill features serve [--port 6566]         Feast's feature server (entity lookups of serving)
+tidemill features serve [--port 6566] [--ai4i CSV]
+                                              Feast's feature server (entity lookups of
+                                              serving; a CSV: synced first when nothing is)
 tidemill api upload|datasets|dataset|clean|select-features|split|train|job|deployed|deploy|
              promote|rollback
                                               the platform API through tidemill.client
@@ -143,14 +146,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     """Feast: publish and materialise the feature views, or run the feature server."""
-    from datetime import UTC, datetime
-
     from pipelines import feature_store
 
     home = TidemillHome.resolve(args.home)
     if args.action == "serve":
+        if (args.ai4i or args.etth1) and not feature_store.open_store(home).list_feature_views():
+            sync(args, home)  # nothing published yet: publish and materialise first
         feature_store.serve(home, args.host, args.port)
         return 0
+    sync(args, home)
+    return 0
+
+
+def sync(args: argparse.Namespace, home: TidemillHome) -> None:
+    """Publish the CSVs given and materialise every view up to ``--end`` (now)."""
+    from datetime import UTC, datetime
+
+    from pipelines import feature_store
+
     if args.etth1:
         feature_store.publish(home, feature_store.etth1_source_frame(args.etth1))
     if args.ai4i:
@@ -159,7 +172,6 @@ def cmd_features(args: argparse.Namespace) -> int:
     end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
     feature_store.materialize(home, datetime(2000, 1, 1, tzinfo=UTC),
                               end if end.tzinfo else end.replace(tzinfo=UTC))
-    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -172,6 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         control=args.control_port,
         prometheus=args.prometheus_port,
         platform_api=args.platform_api_port,
+        features=args.features_port,
     )
     try:
         up(args.home, ports, serving_workers=args.workers)
@@ -246,8 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     features = sub.add_parser("features", help="Feast: sync feature views, feature server")
     features.add_argument("action", choices=["sync", "serve"])
     features.add_argument("--home", default=None, help="Tidemill home")
-    features.add_argument("--ai4i", default=None, help="sync: AI4I 2020 CSV (ai4i_machine)")
-    features.add_argument("--etth1", default=None, help="sync: ETTh1 CSV (etth1_covariates)")
+    features.add_argument("--ai4i", default=None, help="sync (serve: when the store has no "
+                          "feature view yet): AI4I 2020 CSV (ai4i_machine)")
+    features.add_argument("--etth1", default=None, help="sync (serve: when the store has no "
+                          "feature view yet): ETTh1 CSV (etth1_covariates)")
     features.add_argument("--end", default=None, help="sync: materialise up to (ISO; now)")
     features.add_argument("--host", default="127.0.0.1", help="serve: bind address")
     features.add_argument("--port", type=int, default=6566, help="serve: port")
@@ -263,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--control-port", type=int, default=8000)
     up.add_argument("--prometheus-port", type=int, default=9090)
     up.add_argument("--platform-api-port", type=int, default=8001)
+    up.add_argument("--features-port", type=int, default=6566, help="Feast feature server")
     up.add_argument("--workers", type=int, default=1, help="serving router workers")
     up.set_defaults(func=cmd_up)
     for name, func, help_text in (

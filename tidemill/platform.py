@@ -45,6 +45,7 @@ STOP_ORDER = (
     "prometheus",
     "platform-api",
     "serving",
+    "feature-server",
     "mlflow",
     "airflow-scheduler",
     "airflow-dag-processor",
@@ -67,6 +68,7 @@ class Ports:
     control: int = 8000
     prometheus: int = 9090
     platform_api: int = 8001
+    features: int = 6566
 
 
 class PlatformError(RuntimeError):
@@ -83,8 +85,8 @@ def up(
 ) -> dict[str, str]:
     """Start the platform on ``home`` (idempotent) and return its URLs.
 
-    Keys: ``airflow``, ``mlflow``, ``prometheus``, ``platform_api`` and, when a champion is
-    served, ``router``,
+    Keys: ``airflow``, ``mlflow``, ``prometheus``, ``feature_server``, ``platform_api`` and,
+    when a champion is served, ``router``,
     ``control_api`` and ``model_page`` (the MLflow page of the served registered model).
     On any failure everything started so far is stopped and PlatformError is raised.
     """
@@ -106,6 +108,7 @@ def up(
         "airflow": f"http://{LOOPBACK}:{ports.airflow}",
         "mlflow": f"http://{LOOPBACK}:{ports.mlflow}",
         "prometheus": f"http://{LOOPBACK}:{ports.prometheus}",
+        "feature_server": f"http://{LOOPBACK}:{ports.features}",
     }
     state = {"home": str(home.root), "ports": asdict(ports), "urls": urls, "processes": []}
     champions = _champion_models(home)  # before the MLflow server opens the same DB
@@ -124,10 +127,14 @@ def up(
         mlflow_env = {**_service_env(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         _start(home, state, "mlflow", _mlflow_command(home, ports), mlflow_env)
         _start(home, state, "prometheus", _prometheus_command(home, ports), _service_env(home))
+        _start(home, state, "feature-server", _feature_server_command(home, ports),
+               _service_env(home))
         if serve:
             (home.root / "serving" / "stack.json").unlink(missing_ok=True)
             command = _serving_command(home, ports, champions, serving_workers)
-            _start(home, state, "serving", command, _service_env(home))
+            serving_env = {**_service_env(home),
+                           "TIDEMILL_FEAST_FEATURE_SERVER_URL": urls["feature_server"]}
+            _start(home, state, "serving", command, serving_env)
         if SERVING_PYTHON.exists():
             urls["platform_api"] = f"http://{LOOPBACK}:{ports.platform_api}"
             api_env = {**_service_env(home), "TIDEMILL_AIRFLOW_URL": urls["airflow"]}
@@ -140,6 +147,7 @@ def up(
         deadline = time.monotonic() + timeout
         _wait(state, ["mlflow"], f"{urls['mlflow']}/health", deadline)
         _wait(state, ["prometheus"], f"{urls['prometheus']}/-/ready", deadline)
+        _wait(state, ["feature-server"], f"{urls['feature_server']}/health", deadline)
         if "platform_api" in urls:
             _wait(state, ["platform-api"], f"{urls['platform_api']}/healthz", deadline)
         if serve:
@@ -295,6 +303,16 @@ def _serving_command(home: TidemillHome, ports: Ports, models: list[str],
         str(workers),
         *(arg for model in models for arg in ("--model", model)),
     ]
+
+
+def _feature_server_command(home: TidemillHome, ports: Ports) -> list[str]:
+    """Feast's feature server on the home's feature store; a store with no feature view yet
+    gets the AI4I view published and materialised first (entity requests of serving)."""
+    return [
+        str(BIN / "tidemill"), "features", "serve", "--home", str(home.root),
+        "--host", LOOPBACK, "--port", str(ports.features),
+        "--ai4i", str(REPO / "data" / "ai4i2020.csv"),
+    ]  # fmt: skip
 
 
 def _platform_api_command(ports: Ports) -> list[str]:
@@ -630,6 +648,9 @@ def _print_summary(home: TidemillHome, state: dict[str, Any], out: Out) -> None:
             f"token in {home.root / 'serving' / 'control_token'})"
         )
     out(f"  Prometheus   {urls['prometheus']}   (alerts {urls['prometheus']}/alerts)")
+    if "feature_server" in urls:
+        out(f"  features     {urls['feature_server']}   (Feast feature server; serving looks "
+            "up entity keys there)")
     if state.get("unpaused"):
         out(f"  unpaused     {', '.join(state['unpaused'])}")
     if state.get("note"):

@@ -85,7 +85,7 @@ def live_platform(
         capture_output=True,
         timeout=600,
     )
-    ports = Ports(*distinct_free_ports(6))
+    ports = Ports(*distinct_free_ports(7))
     urls = up(home, ports, timeout=480)
     try:
         yield Platform(home, ports, urls)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pandas as pd
 import pytest
 
 from monitoring.prometheus import PrometheusServer, render_config
@@ -151,6 +152,7 @@ def test_up_starts_every_service_on_loopback(live_platform: Platform) -> None:
         assert client.get(f"{urls['router']}/v2/health/ready").status_code == 200
         assert client.get(f"{urls['control_api']}/readyz").status_code == 200
         assert client.get(f"{urls['prometheus']}/-/ready").status_code == 200
+        assert client.get(f"{urls['feature_server']}/health").status_code == 200
     assert urls["model_page"] == f"{urls['mlflow']}/#/models/{REGISTERED}"
 
     recorded = state(live)
@@ -166,6 +168,7 @@ def test_up_starts_every_service_on_loopback(live_platform: Platform) -> None:
         "serving-control-api",
         "prometheus",
         "platform-api",
+        "feature-server",
     } == names
     assert status(live.home, out=lambda _line: None) == dict.fromkeys(names, True)
     lines: list[str] = []
@@ -352,6 +355,14 @@ def test_sdk_upload_clean_split_tune_wait_deploy_predict(
         batch = api.predict(features=records, user_id="analyst-7", model_name=name)
         unknown = httpx.post(f"{live.urls['platform_api']}/api/ml/models/predict", timeout=30,
                              json={"features": records[0], "model_name": "no-such-model"})
+    # by entity key: AI4I record 9's features come from the feature server up started
+    ai4i = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig")
+    [record_9] = json.loads(ai4i[ai4i["UDI"] == 9].drop(columns=[target, *example["dropped"]])
+                            .to_json(orient="records"))  # fmt: skip
+    by_key, nobody, sent = (
+        httpx.post(f"{live.urls['router']}/predict/{name}", timeout=30, json=body)
+        for body in ({"entity": {"UDI": 9}}, {"entity": {"UDI": 999_999}},
+                     {"features": record_9}))
     assert (name, version) == ("ai4i-failure", "1") and done.dag_id == "tabular_training"
     assert [(v["version"], v["aliases"], v["weight"]) for v in live_versions] == [
         (version, ["challenger", "champion"], 100)]
@@ -360,6 +371,10 @@ def test_sdk_upload_clean_split_tune_wait_deploy_predict(
     assert answer["prediction"] in (0, 1) and 0.0 <= answer["prediction_proba"] <= 1.0
     assert batch["model_version"] == version and len(batch["prediction"]) == 2
     assert unknown.status_code == 404 and "no-such-model" in unknown.text, unknown.text
+    assert by_key.status_code == 200, by_key.text
+    assert by_key.json()["model_version"] == version
+    assert by_key.json()["prediction_proba"] == sent.json()["prediction_proba"]
+    assert nobody.status_code == 404 and "999999" in nobody.text, nobody.text
     assert done.progress["fraction"] == 1.0
     assert done.started_at <= done.finished_at
     assert done.evaluation["algorithm"] == "logistic_regression"
@@ -398,6 +413,7 @@ def test_down_stops_everything_it_started(live_platform: Platform) -> None:
         live.ports.control,
         live.ports.prometheus,
         live.ports.platform_api,
+        live.ports.features,
     ):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
