@@ -132,7 +132,12 @@ def task_xcom(live: Platform, dag_id: str, run_id: str, task_id: str) -> Any:
         headers={"Authorization": f"Bearer {airflow_token(live)}"}, timeout=AIRFLOW_API_TIMEOUT_S,
     )
     value = ok(resp, live)["value"]
-    return json.loads(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value  # a task that returned a plain string
 
 
 def prometheus_query(live: Platform, expr: str) -> list[dict[str, Any]]:
