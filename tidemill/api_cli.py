@@ -4,10 +4,15 @@ tidemill api upload data/ai4i2020.csv --name ai4i --target "Machine failure"
 tidemill api datasets | dataset ID
 tidemill api clean ID [--drop-columns a,b]
 tidemill api select-features ID --task T --method M | split ID --task T
+tidemill api compare ID --task classification --algorithms random_forest,lightgbm
 tidemill api train ID --task classification --algorithms random_forest --trials 2 --wait
+tidemill api tune ID --task T --algorithms A --search-spaces '{"A": {...}}' --trials 5 --wait
 tidemill api job JOB_ID [--wait]
 tidemill api deployed [--name N] | deploy MODEL VERSION --canary-percent P | promote MODEL
 tidemill api rollback MODEL [--to-version V]
+tidemill api ab-test MODEL VERSION --split 20 --minutes 60 | ab-test-status TEST_ID
+tidemill api predict [--model M | --ab-test TEST_ID] --features '{"Torque": 40, ...}' [--user-id U]
+tidemill api predict [--model M] --history history.csv --horizon 24 [--user-id U]
 """
 
 from __future__ import annotations
@@ -57,6 +62,24 @@ def _plain(item: Any) -> Any:
     return item if isinstance(item, dict) else asdict(item)
 
 
+def _predict(api: TidemillClient, args: argparse.Namespace) -> dict[str, Any]:
+    """``--features`` (JSON: one record or a list) or ``--history`` (a CSV whose first two
+    columns are timestamp and value) with ``--horizon``."""
+    if (args.features is None) == (args.history is None):
+        raise SystemExit("tidemill api predict: give either --features or --history")
+    history = None
+    if args.history is not None:
+        if args.horizon is None:
+            raise SystemExit("tidemill api predict: --history needs --horizon")
+        import pandas as pd
+
+        frame = pd.read_csv(args.history)
+        history = [(str(t), float(v)) for t, v in frame.iloc[:, :2].itertuples(index=False)]
+    return api.predict(history, args.horizon, features=args.features, user_id=args.user_id,
+                       model_version=args.version, model_name=args.model,
+                       ab_test=args.ab_test)  # fmt: skip
+
+
 def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
     verb = args.verb
     if verb == "upload":
@@ -87,6 +110,19 @@ def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
         return api.promote(args.model)
     if verb == "rollback":
         return api.rollback(args.model, args.to_version)
+    if verb == "compare":
+        return api.compare(args.id, task=args.task, algorithms=args.algorithms,
+                           cv_folds=args.cv_folds)  # fmt: skip
+    if verb == "tune":
+        job = api.tune(args.id, task=args.task, algorithms=args.algorithms,
+                       search_spaces=args.search_spaces, n_trials=args.trials)  # fmt: skip
+        return api.wait(job.job_id) if args.wait else job
+    if verb == "ab-test":
+        return api.start_ab_test(args.model, args.version, args.split, args.minutes, args.metric)
+    if verb == "ab-test-status":
+        return api.ab_test(args.id)
+    if verb == "predict":
+        return _predict(api, args)
     return api.wait(args.id) if args.wait else api.job(args.id)
 
 
@@ -142,4 +178,32 @@ def add_parser(sub: Any) -> None:
     p = verbs.add_parser("rollback", help="back to the previous (or a named) champion")
     p.add_argument("model")
     p.add_argument("--to-version", default=None)
+    p = verbs.add_parser("compare", help="cross-validated mean and std per algorithm")
+    p.add_argument("id", help="dataset id")
+    p.add_argument("--task", required=True)
+    p.add_argument("--algorithms", type=_csv, required=True)
+    p.add_argument("--cv-folds", type=int, default=5)
+    p = verbs.add_parser("tune", help="start a tuning job (Optuna, grid or random search)")
+    p.add_argument("id", help="dataset id")
+    p.add_argument("--task", required=True)
+    p.add_argument("--algorithms", type=_csv, required=True)
+    p.add_argument("--search-spaces", type=json.loads, required=True,
+                   help="JSON: algorithm -> parameter -> space")  # fmt: skip
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--wait", action="store_true", help="wait with a progress bar")
+    p = verbs.add_parser("ab-test", help="deploy a challenger at a split and record the test")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--split", type=int, required=True, help="challenger percent")
+    p.add_argument("--minutes", type=float, required=True, help="duration")
+    p.add_argument("--metric", default="mae")
+    verbs.add_parser("ab-test-status", help="an A/B test's counts and errors").add_argument("id")
+    p = verbs.add_parser("predict", help="a prediction through the serving router")
+    p.add_argument("--model", default=None, help="registered model (default: the first)")
+    p.add_argument("--ab-test", default=None, help="an A/B test's id: its model")
+    p.add_argument("--features", type=json.loads, default=None, help="JSON record(s)")
+    p.add_argument("--history", type=Path, default=None, help="CSV: timestamp, value")
+    p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--user-id", default=None, help="key of the sticky split")
+    p.add_argument("--version", default=None, help="a live version instead of the split")
     api.set_defaults(func=run)

@@ -257,15 +257,18 @@ class TidemillClient:
     def predict(self, history: list[tuple[str, float]] | None = None, horizon: int | None = None,
                 *, features: dict[str, Any] | list[dict[str, Any]] | None = None,
                 model_version: str | int | None = None, user_id: str | None = None,
-                model_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+                model_name: str | None = None,
+                ab_test: str | None = None) -> dict[str, Any]:  # fmt: skip
         """A forecast (``history`` + ``horizon``) or a tabular prediction (``features``)
         through the serving router: sticky champion/challenger by ``user_id``, or the live
         ``model_version``; ``model_name`` picks the registered model (default: the stack's
-        first)."""
+        first), or ``ab_test`` (an A/B test's id) the model it tests."""
         body: dict[str, Any] = {"features": features} if features is not None else {
             "data": [list(row) for row in history or []], "forecast_horizon": horizon}
         if model_name is not None:
             body["model_name"] = model_name
+        if ab_test is not None:
+            body["ab_test"] = ab_test
         if model_version is not None:
             body["model_version"] = str(model_version)
         if user_id:

@@ -54,6 +54,8 @@ class PredictBody(BaseModel):
     model_config = {"extra": "forbid"}
     model_name: str | None = Field(None, pattern=NAME,
                                    description="registered model (default: the stack's first)")
+    ab_test: str | None = Field(None, pattern=r"^[0-9a-f]{12}$",
+                                description="an A/B test's id: predict with its model")
     data: list[tuple[str, float]] | None = Field(None, min_length=1, max_length=100_000,
                                                  description="history: [timestamp, value] rows")
     forecast_horizon: int | None = Field(None, ge=1, le=10_000)
@@ -186,9 +188,19 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
         if router is None:
             raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
                                      "serve` (or `tidemill up`) on this home")  # fmt: skip
-        payload = body.model_dump(mode="json", exclude_none=True, exclude={"model_name"})
+        model_name = body.model_name
+        if body.ab_test is not None:
+            test = ab_tests.read(log_engine(), body.ab_test)
+            if test is None:
+                raise HTTPException(404, f"no A/B test {body.ab_test!r}")
+            if model_name not in (None, test["model_name"]):
+                raise HTTPException(422, f"A/B test {body.ab_test!r} is of model "
+                                         f"{test['model_name']!r}, not {model_name!r}")  # fmt: skip
+            model_name = test["model_name"]
+        payload = body.model_dump(mode="json", exclude_none=True,
+                                  exclude={"model_name", "ab_test"})  # fmt: skip
         try:
-            resp = httpx.post(f"{router}{predict_path(settings, body.model_name)}",
+            resp = httpx.post(f"{router}{predict_path(settings, model_name)}",
                               json=payload, timeout=60)
             return JSONResponse(resp.json(), resp.status_code)
         except (httpx.HTTPError, ValueError) as exc:

@@ -123,6 +123,22 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
                 "features": {"Torque": 40.0}})
             bad = httpx.post(f"{api.url}/api/ml/models/predict", timeout=60, json={
                 "data": [["not a time", 1.0]] * 60, "forecast_horizon": 12})
+            test = sdk.start_ab_test(REGISTERED, 2, split=50, duration_minutes=5)
+            by_test = sdk.predict(history, 12, ab_test=test["id"], user_id="bob")
+            with pytest.raises(ApiError) as no_test:
+                sdk.predict(history, 12, ab_test="0123456789ab")
+            with pytest.raises(ApiError) as other_model:
+                sdk.predict(history, 12, ab_test=test["id"], model_name="another-model")
+            csv = api.home / "history.csv"
+            pd.DataFrame(history, columns=["date", "OT"]).to_csv(csv, index=False)
+            env = {**os.environ, "TIDEMILL_API_URL": api.url, "TIDEMILL_CONTROL_TOKEN": TOKEN}
+            cli = subprocess.run(
+                [str(TIDEMILL), "api", "predict", "--ab-test", test["id"], "--history", str(csv),
+                 "--horizon", "12", "--user-id", "bob"],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            status = subprocess.run([str(TIDEMILL), "api", "ab-test-status", test["id"]], env=env,
+                                    capture_output=True, text=True, timeout=120)  # fmt: skip
         finally:
             os.killpg(stack.pid, signal.SIGTERM)
             stack.wait(60)
@@ -132,6 +148,16 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
     assert pinned == ["1", "2"]
     assert 400 <= wrong_kind.status_code < 500, wrong_kind.text
     assert bad.status_code == 400 and bad.json()["field"] == "data.timestamps"
+    # by A/B test id: the test's model, the same sticky variant from the SDK and the CLI
+    assert by_test["model_name"] == REGISTERED and len(by_test["predictions"]) == 12
+    assert no_test.value.status == 404 and "0123456789ab" in no_test.value.detail
+    assert other_model.value.status == 422 and "another-model" in other_model.value.detail
+    assert cli.returncode == 0, cli.stderr
+    shown = json.loads(cli.stdout)
+    assert (shown["model_version"], shown["predictions"]) == (
+        by_test["model_version"], by_test["predictions"])
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["id"] == test["id"]
 
 
 def start_stack(home: Path) -> subprocess.Popen[bytes]:
