@@ -8,8 +8,9 @@ views in Feast's registry: `etth1_covariates` (ETTh1's hourly load covariates, k
 series) and `ai4i_machine` (AI4I 2020's machine records, keyed by `UDI`, record UDI stamped
 2020-01-01 UTC + UDI minutes).
 `materialize`: the values stamped up to `end` (default: now) into the
-online store, the newest per entity; serving reads them there (Feast's feature server),
-training reads the offline store point in time.
+online store, a view at a time, the newest per entity; serving reads them there (Feast's
+feature server), training reads the offline store point in time. `tidemill up` and
+`tidemill features sync` run the same two steps.
 
 **Trigger form:** `source` (the ETTh1-layout CSV), `ai4i_source` (the AI4I 2020 CSV; empty
 skips it), `end` (ISO time; empty = now).
@@ -17,12 +18,12 @@ skips it), `end` (ISO time; empty = now).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import REPO
+from pipelines.feature_sources import AI4I_VIEW, ETTH1_VIEW, SHIPPED_SOURCES
 from tidemill.dag_support import home as _home
 
 
@@ -36,8 +37,8 @@ from tidemill.dag_support import home as _home
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     max_active_runs=1,
     params={
-        "source": Param(str(REPO / "data" / "ETTh1.csv"), type="string", title="Source CSV"),
-        "ai4i_source": Param(str(REPO / "data" / "ai4i2020.csv"), type=["null", "string"],
+        "source": Param(str(SHIPPED_SOURCES[ETTH1_VIEW]), type="string", title="Source CSV"),
+        "ai4i_source": Param(str(SHIPPED_SOURCES[AI4I_VIEW]), type=["null", "string"],
                              title="AI4I 2020 CSV (machine features)"),
         "end": Param(None, type=["null", "string"], title="Materialise up to (ISO time)"),
     },
@@ -45,25 +46,18 @@ from tidemill.dag_support import home as _home
 def feature_materialize() -> None:
     @task
     def publish(params: dict[str, Any]) -> list[str]:
-        from pipelines.feature_store import (
-            AI4I_VIEW,
-            ai4i_source_frame,
-            etth1_source_frame,
-        )
-        from pipelines.feature_store import publish as run
+        from pipelines.feature_store import publish_csvs
 
-        urls = [run(_home(), etth1_source_frame(params["source"]))]
-        if params["ai4i_source"]:
-            urls.append(run(_home(), ai4i_source_frame(params["ai4i_source"]), AI4I_VIEW))
-        return urls
+        return publish_csvs(_home(), {ETTH1_VIEW: params["source"],
+                                      AI4I_VIEW: params["ai4i_source"]})
 
     @task
     def materialize(source_url: list[str], params: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.feature_store import MATERIALIZE_FROM, materialize_end
         from pipelines.feature_store import materialize as run
 
-        end = datetime.fromisoformat(params["end"]) if params["end"] else datetime.now(UTC)
-        end = end if end.tzinfo else end.replace(tzinfo=UTC)
-        return run(_home(), datetime(2000, 1, 1, tzinfo=UTC), end) | {"source": source_url}
+        return run(_home(), MATERIALIZE_FROM, materialize_end(params["end"])) | {
+            "source": source_url}
 
     materialize(publish())
 

@@ -22,14 +22,19 @@ Training sets come from ``historical_features`` (Feast's point-in-time join: eac
 the latest value stamped at or before its own time, never a later one); ``materialize``
 copies the newest values into the online store, which ``online_features`` and Feast's
 feature server (``serve``: ``POST /get-online-features``, what serving calls) read.
+
+``publish_csvs`` then ``materialize`` from ``MATERIALIZE_FROM`` is what the
+``feature_materialize`` DAG runs, ``tidemill features sync`` and ``tidemill up`` (with the
+project's CSVs, ``pipelines.feature_sources``) too; each prints a line per view.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -37,6 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import pandas as pd
 
 from pipelines import artifact_store
+from pipelines.feature_sources import AI4I_VIEW, ETTH1_VIEW
 from pipelines.home import TidemillHome
 from pipelines.settings import Settings
 
@@ -49,14 +55,13 @@ PROJECT = "tidemill"
 ENTITY_KEY = "series_id"
 TIMESTAMP = "event_timestamp"
 ETTH1_COVARIATES = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
-ETTH1_VIEW = "etth1_covariates"
 TTL = timedelta(days=2)  # a covariate older than this at a row's time is missing, not reused
-AI4I_VIEW = "ai4i_machine"
 AI4I_KEY = "UDI"
 AI4I_FEATURES = ["Type", "Air temperature", "Process temperature", "Rotational speed", "Torque",
                  "Tool wear"]
 AI4I_LABEL = "Machine failure"
 AI4I_EPOCH = pd.Timestamp("2020-01-01", tz="UTC")  # record UDI is stamped UDI minutes after
+MATERIALIZE_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # before any source's first stamp
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ def ai4i_training_rows(csv: str | Path) -> pd.DataFrame:
                          TIMESTAMP: ai4i_stamp(raw[AI4I_KEY]), AI4I_LABEL: raw[AI4I_LABEL]})
 
 
+_SOURCE_FRAMES = {ETTH1_VIEW: etth1_source_frame, AI4I_VIEW: ai4i_source_frame}
+
+
 def _view(view: str) -> View:
     if view not in VIEWS:
         raise FeatureStoreError(f"no feature view {view!r}; known: {sorted(VIEWS)}")
@@ -216,12 +224,38 @@ def historical_features(
     return pd.concat([rows.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
 
 
+def publish_csvs(home: TidemillHome, sources: Mapping[str, str | Path | None]) -> list[str]:
+    """Publish each view's source CSV (``view -> path``; a view given no path is left as it
+    is), a line per view; returns the source URLs."""
+    urls = []
+    for view, csv in sources.items():
+        if not csv:
+            continue
+        _view(view)  # an unknown view is refused by name
+        started = time.perf_counter()
+        frame = _SOURCE_FRAMES[view](csv)
+        urls.append(publish(home, frame, view))
+        print(f"[tidemill] features: published {view} ({len(frame):,} rows of {csv}) in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+    return urls
+
+
+def materialize_end(text: str | None) -> datetime:
+    """The end of a materialisation: ``text`` (ISO; UTC when it names no zone), else now."""
+    end = datetime.fromisoformat(text) if text else datetime.now(UTC)
+    return end if end.tzinfo else end.replace(tzinfo=UTC)
+
+
 def materialize(home: TidemillHome, start: datetime, end: datetime) -> dict[str, Any]:
-    """Copy the values stamped in ``[start, end]`` into the online store (the newest per
-    entity wins)."""
+    """Copy the values stamped in ``[start, end]`` of every registered view into the online
+    store (the newest per entity wins), a view at a time with a line each."""
     store = open_store(home)
-    store.materialize(start_date=start, end_date=end)
     views = sorted(v.name for v in store.list_feature_views())
+    for i, view in enumerate(views, 1):
+        started = time.perf_counter()
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
+        print(f"[tidemill] features: materialised {view} ({i}/{len(views)}) in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
     print(f"[tidemill] features: materialised {views} from {start:%Y-%m-%d %H:%M} to "
           f"{end:%Y-%m-%d %H:%M} UTC", flush=True)
     return {"views": views, "start": start.isoformat(), "end": end.isoformat()}

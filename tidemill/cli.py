@@ -11,9 +11,9 @@ tidemill up | down | status                   the whole local platform (Airflow,
                                               feature server) on 127.0.0.1
 tidemill features sync [--ai4i CSV] [--etth1 CSV] [--end ISO]
                                               publish feature views to Feast and materialise
-tidemill features serve [--port 6566] [--ai4i CSV]
-                                              Feast's feature server (entity lookups of
-                                              serving; a CSV: synced first when nothing is)
+                                              every view (a feature_materialize run)
+tidemill features serve [--port 6566]         Feast's feature server (entity lookups of
+                                              serving)
 tidemill api upload|datasets|dataset|clean|select-features|split|train|job|deployed|deploy|
              promote|rollback
                                               the platform API through tidemill.client
@@ -150,28 +150,14 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     home = TidemillHome.resolve(args.home)
     if args.action == "serve":
-        if (args.ai4i or args.etth1) and not feature_store.open_store(home).list_feature_views():
-            sync(args, home)  # nothing published yet: publish and materialise first
         feature_store.serve(home, args.host, args.port)
         return 0
-    sync(args, home)
+    # what a feature_materialize DAG run does: publish the CSVs given, materialise every view
+    feature_store.publish_csvs(home, {feature_store.ETTH1_VIEW: args.etth1,
+                                      feature_store.AI4I_VIEW: args.ai4i})
+    feature_store.materialize(home, feature_store.MATERIALIZE_FROM,
+                              feature_store.materialize_end(args.end))
     return 0
-
-
-def sync(args: argparse.Namespace, home: TidemillHome) -> None:
-    """Publish the CSVs given and materialise every view up to ``--end`` (now)."""
-    from datetime import UTC, datetime
-
-    from pipelines import feature_store
-
-    if args.etth1:
-        feature_store.publish(home, feature_store.etth1_source_frame(args.etth1))
-    if args.ai4i:
-        feature_store.publish(home, feature_store.ai4i_source_frame(args.ai4i),
-                              feature_store.AI4I_VIEW)
-    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
-    feature_store.materialize(home, datetime(2000, 1, 1, tzinfo=UTC),
-                              end if end.tzinfo else end.replace(tzinfo=UTC))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -259,10 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     features = sub.add_parser("features", help="Feast: sync feature views, feature server")
     features.add_argument("action", choices=["sync", "serve"])
     features.add_argument("--home", default=None, help="Tidemill home")
-    features.add_argument("--ai4i", default=None, help="sync (serve: when the store has no "
-                          "feature view yet): AI4I 2020 CSV (ai4i_machine)")
-    features.add_argument("--etth1", default=None, help="sync (serve: when the store has no "
-                          "feature view yet): ETTh1 CSV (etth1_covariates)")
+    features.add_argument("--ai4i", default=None, help="sync: AI4I 2020 CSV (ai4i_machine)")
+    features.add_argument("--etth1", default=None, help="sync: ETTh1 CSV (etth1_covariates)")
     features.add_argument("--end", default=None, help="sync: materialise up to (ISO; now)")
     features.add_argument("--host", default="127.0.0.1", help="serve: bind address")
     features.add_argument("--port", type=int, default=6566, help="serve: port")

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from monitoring.prometheus import render_config
+from pipelines.feature_sources import AI4I_VIEW, ETTH1_VIEW, SHIPPED_SOURCES
 from pipelines.home import HOME_ENV, TidemillHome
 from tidemill.airflow_runs import BIN, REPO, airflow_env
 from tidemill.airflow_sqlite import AIRFLOW_API_TIMEOUT_S
@@ -127,8 +128,6 @@ def up(
         mlflow_env = {**_service_env(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         _start(home, state, "mlflow", _mlflow_command(home, ports), mlflow_env)
         _start(home, state, "prometheus", _prometheus_command(home, ports), _service_env(home))
-        _start(home, state, "feature-server", _feature_server_command(home, ports),
-               _service_env(home))
         if serve:
             (home.root / "serving" / "stack.json").unlink(missing_ok=True)
             command = _serving_command(home, ports, champions, serving_workers)
@@ -143,6 +142,12 @@ def up(
         _run(home, "airflow-db-migrate", [str(BIN / "airflow"), "db", "migrate"], env)
         for name, command in _airflow_commands(ports.airflow).items():
             _start(home, state, name, command, env)
+        # while Airflow starts: what a feature_materialize run with its defaults does (every
+        # feature view published from the project's CSVs and materialised), then Feast's
+        # feature server on them
+        _run(home, "feature-sync", _feature_sync_command(home), _service_env(home), relay=out)
+        _start(home, state, "feature-server", _feature_server_command(home, ports),
+               _service_env(home))
 
         deadline = time.monotonic() + timeout
         _wait(state, ["mlflow"], f"{urls['mlflow']}/health", deadline)
@@ -305,13 +310,19 @@ def _serving_command(home: TidemillHome, ports: Ports, models: list[str],
     ]
 
 
+def _feature_sync_command(home: TidemillHome) -> list[str]:
+    """``tidemill features sync`` with the project's CSV of every feature view."""
+    return [
+        str(BIN / "tidemill"), "features", "sync", "--home", str(home.root),
+        "--etth1", str(SHIPPED_SOURCES[ETTH1_VIEW]), "--ai4i", str(SHIPPED_SOURCES[AI4I_VIEW]),
+    ]  # fmt: skip
+
+
 def _feature_server_command(home: TidemillHome, ports: Ports) -> list[str]:
-    """Feast's feature server on the home's feature store; a store with no feature view yet
-    gets the AI4I view published and materialised first (entity requests of serving)."""
+    """Feast's feature server on the home's feature store."""
     return [
         str(BIN / "tidemill"), "features", "serve", "--home", str(home.root),
         "--host", LOOPBACK, "--port", str(ports.features),
-        "--ai4i", str(REPO / "data" / "ai4i2020.csv"),
     ]  # fmt: skip
 
 
@@ -404,19 +415,20 @@ def _start(
     _write_state(home, state)
 
 
-def _run(home: TidemillHome, name: str, cmd: list[str], env: dict[str, str]) -> None:
-    """Run a one-off command to completion with its output in ``<home>/logs/<name>.log``."""
+def _run(home: TidemillHome, name: str, cmd: list[str], env: dict[str, str],
+         relay: Out | None = None) -> None:
+    """Run a one-off command to completion with its output in ``<home>/logs/<name>.log``;
+    ``relay`` gets its ``[tidemill]`` progress lines as they come (as ``[up] ...``)."""
     log_path = home.root / "logs" / f"{name}.log"
     with log_path.open("wb") as log:
-        rc = subprocess.run(
-            cmd,
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        ).returncode
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if relay is not None and line.startswith(b"[tidemill] "):
+                relay("[up] " + line[11:].decode(errors="replace").rstrip())
+        rc = proc.wait()
     if rc != 0:
         raise PlatformError(f"{name} exited with {rc}:\n{_tail(log_path)}")
 

@@ -32,6 +32,7 @@ class Platform:
     home: TidemillHome
     ports: Ports
     urls: dict[str, str]
+    up_lines: tuple[str, ...] = ()  # what ``up`` printed
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +87,15 @@ def live_platform(
         timeout=600,
     )
     ports = Ports(*distinct_free_ports(7))
-    urls = up(home, ports, timeout=480)
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    urls = up(home, ports, timeout=480, out=out)
     try:
-        yield Platform(home, ports, urls)
+        yield Platform(home, ports, urls, tuple(lines))
     finally:
         down(home)
 

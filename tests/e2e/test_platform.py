@@ -194,6 +194,28 @@ def test_up_starts_every_service_on_loopback(live_platform: Platform) -> None:
     assert {a.split(":")[0] for a in listening} <= LOOPBACK_HEX, listening
 
 
+def test_up_materialises_every_feature_view(live_platform: Platform) -> None:
+    """``up`` publishes and materialises ETTh1's covariates and AI4I's records (a line per
+    view); the feature server it started answers the newest value of each."""
+    lines = live_platform.up_lines
+    for view in ("etth1_covariates", "ai4i_machine"):
+        assert any(ln.startswith(f"[up] features: published {view} (") for ln in lines), lines
+        assert any(ln.startswith(f"[up] features: materialised {view} (") for ln in lines), lines
+    etth1 = pd.read_csv(REPO / "data" / "ETTh1.csv").iloc[-1]
+    ai4i = pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig").iloc[-1]
+    url = f"{live_platform.urls['feature_server']}/get-online-features"
+    asks = [({"series_id": ["ETTh1"]}, "etth1_covariates", {"HUFL": etth1["HUFL"],
+                                                             "LULL": etth1["LULL"]}),
+            ({"UDI": [int(ai4i["UDI"])]}, "ai4i_machine", {"Torque": ai4i["Torque"]})]
+    for entities, view, expected in asks:
+        resp = httpx.post(url, timeout=30, json={
+            "entities": entities, "features": [f"{view}:{f}" for f in expected]})
+        answer = resp.raise_for_status().json()
+        got = dict(zip(answer["metadata"]["feature_names"], answer["results"], strict=True))
+        assert {f: got[f]["values"] for f in expected} == {
+            f: [pytest.approx(v)] for f, v in expected.items()}, answer
+
+
 def test_dags_are_parsed_and_unpaused(live_platform: Platform) -> None:
     dags = airflow_dags(live_platform)
     assert set(EXPECTED_DAGS) <= dags.keys()

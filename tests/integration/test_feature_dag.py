@@ -27,8 +27,11 @@ def test_materialize_dag_fills_the_online_store(airflow_home, tmp_path: Path) ->
     conf = json.dumps({"source": str(source), "ai4i_source": str(ai4i), "end": end})
     proc = run_dag(airflow_home, "feature_materialize", conf)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    assert "features: materialised ['ai4i_machine', 'etth1_covariates']" in \
-        proc.stdout + proc.stderr
+    logs = proc.stdout + proc.stderr
+    assert "features: materialised ['ai4i_machine', 'etth1_covariates']" in logs
+    for line in ("published etth1_covariates (300 rows", "published ai4i_machine (50 rows",
+                 "materialised ai4i_machine (1/2) in", "materialised etth1_covariates (2/2) in"):
+        assert f"[tidemill] features: {line}" in logs, line  # a line per view
     found = online_features(airflow_home, ["ETTh1"], ["HUFL", "LULL"])
     assert found.loc[0, "HUFL"] == pytest.approx(rows["HUFL"].iloc[199])
     assert found.loc[0, "LULL"] == pytest.approx(rows["LULL"].iloc[199])

@@ -20,6 +20,8 @@ from pipelines.feature_store import (
     AI4I_VIEW,
     ENTITY_KEY,
     ETTH1_COVARIATES,
+    ETTH1_VIEW,
+    MATERIALIZE_FROM,
     ONLINE_ENV,
     REGISTRY_ENV,
     TIMESTAMP,
@@ -30,8 +32,10 @@ from pipelines.feature_store import (
     etth1_source_frame,
     historical_features,
     materialize,
+    materialize_end,
     online_features,
     publish,
+    publish_csvs,
 )
 from pipelines.home import TidemillHome
 from tests.servers import Postgres, postgres
@@ -113,6 +117,31 @@ def test_ai4i_training_set_is_point_in_time(home: TidemillHome) -> None:
     assert online["Torque"].tolist() == [original + 100.0, records["Torque"].iloc[10]]
     with pytest.raises(FeatureStoreError, match=r"UDI \[5000\]"):
         online_features(home, [10, 5000], ["Torque"], view=AI4I_VIEW)
+
+
+def test_sync_publishes_the_csvs_given_and_materialises_every_view(
+        home: TidemillHome, source: pd.DataFrame, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What the feature_materialize DAG, ``tidemill features sync`` and ``tidemill up`` run: a
+    view given no CSV keeps its source, every registered view is materialised, a line each;
+    an unknown view is refused by name before anything is written."""
+    with pytest.raises(FeatureStoreError, match="no feature view 'weather'"):
+        publish_csvs(home, {"weather": REPO / "data" / "ETTh1.csv"})
+    csv = tmp_path / "ai4i-60.csv"
+    pd.read_csv(REPO / "data" / "ai4i2020.csv", encoding="utf-8-sig", nrows=60).to_csv(
+        csv, index=False)
+    assert len(publish_csvs(home, {ETTH1_VIEW: None, AI4I_VIEW: csv})) == 1
+    assert materialize_end("2021-01-01T00:00") == datetime(2021, 1, 1, tzinfo=UTC)
+    materialize(home, MATERIALIZE_FROM, materialize_end("2021-01-01T00:00"))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[tidemill]")]
+    assert f"[tidemill] features: published ai4i_machine (60 rows of {csv}) in" in lines[0]
+    assert [ln.split(" in ")[0] for ln in lines[1:3]] == [
+        "[tidemill] features: materialised ai4i_machine (1/2)",
+        "[tidemill] features: materialised etth1_covariates (2/2)"]
+    assert online_features(home, ["ETTh1"], ["HUFL"]).loc[0, "HUFL"] == pytest.approx(
+        source["HUFL"].iloc[-1])  # the fixture's 500 hours, kept
+    assert online_features(home, [60], ["Type"], view=AI4I_VIEW).loc[0, "Type"] == \
+        pd.read_csv(csv, encoding="utf-8-sig")["Type"].iloc[-1]
 
 
 def _online_round_trip(home: TidemillHome, source: pd.DataFrame) -> None:
