@@ -30,7 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -112,6 +112,13 @@ class AbTestBody(BaseModel):
     duration_minutes: float = Field(gt=0, le=60 * 24 * 90)
     metric: Literal["mae", "rmse", "mape", "coverage"] = "mae"
     model_name: str | None = None
+    name: str | None = Field(None, pattern=ab_tests.NAME_PATTERN,
+                             description="unique among A/B tests; reads it instead of the id")
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_id(cls, name: str | None) -> str | None:
+        return ab_tests.check_name(name)
 
 class Actual(BaseModel):
     ds: str | None = Field(None, description="the forecast step's timestamp")
@@ -269,15 +276,16 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     def start_ab_test(body: AbTestBody) -> dict[str, Any]:
         """Deploy the challenger at ``split`` percent and record the experiment."""
         return ab_tests.start(engine(), control(body.model_name), body.challenger_version,
-                              body.split, body.duration_minutes, body.metric)
+                              body.split, body.duration_minutes, body.metric, body.name)
 
     @app.get("/ab-tests/{test_id}", tags=["ab-tests"],
               responses=READ_ERRORS)
     def get_ab_test(test_id: str) -> dict[str, Any]:
-        """Per-variant request counts and, once actuals arrived, live error metrics."""
+        """An A/B test by id or name: per-variant request counts and, once actuals arrived,
+        live error metrics."""
         found = ab_tests.read(engine(), test_id)
         if found is None:
-            raise HTTPException(404, f"no A/B test {test_id!r}")
+            raise HTTPException(404, f"no A/B test with id or name {test_id!r}")
         return found
 
     @app.post("/feedback", tags=["feedback"], dependencies=write, status_code=201,

@@ -10,8 +10,10 @@ tidemill api tune ID --task T --algorithms A --search-spaces '{"A": {...}}' --tr
 tidemill api job JOB_ID [--wait]
 tidemill api deployed [--name N] | deploy MODEL VERSION --canary-percent P | promote MODEL
 tidemill api rollback MODEL [--to-version V]
-tidemill api ab-test MODEL VERSION --split 20 --minutes 60 | ab-test-status TEST_ID
-tidemill api predict [--model M | --ab-test TEST_ID] --features '{"Torque": 40, ...}' [--user-id U]
+tidemill api ab-test MODEL VERSION --split 20 --minutes 60 [--name price-test-q4]
+tidemill api ab-test-status TEST_ID_OR_NAME
+tidemill api predict [--model M | --ab-test TEST_ID_OR_NAME] --features '{"Torque": 40}'
+                     [--user-id U]
 tidemill api predict [--model M] --history history.csv --horizon 24 [--user-id U]
 """
 
@@ -118,7 +120,8 @@ def _dispatch(api: TidemillClient, args: argparse.Namespace) -> Any:
                        search_spaces=args.search_spaces, n_trials=args.trials)  # fmt: skip
         return api.wait(job.job_id) if args.wait else job
     if verb == "ab-test":
-        return api.start_ab_test(args.model, args.version, args.split, args.minutes, args.metric)
+        return api.start_ab_test(args.model, args.version, args.split, args.minutes, args.metric,
+                                 args.name)  # fmt: skip
     if verb == "ab-test-status":
         return api.ab_test(args.id)
     if verb == "predict":
@@ -197,10 +200,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--split", type=int, required=True, help="challenger percent")
     p.add_argument("--minutes", type=float, required=True, help="duration")
     p.add_argument("--metric", default="mae")
-    verbs.add_parser("ab-test-status", help="an A/B test's counts and errors").add_argument("id")
+    p.add_argument("--name", default=None, help="unique test name (reads it like its id)")
+    verbs.add_parser("ab-test-status", help="an A/B test's counts and errors").add_argument(
+        "id", help="the test's id or name")
     p = verbs.add_parser("predict", help="a prediction through the serving router")
     p.add_argument("--model", default=None, help="registered model (default: the first)")
-    p.add_argument("--ab-test", default=None, help="an A/B test's id: its model")
+    p.add_argument("--ab-test", default=None, help="an A/B test's id or name: its model")
     p.add_argument("--features", type=json.loads, default=None, help="JSON record(s)")
     p.add_argument("--history", type=Path, default=None, help="CSV: timestamp, value")
     p.add_argument("--horizon", type=int, default=None)

@@ -246,13 +246,18 @@ class TidemillClient:
         return self._call("POST", f"/api/ml/models/{model_name}/rollback", params=params)
 
     def start_ab_test(self, model_name: str, challenger_version: str | int, split: int,
-                      duration_minutes: float, metric: str = "mae") -> dict[str, Any]:
-        return self._call("POST", "/api/ml/models/ab-test", json={
-            "model_name": model_name, "challenger_version": str(challenger_version),
-            "split": split, "duration_minutes": duration_minutes, "metric": metric})
+                      duration_minutes: float, metric: str = "mae",
+                      name: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Deploy the challenger at ``split`` percent and record the test; ``name`` (unique,
+        e.g. "price-test-q4") reads it like its id (a taken name: ``ApiError`` 409)."""
+        body = {"model_name": model_name, "challenger_version": str(challenger_version),
+                "split": split, "duration_minutes": duration_minutes, "metric": metric,
+                **({"name": name} if name is not None else {})}  # fmt: skip
+        return self._call("POST", "/api/ml/models/ab-test", json=body)
 
-    def ab_test(self, test_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/ml/models/ab-test/{test_id}")
+    def ab_test(self, test: str) -> dict[str, Any]:
+        """An A/B test by id or name: per-variant counts, live errors, the leader."""
+        return self._call("GET", f"/api/ml/models/ab-test/{test}")
 
     def predict(self, history: list[tuple[str, float]] | None = None, horizon: int | None = None,
                 *, features: dict[str, Any] | list[dict[str, Any]] | None = None,
@@ -262,7 +267,7 @@ class TidemillClient:
         """A forecast (``history`` + ``horizon``) or a tabular prediction (``features``)
         through the serving router: sticky champion/challenger by ``user_id``, or the live
         ``model_version``; ``model_name`` picks the registered model (default: the stack's
-        first), or ``ab_test`` (an A/B test's id) the model it tests."""
+        first), or ``ab_test`` (an A/B test's id or name) the model it tests."""
         body: dict[str, Any] = {"features": features} if features is not None else {
             "data": [list(row) for row in history or []], "forecast_horizon": horizon}
         if model_name is not None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine
 
 from pipelines.settings import Settings
@@ -29,6 +29,8 @@ from serving.split import SplitControl, SplitError, backend_from_env
 ROUTER_ENV = "TIDEMILL_ROUTER_URL"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 ModelName = Annotated[str, Path(pattern=NAME, description="registered model name")]
+AbTestKey = Annotated[str, Path(pattern=ab_tests.NAME_PATTERN,
+                                description="an A/B test's id or name")]
 
 
 class DeployBody(BaseModel):
@@ -45,6 +47,14 @@ class AbTestBody(BaseModel):
     split: int = Field(ge=1, le=99, description="challenger percent of traffic")
     duration_minutes: float = Field(gt=0, le=60 * 24 * 90)
     metric: Literal["mae", "rmse", "mape", "coverage"] = "mae"
+    name: str | None = Field(None, pattern=ab_tests.NAME_PATTERN,
+                             description="unique among A/B tests, e.g. 'price-test-q4'; "
+                                         "predict and status take it instead of the id")
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_id(cls, name: str | None) -> str | None:
+        return ab_tests.check_name(name)
 
 
 class PredictBody(BaseModel):
@@ -54,8 +64,8 @@ class PredictBody(BaseModel):
     model_config = {"extra": "forbid"}
     model_name: str | None = Field(None, pattern=NAME,
                                    description="registered model (default: the stack's first)")
-    ab_test: str | None = Field(None, pattern=r"^[0-9a-f]{12}$",
-                                description="an A/B test's id: predict with its model")
+    ab_test: str | None = Field(None, pattern=ab_tests.NAME_PATTERN,
+                                description="an A/B test's id or name: predict with its model")
     data: list[tuple[str, float]] | None = Field(None, min_length=1, max_length=100_000,
                                                  description="history: [timestamp, value] rows")
     forecast_horizon: int | None = Field(None, ge=1, le=10_000)
@@ -176,9 +186,11 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
 
     @app.post("/api/ml/models/ab-test", tags=["models"], dependencies=write, status_code=201)
     def start_ab_test(body: AbTestBody) -> dict[str, Any]:
-        """Deploy the challenger at ``split`` percent and record the experiment."""
+        """Deploy the challenger at ``split`` percent and record the experiment (``name``:
+        unique, a taken one is a 409 naming the test that has it)."""
         return ab_tests.start(log_engine(), control(body.model_name), body.challenger_version,
-                              body.split, body.duration_minutes, body.metric)  # fmt: skip
+                              body.split, body.duration_minutes, body.metric,
+                              body.name)  # fmt: skip
 
     @app.post("/api/ml/models/predict", tags=["models"])
     def predict(body: PredictBody) -> JSONResponse:
@@ -192,7 +204,7 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
         if body.ab_test is not None:
             test = ab_tests.read(log_engine(), body.ab_test)
             if test is None:
-                raise HTTPException(404, f"no A/B test {body.ab_test!r}")
+                raise HTTPException(404, f"no A/B test with id or name {body.ab_test!r}")
             if model_name not in (None, test["model_name"]):
                 raise HTTPException(422, f"A/B test {body.ab_test!r} is of model "
                                          f"{test['model_name']!r}, not {model_name!r}")  # fmt: skip
@@ -207,10 +219,11 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
             raise HTTPException(503, f"serving router at {router}: {exc}") from exc
 
     @app.get("/api/ml/models/ab-test/{test_id}", tags=["models"])
-    def get_ab_test(test_id: str) -> dict[str, Any]:
-        """Per-variant request counts and, once actuals arrived, live errors and the leader."""
+    def get_ab_test(test_id: AbTestKey) -> dict[str, Any]:
+        """An A/B test by id or name: per-variant request counts and, once actuals arrived,
+        live errors and the leader."""
         found = ab_tests.read(log_engine(), test_id)
         if found is None:
-            raise HTTPException(404, f"no A/B test {test_id!r}")
+            raise HTTPException(404, f"no A/B test with id or name {test_id!r}")
         return found
 

@@ -21,7 +21,9 @@ cost ~20 us each, as much CPU as the forecast itself). ``reader.logged_windows``
 ``actuals``: observed values fed back through ``POST /feedback``: ``series_id``, ``ds`` (ISO,
 seconds), ``y``, ``received_at``, ``request_id`` (null when matched by series and timestamp).
 
-``ab_tests``: experiments started through ``POST /ab-tests``.
+``ab_tests``: experiments started through ``POST /ab-tests`` (or the platform API); ``name``:
+optional, unique (a test is read by id or name). A log created before names existed gets the
+column and its unique index when opened (its tests keep no name).
 
 Timestamps are naive UTC; ``ds`` strings are ``YYYY-MM-DDTHH:MM:SS`` so they join as text.
 """
@@ -41,8 +43,10 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    inspect,
+    text,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 metadata = MetaData()
 
@@ -86,7 +90,9 @@ ab_tests = Table(
     Column("metric", String(16), nullable=False),
     Column("started_at", DateTime, nullable=False),
     Column("ends_at", DateTime, nullable=False),
+    Column("name", String(64)),
 )
+AB_TEST_NAME_INDEX = Index("ux_ab_tests_name", ab_tests.c.name, unique=True)
 
 
 def engine_for(url: str) -> Engine:
@@ -108,4 +114,18 @@ def engine_for(url: str) -> Engine:
         metadata.create_all(engine, checkfirst=True)
     except OperationalError:  # another process created the tables at the same moment
         metadata.create_all(engine, checkfirst=True)
+    _add_ab_test_names(engine)
     return engine
+
+
+def _add_ab_test_names(engine: Engine) -> None:
+    """``ab_tests.name`` and its unique index on a log created before tests had names."""
+    if "name" in {c["name"] for c in inspect(engine).get_columns("ab_tests")}:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE ab_tests ADD COLUMN name VARCHAR(64)"))
+            AB_TEST_NAME_INDEX.create(conn, checkfirst=True)
+    except DBAPIError:  # another process added it at the same moment
+        if "name" not in {c["name"] for c in inspect(engine).get_columns("ab_tests")}:
+            raise

@@ -57,6 +57,13 @@ def test_client_dataset_flow(api: ApiServer) -> None:
         with pytest.raises(ApiError) as missing:
             client.job("no-such-job")
         assert missing.value.status == 404 and "'no-such-job'" in missing.value.detail
+        with pytest.raises(ApiError) as no_test:
+            client.ab_test("price-test-q4")
+        assert no_test.value.status == 404 and "'price-test-q4'" in no_test.value.detail
+        with pytest.raises(ApiError) as bad_name:
+            client.start_ab_test("m", 2, split=10, duration_minutes=5, name="price test")
+        assert bad_name.value.status == 422 and bad_name.value.detail[0]["loc"] == [
+            "body", "name"]  # fmt: skip
     with TidemillClient(api.url) as anonymous, pytest.raises(ApiError) as refused:
         anonymous.upload_dataset(AI4I, "nope")
     assert refused.value.status == 401
@@ -78,3 +85,6 @@ def test_cli_verbs(api: ApiServer) -> None:
     wrong = tidemill("upload", str(AI4I), "--name", "cli", "--target", "nope")
     assert wrong.returncode == 1 and "'nope'" in wrong.stderr
     assert httpx.get(f"{api.url}/api/ml/datasets", params={"name": "cli"}).json()["datasets"]
+    id_like = tidemill("ab-test", "m", "2", "--split", "10", "--minutes", "5", "--name",
+                       "0123456789ab")  # fmt: skip
+    assert id_like.returncode == 1 and "looks like an A/B test id" in id_like.stderr

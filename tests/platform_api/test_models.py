@@ -4,12 +4,14 @@ first), and A/B tests land in the same prediction-log table."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -17,9 +19,15 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.exc import IntegrityError
 
 from monitoring.prometheus import free_port
+from serving import ab_tests
+from serving.prediction_log.schema import ab_tests as ab_tests_table
+from serving.prediction_log.schema import engine_for
 from tests.platform_api.conftest import REPO, SERVING_PYTHON, TOKEN, ApiServer, start_api
+from tests.servers import postgres
 from tests.serving.conftest import CONFIG, REGISTERED, TIDEMILL
 from tidemill.client import ApiError, TidemillClient
 
@@ -69,11 +77,27 @@ def test_deploy_ab_test_promote_rollback(registry_api: ApiServer) -> None:
         live = http.get("/deployed", params={"status": "live"}).json()["models"]
         assert {m["version"]: m["weight"] for m in live} == {"1": 70, "2": 30}
 
-        test = http.post("/ab-test", json={"model_name": REGISTERED, "challenger_version": "2",
-                                           "split": 50, "duration_minutes": 5})  # fmt: skip
+        body = {"model_name": REGISTERED, "challenger_version": "2", "split": 50,
+                "duration_minutes": 5, "name": "price-test-q4"}  # fmt: skip
+        test = http.post("/ab-test", json=body)
         assert test.status_code == 201, test.text
+        assert test.json()["name"] == "price-test-q4"
         read = http.get(f"/ab-test/{test.json()['id']}").json()
         assert read["challenger_percent"] == 50 and read["status"] == "running"
+        by_name = http.get("/ab-test/price-test-q4").json()
+        assert (by_name["id"], by_name["name"]) == (test.json()["id"], "price-test-q4")
+        # a taken name is a 409 naming the test that holds it, and the split stays as it was
+        taken = http.post("/ab-test", json={**body, "split": 20})
+        assert taken.status_code == 409 and test.json()["id"] in taken.json()["detail"]
+        assert "'price-test-q4'" in taken.json()["detail"]
+        assert json.loads((api.home / "serving" / "splits" / f"{REGISTERED}.json").read_text())[
+            "challenger_percent"] == 50  # fmt: skip
+        bad = http.post("/ab-test", json={**body, "name": "price test"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "name"]
+        assert "pattern" in bad.json()["detail"][0]["msg"]
+        id_like = http.post("/ab-test", json={**body, "name": "0123456789ab"})
+        assert id_like.status_code == 422 and "looks like an A/B test id" in id_like.text
+        assert http.get("/ab-test/no such test").status_code == 422
 
         assert http.post(f"/{REGISTERED}/promote").status_code == 200
         assert aliases(api.home) == {"champion": "2"}
@@ -98,6 +122,12 @@ def test_deploy_ab_test_promote_rollback(registry_api: ApiServer) -> None:
         assert aliases(api.home) == {"champion": "1"}
         started = sdk.start_ab_test(REGISTERED, 2, split=40, duration_minutes=1)
         assert sdk.ab_test(started["id"])["challenger_percent"] == 40
+        assert started["name"] is None
+        named = sdk.start_ab_test(REGISTERED, 2, split=30, duration_minutes=1, name="sdk-q4")
+        assert sdk.ab_test("sdk-q4")["id"] == named["id"]
+        with pytest.raises(ApiError) as taken:
+            sdk.start_ab_test(REGISTERED, 2, split=10, duration_minutes=1, name="sdk-q4")
+        assert taken.value.status == 409 and named["id"] in taken.value.detail
     env = {**os.environ, "TIDEMILL_API_URL": api.url, "TIDEMILL_CONTROL_TOKEN": TOKEN}
     shown = subprocess.run([str(TIDEMILL), "api", "deployed", "--name", REGISTERED], env=env,
                            capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
@@ -123,22 +153,30 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
                 "features": {"Torque": 40.0}})
             bad = httpx.post(f"{api.url}/api/ml/models/predict", timeout=60, json={
                 "data": [["not a time", 1.0]] * 60, "forecast_horizon": 12})
-            test = sdk.start_ab_test(REGISTERED, 2, split=50, duration_minutes=5)
+            env = {**os.environ, "TIDEMILL_API_URL": api.url, "TIDEMILL_CONTROL_TOKEN": TOKEN}
+            started = subprocess.run(
+                [str(TIDEMILL), "api", "ab-test", REGISTERED, "2", "--split", "50", "--minutes",
+                 "5", "--name", "forecast-q4"],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert started.returncode == 0, started.stderr
+            test = json.loads(started.stdout)
             by_test = sdk.predict(history, 12, ab_test=test["id"], user_id="bob")
+            by_name = sdk.predict(history, 12, ab_test="forecast-q4", user_id="bob")
             with pytest.raises(ApiError) as no_test:
                 sdk.predict(history, 12, ab_test="0123456789ab")
             with pytest.raises(ApiError) as other_model:
                 sdk.predict(history, 12, ab_test=test["id"], model_name="another-model")
             csv = api.home / "history.csv"
             pd.DataFrame(history, columns=["date", "OT"]).to_csv(csv, index=False)
-            env = {**os.environ, "TIDEMILL_API_URL": api.url, "TIDEMILL_CONTROL_TOKEN": TOKEN}
             cli = subprocess.run(
-                [str(TIDEMILL), "api", "predict", "--ab-test", test["id"], "--history", str(csv),
-                 "--horizon", "12", "--user-id", "bob"],
+                [str(TIDEMILL), "api", "predict", "--ab-test", "forecast-q4", "--history",
+                 str(csv), "--horizon", "12", "--user-id", "bob"],
                 env=env, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
-            status = subprocess.run([str(TIDEMILL), "api", "ab-test-status", test["id"]], env=env,
-                                    capture_output=True, text=True, timeout=120)  # fmt: skip
+            status = subprocess.run([str(TIDEMILL), "api", "ab-test-status", "forecast-q4"],
+                                    env=env, capture_output=True, text=True,
+                                    timeout=120)  # fmt: skip
         finally:
             os.killpg(stack.pid, signal.SIGTERM)
             stack.wait(60)
@@ -148,8 +186,11 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
     assert pinned == ["1", "2"]
     assert 400 <= wrong_kind.status_code < 500, wrong_kind.text
     assert bad.status_code == 400 and bad.json()["field"] == "data.timestamps"
-    # by A/B test id: the test's model, the same sticky variant from the SDK and the CLI
+    # by A/B test id or name: the test's model, the same sticky variant from the SDK and CLI
     assert by_test["model_name"] == REGISTERED and len(by_test["predictions"]) == 12
+    assert test["name"] == "forecast-q4"
+    assert (by_name["model_version"], by_name["predictions"]) == (
+        by_test["model_version"], by_test["predictions"])
     assert no_test.value.status == 404 and "0123456789ab" in no_test.value.detail
     assert other_model.value.status == 422 and "another-model" in other_model.value.detail
     assert cli.returncode == 0, cli.stderr
@@ -158,6 +199,44 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
         by_test["model_version"], by_test["predictions"])
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["id"] == test["id"]
+
+
+OLD_AB_TESTS = """CREATE TABLE ab_tests (
+    id VARCHAR(32) PRIMARY KEY, model_name VARCHAR(256) NOT NULL,
+    champion_version VARCHAR(32) NOT NULL, challenger_version VARCHAR(32) NOT NULL,
+    challenger_percent INTEGER NOT NULL, metric VARCHAR(16) NOT NULL,
+    started_at TIMESTAMP NOT NULL, ends_at TIMESTAMP NOT NULL)"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_ab_test_names_on_a_log_made_before_them(database: str, tmp_path: Path) -> None:
+    """A prediction log whose ab_tests table predates names gets the column and its unique
+    index when opened; its tests stay readable by id (without a name)."""
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / 'predictions.db'}"
+        else:
+            url = stack.enter_context(postgres()).create_database("predictions")
+        old = create_engine(url)
+        with old.begin() as conn:
+            conn.execute(text(OLD_AB_TESTS))
+            conn.execute(text("INSERT INTO ab_tests VALUES ('00000000abcd', 'm', '1', '2', 20, "
+                              "'mae', '2026-01-01 00:00:00', '2026-01-02 00:00:00')"))
+        old.dispose()
+        engine = engine_for(url)
+        engine_for(url).dispose()  # opening an upgraded log again changes nothing
+        kept = ab_tests.read(engine, "00000000abcd")
+        assert kept is not None and kept["name"] is None and kept["status"] == "finished"
+        row = {"model_name": "m", "champion_version": "1", "challenger_version": "2",
+               "challenger_percent": 20, "metric": "mae", "started_at": datetime(2026, 2, 1),
+               "ends_at": datetime(2026, 2, 2), "name": "q4"}  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(insert(ab_tests_table), [{**row, "id": "000000000001"},
+                                                 {**row, "id": "000000000002", "name": None}])
+        assert ab_tests.read(engine, "q4")["id"] == "000000000001"
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(ab_tests_table), [{**row, "id": "000000000003"}])
+        engine.dispose()
 
 
 def start_stack(home: Path) -> subprocess.Popen[bytes]:

@@ -118,10 +118,12 @@ def test_deploy_moves_traffic(stack: Stack, client: httpx.Client,
 def test_ab_test_with_feedback(stack: Stack, client: httpx.Client,
                                history: dict[str, Any]) -> None:
     resp = client.post(f"{stack.control}/ab-tests", headers=stack.auth(), json={
-        "challenger_version": "2", "split": 50, "duration_minutes": 10, "metric": "mae"})
+        "challenger_version": "2", "split": 50, "duration_minutes": 10, "metric": "mae",
+        "name": "feedback-test"})
     assert resp.status_code == 201, resp.text
     test = resp.json()
     assert test["status"] == "running" and test["challenger_percent"] == 50
+    assert test["name"] == "feedback-test"
     url = f"{stack.router}/v1/models/{ENDPOINT}:predict"
 
     def both_variants() -> list[dict[str, Any]]:
@@ -145,8 +147,8 @@ def test_ab_test_with_feedback(stack: Stack, client: httpx.Client,
     assert fb.status_code == 201
 
     def report() -> dict[str, Any] | None:
-        body = client.get(f"{stack.control}/ab-tests/{test['id']}").json()
-        ok = set(body["errors"]) == {"champion", "challenger"} and \
+        body = client.get(f"{stack.control}/ab-tests/feedback-test").json()  # by name
+        ok = body["id"] == test["id"] and set(body["errors"]) == {"champion", "challenger"} and \
             all(body["requests"].get(v, {}).get("requests", 0) > 0
                 for v in ("champion", "challenger"))
         return body if ok else None
