@@ -3,8 +3,8 @@
 MLflow store: the models that use regressors record them in their bundle and run, the
 registered version (and the ensemble of the best two) loads as a pyfunc and forecasts its
 logged example (load columns beside the history), and the same run without regressors
-forecasts differently. A model opted out (``algorithms.lightgbm.exogenous: false``) forecasts
-exactly as in the run without regressors while the others still use them."""
+forecasts differently. Models opted out (``algorithms.<name>.exogenous: false``: lightgbm and
+the LSTM) forecast exactly as in the run without regressors while the others still use them."""
 
 from __future__ import annotations
 
@@ -33,13 +33,16 @@ def _train(root: Path, name: str, exogenous: bool) -> Path:
                     "search_space": {"alpha": {"type": "float", "low": 1, "high": 100}}},
         "xgboost": {"params": {"lookback": 48, "n_estimators": 30, "exog_lags": 3}},
         "lightgbm": {"params": {"lookback": 48, "n_estimators": 30}, "exogenous": False},
+        "lstm": {"params": {"lookback": 24, "units": 8, "epochs": 2, "batch_size": 128},
+                 "exogenous": False},
     }
     cfg["tuning"] = {"n_trials": 1, "cv_folds": 2}
     cfg["ensemble"] = {"enabled": True, "top_k": 2}
-    if not exogenous:  # the comparisons need nlinear and lightgbm only
+    if not exogenous:  # the comparisons need nlinear and the opted-out models only
         del cfg["data"]["exogenous"]
         cfg["algorithms"] = {"nlinear": cfg["algorithms"]["nlinear"],
-                             "lightgbm": {"params": {"lookback": 48, "n_estimators": 30}}}
+                             **{name: {"params": cfg["algorithms"][name]["params"]}
+                                for name in ("lightgbm", "lstm")}}
         cfg["ensemble"] = {"enabled": False}
     cfg["mlflow"] = {"experiment": name, "registered_model_name": name}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
@@ -104,13 +107,14 @@ def _evaluation(home: Path, algorithm: str) -> dict:
     return json.loads(path.read_text())
 
 
-def test_an_opted_out_model_forecasts_as_without_regressors(runs) -> None:
+@pytest.mark.parametrize("algorithm", ["lightgbm", "lstm"])
+def test_an_opted_out_model_forecasts_as_without_regressors(runs, algorithm) -> None:
     with_x, plain = runs["etth1-exog"], runs["etth1-plain"]
-    opted_out = _candidates(with_x, "etth1-exog")["lightgbm"].data
+    opted_out = _candidates(with_x, "etth1-exog")[algorithm].data
     assert "exogenous" not in opted_out.params
-    (bundle,) = (with_x / "runs").glob("*/candidates/lightgbm/bundle/bundle.json")
+    (bundle,) = (with_x / "runs").glob(f"*/candidates/{algorithm}/bundle/bundle.json")
     assert json.loads(bundle.read_text())["exogenous"] is None
     # every validation and test window forecast alike: the same per-step errors, to the bit
-    assert _evaluation(with_x, "lightgbm") == _evaluation(plain, "lightgbm")
+    assert _evaluation(with_x, algorithm) == _evaluation(plain, algorithm)
     # while nlinear, in the same run, still forecasts with them
     assert _evaluation(with_x, "nlinear") != _evaluation(plain, "nlinear")

@@ -27,6 +27,7 @@ PARAMS = {
     "nlinear": {"lookback": 96, "alpha": 10.0, "exog_lags": 24},
     "xgboost": {"lookback": 48, "n_estimators": 40, "max_depth": 3, "min_child_weight": 5},
     "lightgbm": {"lookback": 48, "n_estimators": 40, "num_leaves": 8},
+    "lstm": {"lookback": 48, "units": 16, "epochs": 4, "batch_size": 64},
 }
 
 
