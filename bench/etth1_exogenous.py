@@ -38,6 +38,7 @@ PARAMS = {
     "nlinear": {"lookback": 336, "alpha": 1000.0, "exog_lags": 24},
     "xgboost": {"lookback": 168, "n_estimators": 200, "exog_lags": 3},
     "lightgbm": {"lookback": 168, "n_estimators": 200, "exog_lags": 3},
+    "lstm": {"lookback": 96, "units": 32, "epochs": 5, "batch_size": 256},  # configs/etth1.yaml
 }
 
 
