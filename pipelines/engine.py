@@ -7,10 +7,14 @@ global tree models (``map_shards``: one task per shard of series). ``TIDEMILL_RA
 ``engine.address``) names a running cluster: ``ray://<head>:10001`` for a KubeRay head
 service, ``auto`` for one started on this machine (``ray start --head``); without an address
 the first fan-out starts a local Ray inside this process. What every task shares goes to Ray's
-object store once (``ray.put``), not once per task. A task whose worker process dies is run
-again (``max_retries``); a task that raises fails the fan-out with its own error. A fan-out
-inside a task (a trial's folds, a fold's per-series fits) runs in that task's process: the
-outermost level is the parallel one, so a 2-CPU machine is not asked for tasks within tasks.
+object store once (``ray.put``), not once per task. A task whose worker process dies (killed,
+out of memory, its node lost) is run again, up to ``MAX_RETRIES`` times: every task is a pure
+function of its inputs (a fit, a forecast, a fold's score; an Optuna trial records itself in
+the study, see ``pipelines.tuning``), so a rerun gives the result the first try would have. A
+task that raises fails the fan-out with its own error, not retried (it would raise again); a
+fan-out that fails cancels its other tasks. A fan-out inside a task (a trial's folds, a fold's
+per-series fits) runs in that task's process: the outermost level is the parallel one, so a
+2-CPU machine is not asked for tasks within tasks.
 
 Serving never fans out (the serving environment has no Ray): predictions stay in process.
 """
@@ -62,8 +66,37 @@ def fan_out(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: An
     ray = _connected()
     shared_ref = ray.put(pickle.dumps(shared))
     task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_call)
-    done = ray.get([task.remote(fn, pickle.dumps(item), shared_ref) for item in items])
-    return [pickle.loads(result) for result in done]
+    refs = [task.remote(fn, pickle.dumps(item), shared_ref) for item in items]
+    return [pickle.loads(result) for result in _gathered(ray, refs, fn)]
+
+
+def _gathered(ray: Any, refs: list[Any], fn: Callable[..., Any]) -> list[bytes]:
+    """The tasks' results in order. The first failure stops the fan-out: the other tasks are
+    cancelled (nothing keeps running for a stage that failed) and a task whose worker died on
+    every try is named."""
+    index = {ref: k for k, ref in enumerate(refs)}
+    results: list[bytes] = [b""] * len(refs)
+    pending = list(refs)
+    try:
+        while pending:
+            (done,), pending = ray.wait(pending, num_returns=1)
+            results[index[done]] = ray.get(done)
+    except ray.exceptions.WorkerCrashedError as exc:
+        _cancel(ray, pending)
+        raise RuntimeError(
+            f"Ray task {index[done] + 1} of {len(refs)} ({fn.__module__}.{fn.__qualname__}): "
+            f"its worker process died on each of {MAX_RETRIES + 1} tries (killed, or out of "
+            "memory; the raylet's logs say which); the other tasks were cancelled"
+        ) from exc
+    except BaseException:
+        _cancel(ray, pending)
+        raise
+    return results
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    for ref in refs:
+        ray.cancel(ref)
 
 
 def map_shards(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: Any = None

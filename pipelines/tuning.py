@@ -9,12 +9,14 @@ the experiment, algorithm and horizon, so a study resumes where it stopped and s
 workers can add trials to it at once. Folds report to a median pruner. With the Ray engine
 (``pipelines.engine``) each trial is a Ray task on the shared study (its sampler seeded per
 task; parallel TPE trials do not see each other's results, so a study is no longer bit-for-bit
-repeatable there), the data put once into Ray's object store.
+repeatable there), the data put once into Ray's object store. A trial whose worker died is
+marked failed and its task runs again as a new trial with the same sampler seed.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from pipelines import engine, evaluation
 from pipelines.config import AlgorithmConfig, SearchParam, TuningConfig
 
 log = logging.getLogger(__name__)
+
+FAN_OUT_ATTR = "tidemill.fan_out"
+"""A Ray trial's user attribute: the fan-out that ran it (``_fail_orphans``)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,13 @@ def tune(
         )
         if engine.kind() == "ray" and remaining > 1 and cfg.timeout_s is None:
             # one trial per Ray task, all on the shared study (its storage is the rendezvous)
-            engine.fan_out(_ray_trial, range(remaining), (problem, study_name, storage))
+            fan_out = uuid.uuid4().hex
+            before = {t.number for t in study.get_trials(deepcopy=False)}
+            try:
+                engine.fan_out(_ray_trial, range(remaining),
+                               (problem, study_name, storage, fan_out))  # fmt: skip
+            finally:
+                _fail_orphans(study_name, storage, fan_out, before)
         else:
             study.optimize(
                 problem.objective,
@@ -287,20 +298,41 @@ class _Problem:
                         self.ids, self.exog)  # fmt: skip
 
 
-def _ray_trial(k: int, shared: tuple[_Problem, str, str]) -> None:
-    """One trial of the shared study, in a Ray task (sampler seeded per task)."""
+def _ray_trial(k: int, shared: tuple[_Problem, str, str, str]) -> None:
+    """One trial of the shared study, in a Ray task (sampler seeded per task, so a task run
+    again after its worker died samples what the first try did), tagged with its fan-out."""
     import optuna
 
-    problem, study_name, storage = shared
+    problem, study_name, storage, fan_out = shared
+
+    def objective(trial: Any) -> float:
+        trial.set_user_attr(FAN_OUT_ATTR, fan_out)
+        return problem.objective(trial)
+
     study = optuna.load_study(
         study_name=study_name, storage=storage,
         sampler=optuna.samplers.TPESampler(seed=problem.seed + 1 + k),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
     )  # fmt: skip
-    study.optimize(problem.objective, n_trials=1, show_progress_bar=False)
+    study.optimize(objective, n_trials=1, show_progress_bar=False)
     trial = study.trials[-1]
     print(f"[tidemill]   {problem.algorithm} trial {trial.number} (Ray task {k}): "
           f"{trial.state.name.lower()} {trial.value}", flush=True)
+
+
+def _fail_orphans(study_name: str, storage: str, fan_out: str, before: set[int]) -> None:
+    """Mark failed the trials a fan-out left running: their worker died (Ray ran the task
+    again, as a new trial), so no one will finish them. Its trials carry its tag, or, when the
+    worker died before the objective began, no tag (created during the fan-out)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        tag = trial.user_attrs.get(FAN_OUT_ATTR)
+        if tag == fan_out or (tag is None and trial.number not in before):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            log.warning("%s: trial %d failed: its Ray worker died (the task ran again)",
+                        study_name, trial.number)
 
 
 def _progress(algorithm: str, total: int) -> Any:
