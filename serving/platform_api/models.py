@@ -2,7 +2,8 @@
 
 They call what the control API calls: ``serving.split.SplitControl`` (registry aliases and the
 serving split changed together, each version loaded and test-predicted before it goes live)
-and ``serving.ab_tests``; only the paths differ. Predictions go to the serving router.
+and ``serving.ab_tests``; only the paths differ. Predictions go to the serving router, or by
+model name to the model's own server (``TIDEMILL_PREDICT_URLS``: its InferenceService).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 
 from pipelines.settings import Settings
 from serving import ab_tests
-from serving.platform_api.settings import PlatformSettings
+from serving.platform_api.settings import PREDICT_URLS_ENV, PlatformSettings
 from serving.prediction_log.schema import engine_for
 from serving.served_model import check_registered
 from serving.split import SplitControl, SplitError, backend_from_env
@@ -94,8 +95,17 @@ def _stack(settings: PlatformSettings) -> dict[str, Any]:
         return {}
 
 
-def router_url(settings: PlatformSettings) -> str | None:
-    """``TIDEMILL_ROUTER_URL``, else the router of the home's running stack (stack.json)."""
+def router_url(settings: PlatformSettings, model_name: str | None = None) -> str | None:
+    """Where a predict for ``model_name`` goes: its entry of ``TIDEMILL_PREDICT_URLS`` (on
+    Kubernetes each registered model has its own InferenceService; a model the map does not
+    name is a 404 naming the ones it does), else ``TIDEMILL_ROUTER_URL``, else the router of
+    the home's running stack (stack.json)."""
+    urls = settings.predict_urls
+    if model_name is not None and urls:
+        if model_name not in urls:
+            raise HTTPException(404, f"no serving endpoint for model {model_name!r}: "
+                                     f"{PREDICT_URLS_ENV} names {sorted(urls)}")  # fmt: skip
+        return urls[model_name]
     url = os.environ.get(ROUTER_ENV)
     if url:
         return url.rstrip("/")
@@ -103,9 +113,10 @@ def router_url(settings: PlatformSettings) -> str | None:
 
 
 def predict_path(settings: PlatformSettings, model_name: str | None) -> str:
-    """The router's ``/predict`` (its first model) or ``/predict/<endpoint>`` of a registered
+    """``/predict``: of the model's own server (``TIDEMILL_PREDICT_URLS``: it serves that
+    model alone) or of the router's first model; else ``/predict/<endpoint>`` of a registered
     model: the endpoint the stack serves it under, its name when deployed after start."""
-    if model_name is None:
+    if model_name is None or model_name in settings.predict_urls:
         return "/predict"
     served = {m.get("registered_model"): m.get("endpoint")
               for m in _stack(settings).get("models", [])}
@@ -194,12 +205,9 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
 
     @app.post("/api/ml/models/predict", tags=["models"])
     def predict(body: PredictBody) -> JSONResponse:
-        """Forecast through the serving router (the champion/challenger split, sticky by
-        ``user_id``); the answer names the variant and version that served it."""
-        router = router_url(settings)
-        if router is None:
-            raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
-                                     "serve` (or `tidemill up`) on this home")  # fmt: skip
+        """Forecast through the serving router, or by model name through the model's own
+        server (``TIDEMILL_PREDICT_URLS``), with its champion/challenger split sticky by
+        ``user_id``; the answer names the variant and version that served it."""
         model_name = body.model_name
         if body.ab_test is not None:
             test = ab_tests.read(log_engine(), body.ab_test)
@@ -209,6 +217,14 @@ def add_model_routes(app: FastAPI, settings: PlatformSettings, write: list[Any])
                 raise HTTPException(422, f"A/B test {body.ab_test!r} is of model "
                                          f"{test['model_name']!r}, not {model_name!r}")  # fmt: skip
             model_name = test["model_name"]
+        router = router_url(settings, model_name)
+        if router is None and settings.predict_urls:
+            raise HTTPException(422, "model_name: required, no default model is served "
+                                     f"({ROUTER_ENV} unset); {PREDICT_URLS_ENV} names "
+                                     f"{sorted(settings.predict_urls)}")  # fmt: skip
+        if router is None:
+            raise HTTPException(409, f"no serving stack: set {ROUTER_ENV} or start `tidemill "
+                                     "serve` (or `tidemill up`) on this home")  # fmt: skip
         payload = body.model_dump(mode="json", exclude_none=True,
                                   exclude={"model_name", "ab_test"})  # fmt: skip
         try:

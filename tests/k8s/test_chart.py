@@ -210,6 +210,37 @@ def test_each_registered_model_gets_its_own_inferenceservice(
     assert missing.returncode != 0 and "registeredModel" in missing.stderr
 
 
+def _env(docs: list[dict[str, Any]], deployment: str) -> dict[str, str]:
+    (deploy,) = manifests.find(docs, "Deployment", deployment)
+    return {e["name"]: e.get("value") for e in
+            deploy["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+
+
+def test_platform_api_predicts_each_model_on_its_own_inferenceservice(
+    rendered: dict[str, list[dict[str, Any]]], helm_bin: str
+) -> None:
+    """TIDEMILL_PREDICT_URLS maps each registered model to its own InferenceService's URL
+    (the Knative service in serverless mode, the predictor Service in standard mode), so a
+    predict by model name reaches the service that serves it; TIDEMILL_ROUTER_URL stays the
+    forecaster's (a predict without a model name)."""
+    svc = f"{manifests.NAMESPACE}.svc.cluster.local"
+    env = _env(rendered["two-models"], "tidemill-platform-api")
+    assert json.loads(env["TIDEMILL_PREDICT_URLS"]) == {
+        "etth1-forecaster": f"http://tidemill-forecaster.{svc}",
+        "ai4i-failure": f"http://tidemill-classifier.{svc}",
+        "diabetes-regressor": f"http://tidemill-regressor.{svc}"}
+    assert env["TIDEMILL_ROUTER_URL"] == f"http://tidemill-forecaster.{svc}"
+    assert "TIDEMILL_PREDICT_URLS" not in _env(rendered["two-models"], "tidemill-control-api")
+    assert "TIDEMILL_PREDICT_URLS" not in _env(rendered["default"], "tidemill-platform-api")
+    _files, sets = PROFILES["two-models"]
+    standard = manifests.render(helm_bin, (), (*sets, "forecaster.deploymentMode=standard",
+                                               "forecaster.scaleMetric=cpu"))  # fmt: skip
+    urls = json.loads(_env(standard, "tidemill-platform-api")["TIDEMILL_PREDICT_URLS"])
+    assert urls["ai4i-failure"] == f"http://tidemill-classifier-predictor.{svc}"
+    assert urls["etth1-forecaster"] == _env(standard, "tidemill-platform-api")[
+        "TIDEMILL_ROUTER_URL"] == f"http://tidemill-forecaster-predictor.{svc}"  # fmt: skip
+
+
 def test_mlflow_backend_and_artifacts(rendered: dict[str, list[dict[str, Any]]]) -> None:
     for profile, secret in [
         ("default", "tidemill-postgresql-urls"),

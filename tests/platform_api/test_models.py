@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
@@ -199,6 +200,102 @@ def test_predict_goes_through_the_serving_router(registry_api: ApiServer) -> Non
         by_test["model_version"], by_test["predictions"])
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["id"] == test["id"]
+
+
+SECOND = "second-forecaster"
+
+
+def test_predict_by_model_name_reaches_that_models_own_server(registry_api: ApiServer) -> None:
+    """On Kubernetes every registered model has its own InferenceService and the chart maps
+    each to its URL (TIDEMILL_PREDICT_URLS): a predict by model name (or by an A/B test's name)
+    goes to that model's server. Two real routers on the home, each serving one registered
+    model alone under its own endpoint, stand in for two InferenceServices; each router's
+    Prometheus counters show which one answered (a router also serves a model deployed after
+    it started, so the answer's model name alone would not tell)."""
+    api = registry_api
+    uri = f"sqlite:///{api.home / 'mlflow.db'}"
+    registry = MlflowClient(uri, registry_uri=uri)
+    for version in ("1", "2"):
+        registry.copy_model_version(f"models:/{REGISTERED}/{version}", SECOND)
+    history = pd.read_csv(ETTH1, nrows=300)[["date", "OT"]].values.tolist()
+    (api.home / "serving" / "stack.json").unlink(missing_ok=True)  # no local stack
+    with TidemillClient(api.url, token=TOKEN) as sdk:
+        sdk.deploy(REGISTERED, 2, 50)
+        sdk.deploy(SECOND, 1, 0)  # its first deployment: version 1 serves alone
+    routers: list[subprocess.Popen[bytes]] = []
+    mapped = None
+    try:
+        first_url = start_router(api.home, REGISTERED, "ep-first", routers)
+        second_url = start_router(api.home, SECOND, "ep-second", routers)
+        mapped = start_api(api.home, api.home / "mapped-api.log", TIDEMILL_ROUTER_URL=first_url,
+                           TIDEMILL_PREDICT_URLS=json.dumps({REGISTERED: first_url,
+                                                             SECOND: second_url}))
+        with TidemillClient(mapped.url, token=TOKEN) as sdk:
+            by_first = sdk.predict(history, 12, model_name=REGISTERED, user_id="carol")
+            by_second = sdk.predict(history, 12, model_name=SECOND, user_id="carol")
+            default = sdk.predict(history, 12, user_id="carol")  # TIDEMILL_ROUTER_URL's model
+            sdk.start_ab_test(SECOND, 2, split=50, duration_minutes=5, name="second-q4")
+            by_test = sdk.predict(history, 12, ab_test="second-q4", user_id="carol")
+            with pytest.raises(ApiError) as unknown:
+                sdk.predict(history, 12, model_name="nobody")
+        counts = {url: served_counts(url) for url in (first_url, second_url)}
+    finally:
+        if mapped is not None:
+            mapped.stop()
+        for proc in routers:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+    assert (by_first["model_name"], by_second["model_name"], default["model_name"],
+            by_test["model_name"]) == (REGISTERED, SECOND, REGISTERED, SECOND)
+    assert by_second["model_version"] == "1" and len(by_test["predictions"]) == 12
+    assert counts[first_url] == {"ep-first": 2}  # by name and the default: the first router
+    assert counts[second_url] == {"ep-second": 2}  # by name and by A/B test name: the second
+    assert unknown.value.status == 404 and "'nobody'" in unknown.value.detail
+    assert f"{sorted([REGISTERED, SECOND])}" in unknown.value.detail  # the models it knows
+
+
+def test_a_wrong_predict_url_map_stops_the_api_at_start(tmp_path: Path) -> None:
+    """TIDEMILL_PREDICT_URLS must be a JSON object of http(s) URLs; else the platform API does
+    not start, and its log names the variable and what it got."""
+    with pytest.raises(RuntimeError) as refused:
+        start_api(tmp_path / "home", tmp_path / "api.log",
+                  TIDEMILL_PREDICT_URLS='{"m": "m.ns.svc.cluster.local"}')  # fmt: skip
+    assert "TIDEMILL_PREDICT_URLS must be a JSON object" in str(refused.value)
+    assert "m.ns.svc.cluster.local" in str(refused.value)
+
+
+def start_router(home: Path, model: str, endpoint: str,
+                 started: list[subprocess.Popen[bytes]]) -> str:  # fmt: skip
+    """``python -m serving.router`` serving ``model`` alone under ``endpoint`` (its process
+    added to ``started``); its URL once ready."""
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
+    proc = subprocess.Popen(
+        [str(SERVING_PYTHON), "-m", "serving.router", "--home", str(home), "--port",
+         url.rsplit(":", 1)[1], "--workers", "1", "--model", f"{model}={endpoint}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    started.append(proc)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/models/{endpoint}/ready", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"{endpoint}: no router"
+        time.sleep(0.5)
+
+
+def served_counts(router: str) -> dict[str, int]:
+    """Requests a router answered, per endpoint (its ``tidemill_requests`` counters)."""
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{router}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "tidemill_requests_total":
+                model = sample.labels["model"]
+                counts[model] = counts.get(model, 0) + int(sample.value)
+    return counts
 
 
 OLD_AB_TESTS = """CREATE TABLE ab_tests (

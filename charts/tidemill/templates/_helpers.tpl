@@ -130,14 +130,32 @@ http://{{ include "tidemill.controlApi.fullname" . }}.{{ .Release.Namespace }}.s
 {{- if .Values.platformApi.database.existingSecret }}{{ .Values.platformApi.database.secretKey }}{{ else }}platform-db-url{{ end }}
 {{- end }}
 
-{{/* The forecaster's in-cluster URL (Knative service in serverless mode, the predictor
-Service in standard mode): where the platform API's /predict goes. */}}
-{{- define "tidemill.isvc.url" -}}
-{{- if eq .Values.forecaster.deploymentMode "standard" -}}
-http://{{ include "tidemill.isvc.name" . }}-predictor.{{ .Release.Namespace }}.svc.cluster.local
+{{/* An InferenceService's in-cluster URL, (dict "root" . "isvc" NAME): the Knative service
+in serverless mode, the predictor Service in standard mode. */}}
+{{- define "tidemill.isvc.urlOf" -}}
+{{- if eq .root.Values.forecaster.deploymentMode "standard" -}}
+http://{{ .isvc }}-predictor.{{ .root.Release.Namespace }}.svc.cluster.local
 {{- else -}}
-http://{{ include "tidemill.isvc.name" . }}.{{ .Release.Namespace }}.svc.cluster.local
+http://{{ .isvc }}.{{ .root.Release.Namespace }}.svc.cluster.local
 {{- end -}}
+{{- end }}
+
+{{/* The forecaster's URL: where the platform API's /predict without a model name goes. */}}
+{{- define "tidemill.isvc.url" -}}
+{{- include "tidemill.isvc.urlOf" (dict "root" . "isvc" (include "tidemill.isvc.name" .)) }}
+{{- end }}
+
+{{/* TIDEMILL_PREDICT_URLS: registered model -> the URL of the InferenceService serving it
+(serving/platform_api/models.py predicts by model name there), a JSON object; empty when no
+model names its registered model. */}}
+{{- define "tidemill.isvc.predictUrls" -}}
+{{- $map := dict }}
+{{- range include "tidemill.isvc.all" . | fromJsonArray }}
+{{- if .registeredModel }}
+{{- $_ := set $map .registeredModel (include "tidemill.isvc.urlOf" (dict "root" $ "isvc" .isvc)) }}
+{{- end }}
+{{- end }}
+{{- if $map }}{{ toJson $map }}{{ end }}
 {{- end }}
 
 {{/* Secret + keys of Feast's registry and online store URLs (the feature server). */}}
