@@ -3,6 +3,8 @@ seasonality, noise, every tenth series intermittent), the whole training pipelin
 (``run_pipeline``: validate, tune, train, backtest on validation and test, register) against
 statsforecast (AutoTheta) and mlforecast (LightGBM) fitting the same series in their own
 environment (``--peers``), with wall and CPU seconds and peak memory of each.
+``--max-train-windows N`` caps the rows LightGBM trains on (a seeded sample of the panel's
+windows; default: every window).
 
     .venv/orchestrator/bin/python bench/scale.py --series 1000 2000 --hours 400 --peers
 """
@@ -46,7 +48,8 @@ def synthetic_panel(series: int, hours: int, seed: int = 7) -> pd.DataFrame:
                          "ds": np.tile(ds, series), "y": np.clip(y, 0, None).ravel()})
 
 
-def tidemill(data: pd.DataFrame, tmp: Path) -> dict[str, float]:
+def tidemill(data: pd.DataFrame, tmp: Path, max_train_windows: int | None = None
+             ) -> dict[str, float]:  # fmt: skip
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     data.to_parquet(tmp / "panel.parquet", index=False)
     config["data"]["source"]["path"] = str(tmp / "panel.parquet")
@@ -55,6 +58,8 @@ def tidemill(data: pd.DataFrame, tmp: Path) -> dict[str, float]:
         "nlinear": {"params": {"lookback": 168}},
         "lightgbm": {"params": {"lookback": 168, "n_estimators": 100}},
     }
+    if max_train_windows:
+        config["algorithms"]["lightgbm"]["params"]["max_train_windows"] = max_train_windows
     config["ensemble"] = {"enabled": False}
     config["tuning"] = {**config["tuning"], "n_trials": 1}
     (tmp / "panel.yaml").write_text(yaml.safe_dump(config))
@@ -83,11 +88,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, nargs="+", default=[1000])
     parser.add_argument("--hours", type=int, default=400)
     parser.add_argument("--peers", action="store_true")
+    parser.add_argument("--max-train-windows", type=int, default=None)
     args = parser.parse_args()
     for n in args.series:
         data = synthetic_panel(n, args.hours)
         with tempfile.TemporaryDirectory(prefix="tidemill-scale-") as tmp:
-            ours = tidemill(data, Path(tmp))
+            ours = tidemill(data, Path(tmp), args.max_train_windows)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             line = {"series": n, "rows": len(data), "tidemill": ours, "tidemill_peak_rss_mib": peak}
             if args.peers:
