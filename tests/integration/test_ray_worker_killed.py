@@ -75,7 +75,7 @@ def _config(tmp: Path, name: str) -> Path:
     cfg["name"] = f"raykill-{name}"
     cfg["engine"] = {"kind": "ray"}
     cfg["algorithms"] = {"arima": {
-        "params": {"d": 0, "q": 1, "fit_window": 200, "maxiter": 20},
+        "params": {"d": 0, "q": 1, "fit_window": 100, "maxiter": 10},
         "search_space": {"p": {"type": "int", "low": 1, "high": 2}},
     }}
     cfg["tuning"]["n_trials"] = 2
@@ -229,16 +229,18 @@ def test_killed_tasks_run_again_and_the_run_registers_what_an_untouched_run_does
     assert {"yhat", "yhat_lower", "yhat_upper"} <= set(forecast["killed"].columns)
     pd.testing.assert_frame_equal(forecast["killed"], forecast["untouched"], check_exact=True)
     client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
-    metrics = {
-        name: [r.data for r in client.search_runs(
-            [client.get_experiment_by_name(f"raykill-{name}").experiment_id])]
-        for name in RUNS[:2]
-    }
-    assert len(metrics["killed"]) == len(metrics["untouched"]) == 1
-    (killed_run,), (untouched_run,) = metrics["killed"], metrics["untouched"]
-    assert killed_run.params == untouched_run.params  # the same tuned p
+    candidates = {}
+    for name in RUNS[:2]:
+        (candidates[name],) = client.search_runs(  # the one candidate, arima
+            [client.get_experiment_by_name(f"raykill-{name}").experiment_id])
+    killed_run, untouched_run = candidates["killed"], candidates["untouched"]
+    assert killed_run.data.params == untouched_run.data.params  # the same tuned p
     for key in ("val_mase", "test_mase", "test_smape", "test_coverage", "cv_best_value"):
-        assert killed_run.metrics[key] == untouched_run.metrics[key], key
+        assert killed_run.data.metrics[key] == untouched_run.data.metrics[key], key
+    by_step = {name: sorted((m.step, m.value) for m in client.get_metric_history(
+        run.info.run_id, "test_mae_by_step")) for name, run in candidates.items()}
+    assert [step for step, _ in by_step["killed"]] == list(range(1, 25))
+    assert by_step["killed"] == by_step["untouched"]
 
 
 def test_each_trial_running_when_its_worker_died_is_failed_and_none_is_left_running(runs):
