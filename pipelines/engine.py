@@ -95,8 +95,10 @@ def _gathered(ray: Any, refs: list[Any], fn: Callable[..., Any]) -> list[bytes]:
 
 
 def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Cancel the tasks: a queued one never starts, a running one's worker is killed (a gentle
+    cancel only interrupts Python code, not a fit running in C for minutes)."""
     for ref in refs:
-        ray.cancel(ref)
+        ray.cancel(ref, force=True)
 
 
 def map_shards(fn: Callable[[Item, Any], Result], items: Sequence[Item], shared: Any = None

@@ -1,13 +1,16 @@
 """Ray as the engine (pipelines.engine), started locally in this process: on real M4 hourly
 series, ARIMA fitted per series, the cross-validation folds of a trial, the global trees'
 feature rows built in shards and the backtest windows of local models give the same results
-on Ray as in process; a worker killed mid-task is replaced and its task run again; a fit that
+on Ray as in process; a worker killed mid-task is replaced and its task run again; a task
+whose worker dies on every try is named and the fan-out's other tasks stopped; a fit that
 fails names its series; fan-outs inside a task stay in its process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +84,31 @@ def test_a_killed_worker_is_replaced_and_its_task_rerun(ray_engine, tmp_path: Pa
     killed = int((tmp_path / "seen-2").read_text())
     rerun = int((tmp_path / "done-2").read_text())
     assert killed != rerun  # the second try ran in a new worker process
+
+
+def _dies_or_lingers(item: int, marker_dir: str) -> int:
+    """Item 0 kills its worker on every try; item 1 runs for a minute unless cancelled."""
+    if item == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    (Path(marker_dir) / "started").write_text(str(os.getpid()))
+    time.sleep(60)
+    (Path(marker_dir) / "finished").write_text("")
+    return item
+
+
+def test_a_task_whose_worker_dies_on_every_try_is_named_and_the_others_cancelled(
+        ray_engine, tmp_path: Path) -> None:
+    import psutil
+
+    with pytest.raises(RuntimeError, match=(
+            r"Ray task 1 of 2 \(tests\.unit\.test_engine\._dies_or_lingers\): its worker "
+            r"process died on each of 4 tries")):
+        engine.fan_out(_dies_or_lingers, [0, 1], str(tmp_path))
+    if (tmp_path / "started").exists():  # item 1 was running: its worker is stopped
+        lingering = int((tmp_path / "started").read_text())
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(lingering).wait(timeout=30)
+    assert not (tmp_path / "finished").exists()
 
 
 def test_a_failing_fit_names_its_series(series, ray_engine) -> None:
