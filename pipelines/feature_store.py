@@ -288,7 +288,9 @@ def online_features(
 
 def serve(home: TidemillHome, host: str = "127.0.0.1", port: int = 6566) -> None:
     """Feast's feature server (what ``feast serve`` starts) on this deployment's registry and
-    online store, in the foreground: ``POST /get-online-features``, ``GET /health``."""
+    online store, in the foreground: ``POST /get-online-features``, ``GET /health``. Its one
+    gunicorn worker is never recycled (Feast's default restarts it every ~1,000 requests, and
+    lookups meanwhile wait seconds or fail with a 503)."""
     print(f"[tidemill] feature server on http://{host}:{port}", flush=True)
     open_store(home).serve(host=host, port=port, no_access_log=True, workers=1,
-                           registry_ttl_sec=5)
+                           registry_ttl_sec=5, max_requests=0)

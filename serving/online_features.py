@@ -3,9 +3,10 @@
 Feast cannot live in the serving environment (its uvicorn and psutil pins clash with
 kserve's), so the router asks the feature server (``tidemill features serve``, the
 orchestrator environment's Feast) over HTTP: one ``POST /get-online-features`` per request
-for all of its entities, on a pooled ``httpx.AsyncClient`` per worker process with a short
-timeout (``serving.config.FeatureLookup``). The features asked for are those of the live
-tabular versions; each version then takes its own.
+for all of its entities, on one pooled ``aiohttp.ClientSession`` per worker process
+(kept-alive connections; about 0.6 ms a call less than httpx's client, bench/RESULTS.md) with
+a short timeout (``serving.config.FeatureLookup``). The features asked for are those of the
+live tabular versions; each version then takes its own.
 
 Answers: an entity the online store does not hold is a 404 naming the key and the value; the
 feature server unreachable or timing out is a 503 naming it; any other answer of it is a 502
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 import orjson
 import pandas as pd
 
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _lookup: FeatureLookup | None = None
-_client: httpx.AsyncClient | None = None
+_session: aiohttp.ClientSession | None = None
+_JSON = {"content-type": "application/json"}
 
 
 def lookup() -> FeatureLookup | None:
@@ -41,13 +43,21 @@ def lookup() -> FeatureLookup | None:
     return _lookup
 
 
-def _http(config: FeatureLookup) -> httpx.AsyncClient:
-    global _client
-    if _client is None:  # one per worker process, created in its event loop
-        _client = httpx.AsyncClient(
-            base_url=config.url, timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
-    return _client
+def _http(config: FeatureLookup) -> aiohttp.ClientSession:
+    global _session
+    if _session is None:  # one per worker process, created in its event loop
+        _session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+            connector=aiohttp.TCPConnector(limit=64))
+    return _session
+
+
+async def close() -> None:
+    """Close this worker's connections to the feature server (at shutdown)."""
+    global _session
+    if _session is not None:
+        await _session.close()
+        _session = None
 
 
 def model_features(model: ForecastModel) -> tuple[list[str], set[str]]:
@@ -68,19 +78,20 @@ async def fetch(config: FeatureLookup, keys: list[Any], features: list[str], tex
     body = {"entities": {config.key: keys}, "features": [f"{config.view}:{f}" for f in features]}
     where = f"feature server {config.url}"
     try:
-        response = await _http(config).post(
-            "/get-online-features", content=orjson.dumps(body),
-            headers={"content-type": "application/json"})
-    except httpx.TimeoutException as exc:
+        async with _http(config).post(f"{config.url}/get-online-features",
+                                      data=orjson.dumps(body), headers=_JSON) as response:
+            status, content = response.status, await response.read()
+    except TimeoutError as exc:
         raise RequestError(field, f"{where} did not answer within {config.timeout_s:g} s "
                                   f"({type(exc).__name__})", 503, "feature_server_down") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise RequestError(field, f"{where} is unreachable ({type(exc).__name__}: {exc})", 503,
                            "feature_server_down") from exc
-    if response.status_code != 200:
-        raise RequestError(field, f"{where} answered {response.status_code}: "
-                                  f"{response.text[:300]}", 502, "feature_server_error")
-    answer = orjson.loads(response.content)
+    if status != 200:
+        raise RequestError(field, f"{where} answered {status}: "
+                                  f"{content[:300].decode(errors='replace')}", 502,
+                           "feature_server_error")
+    answer = orjson.loads(content)
     columns = dict(zip(answer["metadata"]["feature_names"], answer["results"], strict=True))
     unknown = [k for i, k in enumerate(keys)
                if all(columns[f]["statuses"][i] == "NOT_FOUND" for f in features)]

@@ -324,7 +324,8 @@ def install_routes(app: fastapi.FastAPI, models: Any, forecast: ForecastRoutes) 
 
 
 class _FlushingServer(_RefreshingServer):
-    """Uvicorn server that writes queued prediction-log rows out during graceful shutdown.
+    """Uvicorn server that writes queued prediction-log rows out during graceful shutdown
+    (and closes its connections to the feature server).
     Given a Unix socket instead of listening ones, it serves the connections its supervisor
     hands over there (``HandedConnections``)."""
 
@@ -344,6 +345,7 @@ class _FlushingServer(_RefreshingServer):
         if self._handed is not None:
             self._handed.close()
         await super().shutdown(sockets=sockets)
+        await online_features.close()
         await asyncio.get_running_loop().run_in_executor(None, close_all)
 
 

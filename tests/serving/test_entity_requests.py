@@ -4,6 +4,7 @@ checked when read."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +73,37 @@ def test_string_keys_and_settings(monkeypatch: pytest.MonkeyPatch, lookup: None)
     monkeypatch.setenv("TIDEMILL_FEAST_TIMEOUT_S", "soon")
     with pytest.raises(ValueError, match="TIDEMILL_FEAST_TIMEOUT_S"):
         FeatureLookup.from_env()
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 500 Internal Server Error\r\n"
+                                          b"content-length: 4\r\n\r\noops"])
+def test_a_feature_server_that_hangs_or_fails_is_named(answer: bytes | None) -> None:
+    """A real server on loopback that never answers is a 503 naming it and the timeout; one
+    answering 500 is a 502 quoting it."""
+
+    async def run() -> RequestError:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            if answer is None:
+                await asyncio.sleep(5)
+            else:
+                writer.write(answer)
+                await writer.drain()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            with pytest.raises(RequestError) as caught:
+                await online_features.fetch(FeatureLookup(url, timeout_s=0.3), [7], ["Torque"],
+                                            set(), "entity")
+        finally:
+            await online_features.close()
+            server.close()
+        assert url in str(caught.value) and caught.value.field == "entity"
+        return caught.value
+
+    exc = asyncio.run(run())
+    if answer is None:
+        assert exc.status == 503 and "did not answer within 0.3 s" in str(exc), str(exc)
+    else:
+        assert exc.status == 502 and "answered 500: oops" in str(exc), str(exc)
