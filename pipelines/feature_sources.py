@@ -4,9 +4,9 @@ file reads it when Airflow parses it."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pipelines.project_dir import PROJECT_DIR
 
 ETTH1_VIEW = "etth1_covariates"
 AI4I_VIEW = "ai4i_machine"
-_DATA = Path(__file__).resolve().parent.parent / "data"  # the checkout's (editable install)
+_DATA = PROJECT_DIR / "data"
 SHIPPED_SOURCES = {ETTH1_VIEW: _DATA / "ETTh1.csv", AI4I_VIEW: _DATA / "ai4i2020.csv"}

@@ -7,15 +7,16 @@ the same way under `airflow dags test`, the dag processor and the KubernetesExec
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow.sdk import Asset
 
+from pipelines.project_dir import PROJECT_DIR
+
 if TYPE_CHECKING:
     from pipelines.home import TidemillHome
 
-REPO = Path(__file__).resolve().parent.parent  # the checkout (editable install)
+REPO = PROJECT_DIR  # configs/ and data/: the checkout, or the image's copy
 DEFAULT_CONFIG = os.environ.get("TIDEMILL_CONFIG", str(REPO / "configs" / "etth1.yaml"))
 MODEL_ASSET = Asset(name="tidemill_registered_model", uri="tidemill://mlflow/registered-model")
 # Tabular registrations (classification, regression, anomaly) get their own Asset: the
