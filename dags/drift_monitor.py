@@ -22,13 +22,13 @@ log window), `current_path` (a CSV/Parquet batch to check instead of the configu
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import DEFAULT_CONFIG
+from tidemill.dag_support import DEFAULT_CONFIG, retry_args
 from tidemill.dag_support import home as _home
 
 
@@ -39,7 +39,7 @@ from tidemill.dag_support import home as _home
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "monitoring"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=retry_args(1, 30),
     max_active_runs=1,
     params={
         "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (path or URL)"),

@@ -18,13 +18,14 @@ skips it), `end` (ISO time; empty = now).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
 from pipelines.feature_sources import AI4I_VIEW, ETTH1_VIEW, SHIPPED_SOURCES
 from tidemill.dag_support import home as _home
+from tidemill.dag_support import retry_args
 
 
 @dag(
@@ -34,7 +35,7 @@ from tidemill.dag_support import home as _home
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "features"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=retry_args(1, 30),
     max_active_runs=1,
     params={
         "source": Param(str(SHIPPED_SOURCES[ETTH1_VIEW]), type="string", title="Source CSV"),

@@ -20,12 +20,12 @@ are recorded as model version tags.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import DEFAULT_CONFIG, MODEL_ASSET
+from tidemill.dag_support import DEFAULT_CONFIG, MODEL_ASSET, retry_args
 from tidemill.dag_support import home as _home
 
 
@@ -36,7 +36,7 @@ from tidemill.dag_support import home as _home
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "promotion"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=retry_args(1, 30),
     max_active_runs=1,
     params={
         "config": Param(DEFAULT_CONFIG, type="string", title="Experiment config (path or URL)"),

@@ -22,13 +22,13 @@ overrides, e.g. `{"drift_share": 0.3}`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import TABULAR_CONFIG
+from tidemill.dag_support import TABULAR_CONFIG, retry_args
 from tidemill.dag_support import home as _home
 
 
@@ -39,7 +39,7 @@ from tidemill.dag_support import home as _home
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "monitoring", "tabular"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=retry_args(1, 30),
     max_active_runs=1,
     params={
         "config": Param(TABULAR_CONFIG, type="string", title="Experiment config (path or URL)"),

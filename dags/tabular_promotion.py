@@ -22,12 +22,12 @@ are recorded as model version tags (the forecasting promotion's).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import TABULAR_MODEL_ASSET
+from tidemill.dag_support import TABULAR_MODEL_ASSET, retry_args
 from tidemill.dag_support import home as _home
 
 
@@ -38,7 +38,7 @@ from tidemill.dag_support import home as _home
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "promotion", "tabular"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=retry_args(1, 30),
     max_active_runs=1,
     params={
         "model_name": Param(None, type=["null", "string"], title="Registered model (manual)"),

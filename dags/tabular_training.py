@@ -23,12 +23,12 @@ configured), `reason`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from tidemill.dag_support import TABULAR_CONFIG, TABULAR_MODEL_ASSET
+from tidemill.dag_support import TABULAR_CONFIG, TABULAR_MODEL_ASSET, retry_args
 from tidemill.dag_support import home as _home
 
 
@@ -47,7 +47,7 @@ def _run_dir(run_id: str) -> str:
     catchup=False,
     doc_md=__doc__,
     tags=["tidemill", "training", "tabular"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    default_args=retry_args(2, 20),
     max_active_runs=1,
     params={
         "config": Param(TABULAR_CONFIG, type="string", title="Experiment config (path or URL)"),

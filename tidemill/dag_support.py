@@ -1,4 +1,5 @@
-"""What the Tidemill DAGs share: the model Asset, the default config and the home.
+"""What the Tidemill DAGs share: the model Asset, the default config, the home and the retry
+settings.
 
 Lives in the installed `tidemill` package (not the DAGs folder) so every DAG file imports it
 the same way under `airflow dags test`, the dag processor and the KubernetesExecutor.
@@ -7,7 +8,8 @@ the same way under `airflow dags test`, the dag processor and the KubernetesExec
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
@@ -27,6 +29,23 @@ TABULAR_CONFIG = os.environ.get(
 TABULAR_MODEL_ASSET = Asset(
     name="tidemill_registered_tabular_model", uri="tidemill://mlflow/registered-tabular-model"
 )
+
+
+RETRY_DELAY_ENV = "TIDEMILL_TASK_RETRY_DELAY_S"
+
+
+def retry_args(retries: int, delay_s: float) -> dict[str, Any]:
+    """A DAG's ``default_args`` for retries: ``retries`` tries more, ``delay_s`` seconds apart
+    unless ``$TIDEMILL_TASK_RETRY_DELAY_S`` sets the delay (the test harnesses that make tasks
+    fail on purpose set a short one; read when the DAG file is parsed)."""
+    override = os.environ.get(RETRY_DELAY_ENV)
+    try:
+        seconds = float(override) if override else delay_s
+    except ValueError:
+        raise ValueError(f"{RETRY_DELAY_ENV}={override!r}: not a number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"{RETRY_DELAY_ENV}={override!r}: negative")
+    return {"retries": retries, "retry_delay": timedelta(seconds=seconds)}
 
 
 def home() -> TidemillHome:

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -129,3 +132,24 @@ def test_tabular_training_shape():
     # its own Asset: forecasting's promotion (on tidemill_registered_model) must not fire
     outlets = dag.get_task("register").outlets
     assert [o.name for o in outlets] == ["tidemill_registered_tabular_model"]
+
+
+def test_retry_delay_is_the_dags_own_unless_the_environment_sets_one(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tidemill.dag_support import RETRY_DELAY_ENV, retry_args
+
+    def delays(dag_id: str) -> set[timedelta]:
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags[dag_id]
+        return {t.retry_delay for t in dag.tasks}
+
+    monkeypatch.delenv(RETRY_DELAY_ENV, raising=False)
+    assert delays("forecast_training") == {timedelta(seconds=20)}
+    assert delays("promote_challenger") == {timedelta(seconds=30)}
+    monkeypatch.setenv(RETRY_DELAY_ENV, "1.5")
+    assert delays("forecast_training") == delays("promote_challenger") == {timedelta(seconds=1.5)}
+    assert retry_args(2, 20) == {"retries": 2, "retry_delay": timedelta(seconds=1.5)}
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(RETRY_DELAY_ENV, bad)
+        with pytest.raises(ValueError, match=f"{RETRY_DELAY_ENV}='{bad}'"):
+            retry_args(2, 20)
