@@ -9,6 +9,7 @@ environment; all run in temporary directories on free ports; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -211,6 +212,22 @@ def mlflow_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
     _wait(up, f"mlflow server on port {port} (log {log})", 120)
     return proc
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 30) -> None:
+    """SIGTERM a process started in its own session (its whole process group: the workers or
+    renderers it forked too), SIGKILL the group if it outlives ``timeout`` seconds. Nothing to do
+    for ``None`` or a process that already ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -10,8 +10,6 @@ import base64
 import contextlib
 import itertools
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
+
+from tests.servers import stop
 
 FLAGS = (
     "--headless",
@@ -65,7 +65,7 @@ class Chromium:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            self._stack.callback(self._stop, self._process)
+            self._stack.callback(stop, self._process, 15)
             self._ws = self._stack.enter_context(
                 connect(
                     self._page_websocket(profile / "DevToolsActivePort"),
@@ -86,17 +86,6 @@ class Chromium:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
-
-    @staticmethod
-    def _stop(process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM to Chromium's process group (its renderers too), SIGKILL if it lingers."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(15)
 
     def _page_websocket(self, port_file: Path, timeout: float = 60.0) -> str:
         """The page target's DevTools URL, once Chromium wrote its debugging port."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers import ObjectStore, Postgres, free_port, postgres, seaweedfs
+from tests.servers import ObjectStore, Postgres, free_port, postgres, seaweedfs, stop
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,17 +59,6 @@ def _wait_http(url: str, what: str, proc: subprocess.Popen, log: Path, timeout: 
             time.sleep(0.5)
     tail = log.read_text()[-4000:]
     raise RuntimeError(f"{what} did not answer {url} in {timeout:.0f} s:\n{tail}")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def _start_mlflow(root: Path, backend: str, s3: ObjectStore, port: int) -> subprocess.Popen:
@@ -205,4 +193,4 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             yield platform
         finally:
             for proc in procs.values():
-                _stop(proc)
+                stop(proc)

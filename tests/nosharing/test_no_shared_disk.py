@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from pipelines import artifact_store
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 from .conftest import MODEL, REPO, Platform
 
@@ -149,9 +149,7 @@ def serving(trained: Platform) -> Any:
     try:
         yield f"http://127.0.0.1:{port}", proc, log, f"http://127.0.0.1:{control}"
     finally:
-        from .conftest import _stop
-
-        _stop(proc)
+        stop(proc)
 
 
 def test_serving_logs_to_postgres_and_drift_reads_it_back(trained: Platform, serving) -> None:
@@ -234,7 +232,7 @@ def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform)
     preprocess, and read the store, before a stop there took effect."""
     import threading
 
-    from .conftest import _mlflow_server, _stop
+    from .conftest import _mlflow_server
 
     client = MlflowClient(trained.mlflow_url, registry_uri=trained.mlflow_url)
     before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
@@ -247,7 +245,7 @@ def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform)
             # stopped before select starts (select needs no MLflow), so register finds it down
             _when(trained, "forecast_training.train.0.1")
             _when(trained, "forecast_training.train.1.1")
-            _stop(trained.procs["mlflow"])
+            stop(trained.procs["mlflow"])
             _when(trained, "forecast_training.register.-1.1")
             trained.faults["versions_while_down"] = sorted(_versions_in_db(trained))
             trained.procs["mlflow"] = _mlflow_server(trained)

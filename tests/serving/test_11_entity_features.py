@@ -7,7 +7,6 @@ naming it; the feature server down is a 503 naming it."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.servers import stop
 from tests.serving.conftest import (
     REPO,
     TABULAR_ENDPOINT,
@@ -71,16 +71,6 @@ def feature_server(ai4i: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
         yield url, proc
     finally:
         stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
