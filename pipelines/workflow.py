@@ -370,14 +370,8 @@ def train(
         )
         for part, ev in results.items():
             mlflow.log_metrics({f"{part}_{k}": v for k, v in ev.overall.items() if np.isfinite(v)})
-        by_step: dict[int, dict[str, float]] = {}
-        for part, ev in results.items():
-            for metric, curve in ev.per_step.items():
-                for step, value in enumerate(curve, start=1):
-                    if np.isfinite(value):
-                        by_step.setdefault(step, {})[f"{part}_{metric}_by_step"] = value
-        for step, values in by_step.items():  # one write per step, not one per value
-            mlflow.log_metrics(values, step=step)
+        registry.log_curves({f"{part}_{metric}_by_step": curve for part, ev in results.items()
+                             for metric, curve in ev.per_step.items()})
         mlflow.log_metrics(
             {
                 "fit_seconds": fit_s,

@@ -278,9 +278,7 @@ def train(
             mlflow.log_metric("threshold", threshold)
         if tuned.get("best_value") is not None:
             mlflow.log_metric("cv_best_value", tuned["best_value"])
-        for name, curve in fitted.curves.items():
-            for step, value in enumerate(curve, start=1):
-                mlflow.log_metric(f"loss_{name}", value, step=step)
+        registry.log_curves({f"loss_{name}": curve for name, curve in fitted.curves.items()})
         if tuned.get("study_name"):
             from pipelines.tuning import history_plot
 
