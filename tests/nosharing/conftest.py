@@ -134,9 +134,12 @@ class Platform:
         path = self.root / "tasks.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-    def task_log(self, name_part: str) -> str:
-        return "\n".join(p.read_text() for p in sorted((self.root / "task-logs").glob(
-            f"*{name_part}*")))
+    def task_log(self, name_part: str, run_id: str = "") -> str:
+        """The logs of the task attempts named like ``name_part`` (of run ``run_id`` if given;
+        the file name holds the run id as the executor writes it)."""
+        run = "".join(c if c.isalnum() else "_" for c in run_id)
+        pattern = f"*{name_part}*{run}*" if run else f"*{name_part}*"
+        return "\n".join(p.read_text() for p in sorted((self.root / "task-logs").glob(pattern)))
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +175,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                 "NOSHARING_LOGS": str(root / "task-logs"),
                 "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
                 "PYTHONWARNINGS": "ignore",
+                # the DAGs retry after 5 s, not 20-30 s (read where the retry is scheduled)
+                "TIDEMILL_TASK_RETRY_DELAY_S": "5",
             }  # fmt: skip
             subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env, check=True,
                            capture_output=True, timeout=600)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from mlflow import MlflowClient
 from pipelines import artifact_store
 from tests.servers import free_port, stop
 
-from .conftest import MODEL, REPO, Platform
+from .conftest import MODEL, REPO, Platform, _mlflow_server
 
 SERVING_PYTHON = REPO / ".venv" / "serving" / "bin" / "python"
 
@@ -79,16 +80,76 @@ def _s3_client_env(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def trained(platform: Platform) -> Platform:
-    for run in (1, 2):
-        started = time.monotonic()
-        proc = platform.run_dag("forecast_training", {
-            "config": str(platform.config), "reason": f"no-shared-disk run {run}"})
-        print(f"[nosharing] forecast_training run {run}: {time.monotonic() - started:.0f} s",
-              flush=True)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-        assert _dag_states(platform, "forecast_training")[-1] == "success", (
-            (proc.stdout + proc.stderr)[-4000:] + platform.task_log("forecast_training")[-8000:])
+    """Two forecast_training runs: version 1 (champion) on the healthy platform, version 2
+    (challenger) through the outages of ``_run_through_faults`` (their checks are
+    test_store_and_mlflow_down_mid_run_fail_clearly_and_retry): the faults need no third run."""
+    _run_training(platform, "no-shared-disk run 1")
+    _run_through_faults(platform)
     return platform
+
+
+def _run_training(platform: Platform, reason: str, timeout: float = 900) -> None:
+    started = time.monotonic()
+    proc = platform.run_dag("forecast_training", {"config": str(platform.config),
+                                                  "reason": reason}, timeout=timeout)
+    print(f"[nosharing] forecast_training ({reason}): {time.monotonic() - started:.0f} s",
+          flush=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert _dag_states(platform, "forecast_training")[-1] == "success", (
+        (proc.stdout + proc.stderr)[-4000:] + platform.task_log("forecast_training")[-8000:])
+
+
+def _when(platform: Platform, task: str, skip: int, timeout: float = 900) -> None:
+    """Wait until the task attempt ``task`` (``dag.task.map_index.try``) has ended, looking at
+    the task records after the first ``skip`` (the earlier runs')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["task"] == task for r in platform.task_records()[skip:]):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{task} did not end within {timeout:.0f} s")
+
+
+def _run_through_faults(platform: Platform) -> None:
+    """forecast_training with S3 down when the run starts (started again once ingest's first try
+    ended) and the MLflow server stopped once training is done (started again once register's
+    first try ended); what the checks need goes into ``platform.faults``. S3 is stopped before
+    the run, not once ingest ends: a quiet machine started preprocess, and read the store,
+    before a stop there took effect. The DAGs' retry delay is short here
+    (TIDEMILL_TASK_RETRY_DELAY_S); a retry that still finds a server down fails the same way
+    and the next one succeeds."""
+    client = MlflowClient(platform.mlflow_url, registry_uri=platform.mlflow_url)
+    before = sorted(v.version for v in client.search_model_versions(f"name='{MODEL}'"))
+    skip = len(platform.task_records())
+    errors: list[BaseException] = []
+
+    def faults() -> None:
+        try:
+            _when(platform, "forecast_training.ingest.-1.1", skip)
+            platform.s3.start()
+            # stopped before select starts (select needs no MLflow), so register finds it down
+            _when(platform, "forecast_training.train.0.1", skip)
+            _when(platform, "forecast_training.train.1.1", skip)
+            stop(platform.procs["mlflow"])
+            _when(platform, "forecast_training.register.-1.1", skip)
+            platform.faults["versions_while_down"] = sorted(_versions_in_db(platform))
+            platform.procs["mlflow"] = _mlflow_server(platform)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    platform.s3.stop()
+    thread = threading.Thread(target=faults, daemon=True)
+    thread.start()
+    try:
+        _run_training(platform, "faults", timeout=1500)
+    finally:
+        thread.join(120)
+    assert not errors, errors
+    records = platform.task_records()[skip:]
+    new = {v.version: client.get_model_version(MODEL, v.version)  # search leaves out aliases
+           for v in client.search_model_versions(f"name='{MODEL}'") if v.version not in before}
+    platform.faults |= {"before": before, "records": records, "run": records[0]["run"],
+                        "new": {k: (v.status, sorted(v.aliases)) for k, v in new.items()}}
 
 
 def test_training_registers_from_the_object_store(trained: Platform) -> None:
@@ -213,68 +274,22 @@ def test_promotion_moves_the_aliases(trained: Platform, serving) -> None:
         assert aliases["champion"] == "1", decision[-3000:]
 
 
-def _when(platform: Platform, task: str, timeout: float = 900) -> dict[str, Any]:
-    """Wait until the task attempt ``task`` (``dag.task.map_index.try``) has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in platform.task_records():
-            if record["task"] == task:
-                return record
-        time.sleep(0.5)
-    raise AssertionError(f"{task} did not end within {timeout:.0f} s")
-
-
 def test_store_and_mlflow_down_mid_run_fail_clearly_and_retry(trained: Platform) -> None:
-    """S3 is down when the run starts (ingest's first try fails naming the URL, nothing is
-    written; the retry after the restart succeeds); the MLflow server stops once training is done
-    (register's first try fails, nothing is half-registered, the retry registers exactly one
-    version). S3 is stopped before the run, not once ingest ends: a quiet machine started
-    preprocess, and read the store, before a stop there took effect."""
-    import threading
-
-    from .conftest import _mlflow_server
-
-    client = MlflowClient(trained.mlflow_url, registry_uri=trained.mlflow_url)
-    before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
-    errors: list[BaseException] = []
-
-    def faults() -> None:
-        try:
-            _when(trained, "forecast_training.ingest.-1.1")
-            trained.s3.start()
-            # stopped before select starts (select needs no MLflow), so register finds it down
-            _when(trained, "forecast_training.train.0.1")
-            _when(trained, "forecast_training.train.1.1")
-            stop(trained.procs["mlflow"])
-            _when(trained, "forecast_training.register.-1.1")
-            trained.faults["versions_while_down"] = sorted(_versions_in_db(trained))
-            trained.procs["mlflow"] = _mlflow_server(trained)
-        except BaseException as exc:  # reported by the test below
-            errors.append(exc)
-
-    # this run's task records start afresh (the earlier runs' are kept aside)
-    (trained.root / "tasks.jsonl").rename(trained.root / "tasks-before-faults.jsonl")
-    trained.s3.stop()
-    thread = threading.Thread(target=faults, daemon=True)
-    thread.start()
-    proc = trained.run_dag("forecast_training", {"config": str(trained.config),
-                                                 "reason": "faults"}, timeout=1500)
-    thread.join(120)
-    assert not errors, errors
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    tries = {r["task"] for r in trained.task_records()}
+    """The second training run (``_run_through_faults``): S3 is down when it starts (ingest's
+    first try fails naming the URL, nothing is written; the retry after the restart succeeds);
+    the MLflow server stops once training is done (register's first try fails, nothing is
+    half-registered, the retry registers exactly one version)."""
+    faults = trained.faults
+    tries = {r["task"] for r in faults["records"]}
     assert {"forecast_training.ingest.-1.2", "forecast_training.register.-1.2"} <= tries
-    first = trained.task_log("forecast_training.ingest.-1.1")
+    first = trained.task_log("forecast_training.ingest.-1.1", faults["run"])
     assert "artifact store error while trying to" in first, first[-3000:]
     assert "s3://tidemill/store/runs/" in first, first[-3000:]
-    register = trained.task_log("forecast_training.register.-1.1")
+    register = trained.task_log("forecast_training.register.-1.1", faults["run"])
     assert trained.mlflow_url.split("//")[1] in register, register[-3000:]
     # nothing half-registered while MLflow was down; one new version after the retry
-    assert trained.faults["versions_while_down"] == sorted(before)
-    after = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
-    assert len(after - before) == 1
-    new = client.get_model_version(MODEL, (after - before).pop())
-    assert new.status == "READY" and "challenger" in new.aliases
+    assert faults["versions_while_down"] == faults["before"]
+    assert list(faults["new"].values()) == [("READY", ["challenger"])], faults["new"]
 
 
 def _versions_in_db(platform: Platform) -> list[str]:
