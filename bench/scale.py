@@ -48,11 +48,10 @@ def synthetic_panel(series: int, hours: int, seed: int = 7) -> pd.DataFrame:
                          "ds": np.tile(ds, series), "y": np.clip(y, 0, None).ravel()})
 
 
-def tidemill(data: pd.DataFrame, tmp: Path, max_train_windows: int | None = None
+def tidemill(source: Path, tmp: Path, max_train_windows: int | None = None
              ) -> dict[str, float]:  # fmt: skip
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
-    data.to_parquet(tmp / "panel.parquet", index=False)
-    config["data"]["source"]["path"] = str(tmp / "panel.parquet")
+    config["data"]["source"]["path"] = str(source)
     config["algorithms"] = {
         "seasonal_naive": {"params": {"season": SEASON}},
         "nlinear": {"params": {"lookback": 168}},
@@ -70,12 +69,11 @@ def tidemill(data: pd.DataFrame, tmp: Path, max_train_windows: int | None = None
             "owa": {c["algorithm"]: c["test"]["owa"] for c in result["candidates"]}}
 
 
-def peers(data: pd.DataFrame, tmp: Path) -> dict[str, dict[str, float]]:
+def peers(source: Path, tmp: Path) -> dict[str, dict[str, float]]:
     python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
                             capture_output=True, text=True).stdout.split()[-1]
-    data.to_parquet(tmp / "peers.parquet", index=False)
     cmd = ["/usr/bin/time", "-f", "%M", python, str(REPO / "bench" / "m4_peers.py"),
-           "--input", str(tmp / "peers.parquet"), "--output", str(tmp / "fc.parquet"),
+           "--input", str(source), "--output", str(tmp / "fc.parquet"),
            "--horizon", str(HORIZON), "--season", str(SEASON), "--skip-ets"]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     timing = json.loads(done.stdout.strip().splitlines()[-1])
@@ -91,13 +89,16 @@ def main() -> None:
     parser.add_argument("--max-train-windows", type=int, default=None)
     args = parser.parse_args()
     for n in args.series:
-        data = synthetic_panel(n, args.hours)
         with tempfile.TemporaryDirectory(prefix="tidemill-scale-") as tmp:
-            ours = tidemill(data, Path(tmp), args.max_train_windows)
+            # the panel goes to a file and its frame is dropped: the peak is the pipeline's
+            source = Path(tmp) / "panel.parquet"
+            synthetic_panel(n, args.hours).to_parquet(source, index=False)
+            ours = tidemill(source, Path(tmp), args.max_train_windows)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-            line = {"series": n, "rows": len(data), "tidemill": ours, "tidemill_peak_rss_mib": peak}
+            line = {"series": n, "rows": n * args.hours, "tidemill": ours,
+                    "tidemill_peak_rss_mib": peak}
             if args.peers:
-                line["peers"] = peers(data, Path(tmp))
+                line["peers"] = peers(source, Path(tmp))
         print(json.dumps(line), flush=True)
 
 
