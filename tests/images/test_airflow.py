@@ -42,8 +42,12 @@ def airflow_run(built_images: None, mlflow_server: Container, object_store: Obje
                        "reason": "image smoke test"})
     # the DAG folder parsed as the dag processor parses it (`airflow dags list-import-errors`
     # without --local reads the errors a dag processor stored: none ran here, so it says [])
-    parse = ("import json; from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
-             "print(json.dumps({'dags': sorted(b.dag_ids), 'errors': b.import_errors}))")
+    # and the files the DAGs' trigger forms default to (configs, feature CSVs) exist there
+    parse = ("import json, os; from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
+             "paths = sorted({v for d in b.dags.values() for v in d.params.dump().values() "
+             "if isinstance(v, str) and v.startswith('/')}); "
+             "print(json.dumps({'dags': sorted(b.dag_ids), 'errors': b.import_errors, "
+             "'defaults': paths, 'missing': [p for p in paths if not os.path.exists(p)]}))")
     script = ("set -e; airflow db migrate > /tmp/migrate.log 2>&1 || { cat /tmp/migrate.log; "
               f"exit 1; }}; echo '== import errors'; python -c \"{parse}\"; "
               f"echo '== dags test'; airflow dags test forecast_training -c '{conf}'")
@@ -72,6 +76,8 @@ def test_dags_import_without_errors(airflow_run: str) -> None:
     parsed = json.loads(section.splitlines()[-1])
     assert parsed["errors"] == {}, section
     assert parsed["dags"] == sorted(p.stem for p in (REPO / "dags").glob("*.py")), section
+    assert parsed["missing"] == [], section
+    assert "/opt/tidemill/data/ai4i2020.csv" in parsed["defaults"], section
 
 
 def test_training_dag_runs_in_the_image(airflow_run: str, mlflow_server: Container,
