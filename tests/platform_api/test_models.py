@@ -269,7 +269,11 @@ def start_router(home: Path, model: str, endpoint: str,
     """``python -m serving.router`` serving ``model`` alone under ``endpoint`` (its process
     added to ``started``); its URL once ready."""
     url = f"http://127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TIDEMILL_"))}
+    # no PROMETHEUS_*: importing feast (an earlier test in this process) points
+    # PROMETHEUS_MULTIPROC_DIR at a folder of its own, and two routers sharing it would each
+    # report the other's counters
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "TIDEMILL_", "PROMETHEUS_"))}
     proc = subprocess.Popen(
         [str(SERVING_PYTHON), "-m", "serving.router", "--home", str(home), "--port",
          url.rsplit(":", 1)[1], "--workers", "1", "--model", f"{model}={endpoint}"],
