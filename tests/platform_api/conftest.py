@@ -51,17 +51,24 @@ def start_api(home: Path, log: Path, **env_extra: str) -> ApiServer:
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     server = ApiServer(proc, f"http://127.0.0.1:{port}", home, log)
-    deadline = time.monotonic() + 120
-    while True:
+    if answers_ok(f"{server.url}/healthz", proc, 120):
+        return server
+    server.stop()
+    raise RuntimeError(f"platform API did not start:\n{log.read_text()[-4000:]}")
+
+
+def answers_ok(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll ``url`` until it answers 200 (True), or until ``proc`` exits or ``timeout``
+    seconds pass (False); refused connections mean not yet."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
         except httpx.HTTPError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"platform API did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.3)
+    return False
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,14 @@ from monitoring.prometheus import free_port
 from serving import ab_tests
 from serving.prediction_log.schema import ab_tests as ab_tests_table
 from serving.prediction_log.schema import engine_for
-from tests.platform_api.conftest import REPO, SERVING_PYTHON, TOKEN, ApiServer, start_api
+from tests.platform_api.conftest import (
+    REPO,
+    SERVING_PYTHON,
+    TOKEN,
+    ApiServer,
+    answers_ok,
+    start_api,
+)
 from tests.servers import postgres
 from tests.serving.conftest import CONFIG, REGISTERED, TIDEMILL
 from tidemill.client import ApiError, TidemillClient
@@ -280,15 +287,8 @@ def start_router(home: Path, model: str, endpoint: str,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     started.append(proc)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/models/{endpoint}/ready", timeout=2).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, f"{endpoint}: no router"
-        time.sleep(0.5)
+    assert answers_ok(f"{url}/v2/models/{endpoint}/ready", proc, 180), f"{endpoint}: no router"
+    return url
 
 
 def served_counts(router: str) -> dict[str, int]:
