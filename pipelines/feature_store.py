@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
@@ -49,6 +50,7 @@ from pipelines.settings import Settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+_FEAST_SETS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 REGISTRY_ENV = "TIDEMILL_FEAST_REGISTRY_URL"
 ONLINE_ENV = "TIDEMILL_FEAST_ONLINE_URL"
 PROJECT = "tidemill"
@@ -123,17 +125,31 @@ def _registry_config(url: str) -> Any:
     return url
 
 
+def _feast() -> ModuleType:
+    """The ``feast`` package (with ``feast.types``), imported without its side effect on the
+    environment: importing it sets ``PROMETHEUS_MULTIPROC_DIR`` and ``PROMETHEUS_MULTIPROCESS_DIR``
+    in ``os.environ`` (feast/metrics.py), which every process started afterwards inherits, so two
+    routers started by one such process would share one metrics folder."""
+    before = {name: os.environ.get(name) for name in _FEAST_SETS}
+    import feast
+    import feast.types  # publish's feature types
+
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+    return feast
+
+
 def open_store(home: TidemillHome) -> FeatureStore:
     """Feast's ``FeatureStore`` on this deployment's registry and stores."""
-    from feast import FeatureStore, RepoConfig
-
+    feast = _feast()
     settings = FeatureStoreSettings.resolve(home)
-    config = RepoConfig(
+    config = feast.RepoConfig(
         project=PROJECT, provider="local", registry=_registry_config(settings.registry),
         online_store=_online_config(settings.online), offline_store={"type": "dask"},
         entity_key_serialization_version=3,
     )  # fmt: skip
-    return FeatureStore(config=config)
+    return feast.FeatureStore(config=config)
 
 
 def etth1_source_frame(csv: str | Path) -> pd.DataFrame:
@@ -182,9 +198,7 @@ def publish(home: TidemillHome, frame: pd.DataFrame, view: str = ETTH1_VIEW) -> 
     """Write a feature view's source (Parquet in the artifact store) and register the entity and
     the view in Feast's registry; returns the source URL. Text columns are ``String`` features,
     the rest ``Float64``."""
-    from feast import Entity, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64, String
-
+    feast = _feast()
     spec = _view(view)
     missing = [c for c in (spec.key, TIMESTAMP) if c not in frame.columns]
     if missing:
@@ -194,15 +208,16 @@ def publish(home: TidemillHome, frame: pd.DataFrame, view: str = ETTH1_VIEW) -> 
     artifact_store.write_parquet(frame, url)
     endpoint = None if artifact_store.is_local(url) else (
         os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-    entity = Entity(name=spec.entity, join_keys=[spec.key],
-                    value_type=ValueType.STRING if spec.key_type == "string" else ValueType.INT64,
-                    description=f"key of {view}")
-    source = FileSource(name=f"{view}_source", path=url, timestamp_field=TIMESTAMP,
-                        s3_endpoint_override=endpoint)  # fmt: skip
-    schema = [Field(name=c, dtype=Float64 if frame[c].dtype.kind in "fiub" else String)
-              for c in features]
-    feature_view = FeatureView(name=view, entities=[entity], ttl=spec.ttl, source=source,
-                               online=True, schema=schema, description=spec.description)
+    key_type = feast.ValueType.STRING if spec.key_type == "string" else feast.ValueType.INT64
+    entity = feast.Entity(name=spec.entity, join_keys=[spec.key], value_type=key_type,
+                          description=f"key of {view}")
+    source = feast.FileSource(name=f"{view}_source", path=url, timestamp_field=TIMESTAMP,
+                              s3_endpoint_override=endpoint)  # fmt: skip
+    types = feast.types
+    schema = [feast.Field(name=c, dtype=types.Float64 if frame[c].dtype.kind in "fiub"
+                          else types.String) for c in features]  # fmt: skip
+    feature_view = feast.FeatureView(name=view, entities=[entity], ttl=spec.ttl, source=source,
+                                     online=True, schema=schema, description=spec.description)
     open_store(home).apply([entity, feature_view])
     return url
 

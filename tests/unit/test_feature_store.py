@@ -5,6 +5,9 @@ lookups that name an unknown entity."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,3 +178,23 @@ def test_online_store_on_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     publish(home, source)
     _online_round_trip(home, source)
     assert not (home.root / "feast").exists()
+
+
+def test_using_feast_leaves_the_environment_as_it_was(tmp_path: Path) -> None:
+    """Feast's import sets PROMETHEUS_MULTIPROC_DIR in os.environ; a process that publishes and
+    registers features (the platform API, a DAG task) must not pass it on to what it starts."""
+    script = (
+        "import os, sys\n"
+        "from pipelines.feature_store import etth1_source_frame, publish\n"
+        "from pipelines.home import TidemillHome\n"
+        "home = TidemillHome.resolve(sys.argv[1])\n"
+        f"publish(home, etth1_source_frame({str(REPO / 'data' / 'ETTh1.csv')!r}).head(50))\n"
+        "print(sorted(k for k in os.environ if k.startswith('PROMETHEUS')))\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PROMETHEUS") and k not in (REGISTRY_ENV, ONLINE_ENV,
+                                                           "TIDEMILL_ARTIFACT_STORE_URL")}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "home")], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
