@@ -1,20 +1,28 @@
 """Scale: synthetic hourly panels of ``--series`` series (fixed seed: trend, daily and weekly
 seasonality, noise, every tenth series intermittent), the whole training pipeline
 (``run_pipeline``: validate, tune, train, backtest on validation and test, register) against
-statsforecast (AutoTheta) and mlforecast (LightGBM) fitting the same series in their own
-environment (``--peers``), with wall and CPU seconds and peak memory of each.
+statsforecast and mlforecast fitting the same series in their own environment (``--peers``;
+``--peer-models``, default AutoTheta and mlforecast's default LightGBM; each model in its own
+process), with wall and CPU seconds and peak memory of each. ``--fit-compare`` adds Tidemill's
+LightGBM fit and forecast alone (``bench/scale_fit.py``, its own process) beside mlforecast's
+on the same features (``--peer-models lgbm168``). ``--skip-tidemill`` leaves the pipeline out.
 ``--max-train-windows N`` caps the rows LightGBM trains on (a seeded sample of the panel's
-windows; default: every window).
+windows; default: every window). Each line also gives the 1-minute load average before and
+after (the machine may be shared: CPU seconds are the steadier figure).
 
     .venv/orchestrator/bin/python bench/scale.py --series 1000 2000 --hours 400 --peers
+    .venv/orchestrator/bin/python bench/scale.py --series 1000 --skip-tidemill --peers \
+        --peer-models snaive,theta,lgbm,lgbm168,ridge168 --fit-compare
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,16 +77,34 @@ def tidemill(source: Path, tmp: Path, max_train_windows: int | None = None
             "owa": {c["algorithm"]: c["test"]["owa"] for c in result["candidates"]}}
 
 
-def peers(source: Path, tmp: Path) -> dict[str, dict[str, float]]:
+def _measured(cmd: list[str]) -> dict[str, dict[str, float]]:
+    """Run a bench process printing a JSON line of timings; add its peak RSS to each."""
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, capture_output=True,
+                          text=True)
+    timing = json.loads(done.stdout.strip().splitlines()[-1])
+    peak = int(done.stderr.strip().splitlines()[-1]) // 1024
+    return {name: {**t, "peak_rss_mib": peak} for name, t in timing.items()}
+
+
+def peers(source: Path, tmp: Path, models: list[str]) -> dict[str, dict[str, float]]:
+    """Each peer model fitting every series and forecasting, in its own process."""
     python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
                             capture_output=True, text=True).stdout.split()[-1]
-    cmd = ["/usr/bin/time", "-f", "%M", python, str(REPO / "bench" / "m4_peers.py"),
-           "--input", str(source), "--output", str(tmp / "fc.parquet"),
-           "--horizon", str(HORIZON), "--season", str(SEASON), "--skip-ets"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    timing = json.loads(done.stdout.strip().splitlines()[-1])
-    timing["peak_rss_mib"] = int(done.stderr.strip().splitlines()[-1]) // 1024
+    timing = {}
+    for model in models:
+        spent = _measured([
+            python, str(REPO / "bench" / "m4_peers.py"), "--input", str(source), "--output",
+            str(tmp / "fc.parquet"), "--horizon", str(HORIZON), "--season", str(SEASON),
+            "--models", model])
+        print(json.dumps(spent), file=sys.stderr, flush=True)
+        timing.update(spent)
     return timing
+
+
+def tidemill_fit(source: Path) -> dict[str, dict[str, float]]:
+    """Tidemill's LightGBM fit and forecast alone (``bench/scale_fit.py``), its own process."""
+    return _measured([sys.executable, str(REPO / "bench" / "scale_fit.py"), "--input",
+                      str(source), "--horizon", str(HORIZON)])
 
 
 def main() -> None:
@@ -86,6 +112,11 @@ def main() -> None:
     parser.add_argument("--series", type=int, nargs="+", default=[1000])
     parser.add_argument("--hours", type=int, default=400)
     parser.add_argument("--peers", action="store_true")
+    parser.add_argument("--peer-models", default="theta,lgbm",
+                        help="with --peers: bench/m4_peers.py --models, one process each")
+    parser.add_argument("--fit-compare", action="store_true",
+                        help="Tidemill's LightGBM fit and forecast alone (bench/scale_fit.py)")
+    parser.add_argument("--skip-tidemill", action="store_true", help="no run_pipeline")
     parser.add_argument("--max-train-windows", type=int, default=None)
     args = parser.parse_args()
     for n in args.series:
@@ -93,12 +124,16 @@ def main() -> None:
             # the panel goes to a file and its frame is dropped: the peak is the pipeline's
             source = Path(tmp) / "panel.parquet"
             synthetic_panel(n, args.hours).to_parquet(source, index=False)
-            ours = tidemill(source, Path(tmp), args.max_train_windows)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-            line = {"series": n, "rows": n * args.hours, "tidemill": ours,
-                    "tidemill_peak_rss_mib": peak}
+            line = {"series": n, "rows": n * args.hours, "load_before": os.getloadavg()[0]}
+            if not args.skip_tidemill:
+                line["tidemill"] = tidemill(source, Path(tmp), args.max_train_windows)
+                line["tidemill_peak_rss_mib"] = \
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            if args.fit_compare:
+                line["tidemill_fit"] = tidemill_fit(source)
             if args.peers:
-                line["peers"] = peers(source, Path(tmp))
+                line["peers"] = peers(source, Path(tmp), args.peer_models.split(","))
+            line["load_after"] = os.getloadavg()[0]
         print(json.dumps(line), flush=True)
 
 
