@@ -65,7 +65,7 @@ class XGBoostForecaster(Forecaster):
     ``max_train_windows`` (default none: every window): the most training rows a booster is
     fitted on; a panel with more windows is subsampled uniformly over all its windows, drawn
     with the seed, before any row is built, so the fit's memory is bounded by the cap (rows x
-    features x 8 bytes, 4 for XGBoost, which trains on float32 anyway).
+    features x 4 bytes: XGBoost trains on float32 anyway; LightGBM holds its binned rows).
     Intervals are conformal.
     """
 
@@ -251,7 +251,7 @@ class XGBoostForecaster(Forecaster):
         work = [(v, t, h, f, None if h is None else rng.integers(0, self.horizon, n), k)
                 for (v, t, h, f), n, k in zip(usable, counts, keep, strict=True)]  # fmt: skip
         sizes = [n if k is None else len(k) for n, k in zip(counts, keep, strict=True)]
-        self.booster = self._train(*self.gather(_series_rows, work, sizes))
+        self.booster = self._fit_rows(_series_rows, work, sizes)
         return self
 
     def train_block(self, k: int, block: np.ndarray, usable: list[tuple[Any, ...]]) -> Any:
@@ -264,7 +264,7 @@ class XGBoostForecaster(Forecaster):
         work = [(v, t, h, f, rng.integers(block[0], block[-1] + 1, n), kept)
                 for (v, t, h, f), n, kept in zip(long_enough, counts, keep, strict=True)]
         sizes = [n if kept is None else len(kept) for n, kept in zip(counts, keep, strict=True)]
-        return self._train(*self.gather(_direct_rows, work, sizes))
+        return self._fit_rows(_direct_rows, work, sizes)
 
     def direct_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
                     steps: np.ndarray, keep: np.ndarray | None = None
@@ -303,6 +303,10 @@ class XGBoostForecaster(Forecaster):
         if f is not None:
             rows[:, -f.shape[1]:] = f[ends]
         return rows, v[ends] - windows[:, -1]
+
+    def _fit_rows(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]) -> Any:
+        """The booster fitted on ``fn``'s rows of every work item (see ``gather``)."""
+        return self._train(*self.gather(fn, work, sizes))
 
     def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
         """The booster fitted on feature rows and one-step changes."""

@@ -58,18 +58,18 @@ def test_nlinear_sharded_fit_equals_one_shot_and_holds_one_shard(monkeypatch: An
 
 
 class _Recorder:
-    """Wraps a tree model's ``_train`` to keep the matrix it was given."""
+    """Wraps a tree model's ``_fit_rows`` to keep the rows it fits on, as one matrix."""
 
     def __init__(self, model: Any) -> None:
         self.features: np.ndarray | None = None
         self.target: np.ndarray | None = None
-        train = model._train
+        fit_rows = model._fit_rows
 
-        def record(features: np.ndarray, target: np.ndarray) -> Any:
-            self.features, self.target = features, target
-            return train(features, target)
+        def record(fn: Any, work: list[Any], sizes: list[int]) -> Any:
+            self.features, self.target = model.gather(fn, work, sizes)
+            return fit_rows(fn, work, sizes)
 
-        model._train = record
+        model._fit_rows = record
 
 
 @pytest.mark.parametrize("name", ["xgboost", "lightgbm"])
