@@ -10,6 +10,10 @@ validation; ``--combine median`` for the median) is a row like the others.
 ``--strategy direct`` (``--direct-steps N``) fits the tree models one booster per horizon
 step (per block of steps) instead of the configured recursive roll-out.
 
+``--set path=value`` overrides one config field (YAML value), e.g. ``--set
+split.val_size=48 --set selection.metric=mase`` (the earlier single window and metric);
+``--drop path`` removes one (e.g. ``algorithms.nlinear.search_space.lookback``).
+
 ``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``) and
 mlforecast (LightGBM) on the same series in their own environment (``bench/peers-setup.sh``,
 ``bench/m4_peers.py``), each forecasting the last 48 values of every series from all before
@@ -52,6 +56,10 @@ def main() -> None:
                         help="the tree models' multi-step strategy (default as configured)")
     parser.add_argument("--direct-steps", type=int, default=None,
                         help="with --strategy direct: boosters per model (default: horizon)")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a config field, e.g. split.val_size=48 (repeatable)")
+    parser.add_argument("--drop", action="append", default=[], metavar="PATH",
+                        help="remove a config field (repeatable)")
     parser.add_argument("--peers", action="store_true",
                         help="also statsforecast and mlforecast on the same series")
     parser.add_argument("--arima", action="store_true", help="with --peers: AutoARIMA too")
@@ -65,6 +73,16 @@ def main() -> None:
             params["strategy"] = args.strategy
         if args.direct_steps:
             params["direct_steps"] = args.direct_steps
+    for item in args.set + args.drop:
+        path, _, value = item.partition("=")
+        *parents, leaf = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        if item in args.drop:
+            node.pop(leaf)
+        else:
+            node[leaf] = yaml.safe_load(value)
     with tempfile.TemporaryDirectory(prefix="tidemill-m4-") as tmp:
         data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
         if args.series:
@@ -87,13 +105,15 @@ def main() -> None:
     print(f"\n{data['unique_id'].nunique()} series, {len(data)} rows; wall {wall:.0f} s, "
           f"CPU {cpu:.0f} s, peak RSS {peak} MiB")
     print(f"{'algorithm':<16}{'sMAPE':>8}{'MASE':>8}{'OWA':>8}{'cover':>7}{'val MASE':>10}"
-          "   (test; Naive2 sMAPE / MASE)")
+          f"{'val OWA':>9}{'selection':>11}   (test; Naive2 sMAPE / MASE)")
     for cand in result["candidates"]:
         t = cand["test"]
         print(f"{cand['algorithm']:<16}{t['smape']:>8.3f}{t['mase']:>8.3f}{t['owa']:>8.3f}"
-              f"{t.get('coverage', float('nan')):>7.2f}{cand['val']['mase']:>10.3f}   "
+              f"{t.get('coverage', float('nan')):>7.2f}{cand['val']['mase']:>10.3f}"
+              f"{cand['val']['owa']:>9.3f}{cand['val_metric']:>11.4f}   "
               f"({t['naive2_smape']:.3f} / {t['naive2_mase']:.3f})")
-    print(f"selected: {result['registered']['algorithm']}")
+    print(f"selected: {result['registered']['algorithm']} (lowest validation "
+          f"{result['candidates'][0]['metric']})")
     if args.peers:
         _peers(data, args.arima)
 

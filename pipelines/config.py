@@ -245,6 +245,17 @@ class EnsembleConfig(_Strict):
     combine: Literal["mean", "median"] = "mean"
 
 
+class SelectionConfig(_Strict):
+    """How the registered candidate is chosen: the lowest ``metric`` on validation, averaged
+    over every forecast window of the validation rows (``split.val_size - horizon + 1``
+    stride-1 origins per series; a ``val_size`` of several horizons gives several windows).
+    The ensemble's members are the best candidates on the same score."""
+
+    metric: Literal["mae", "rmse", "smape", "wape", "mase", "owa"] | None = Field(
+        None, description="default: tuning.metric; owa = M4's (sMAPE and MASE vs Naive2)"
+    )
+
+
 class EngineConfig(_Strict):
     """Where per-series fits run (``pipelines.engine``); unset fields: the environment's."""
 
@@ -264,7 +275,13 @@ class ExperimentConfig(_Strict):
     tuning: TuningConfig = TuningConfig()
     mlflow: MlflowConfig = MlflowConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    selection: SelectionConfig = SelectionConfig()
     engine: EngineConfig = EngineConfig()
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that ranks candidates (``selection.metric`` or tuning's)."""
+        return self.selection.metric or self.tuning.metric
 
     @model_validator(mode="after")
     def _known_algorithms(self) -> ExperimentConfig:

@@ -327,8 +327,9 @@ def train(
         forecasts[part] = (part_origins, windows)
     eval_s = time.perf_counter() - started - fit_s
     _step(
-        f"train {algorithm}: val {cfg.tuning.metric} "
-        f"{results['val'].overall[cfg.tuning.metric]:.4f}, test MAE "
+        f"train {algorithm}: val {cfg.selection_metric} "
+        f"{results['val'].overall[cfg.selection_metric]:.4f} ({_n_windows(forecasts['val'][0])}"
+        f" windows), test MAE "
         f"{results['test'].overall['mae']:.4f}, sMAPE {results['test'].overall['smape']:.3f}, "
         f"MASE {results['test'].overall['mase']:.3f}, OWA {results['test'].overall['owa']:.3f}, "
         "coverage "
@@ -378,8 +379,12 @@ def train(
                 "eval_seconds": eval_s,
                 "tune_seconds": float(tuned.get("seconds", 0.0)),
                 "test_mape_zero_actuals_skipped": results["test"].mape_zero_actuals_skipped,
+                # what select() ranks: the validation metric over every validation window
+                "selection_score": results["val"].overall[cfg.selection_metric],
+                "selection_windows": _n_windows(forecasts["val"][0]),
             }
         )
+        mlflow.set_tag("tidemill.selection_metric", cfg.selection_metric)
         if tuned.get("best_value") is not None:
             mlflow.log_metric("cv_best_value", tuned["best_value"])
         plots = cand_dir / "plots"
@@ -426,11 +431,16 @@ def train(
         "candidate": stored,
         "run_id": run.info.run_id,
         "model_uri": model_uri,
-        "val_metric": results["val"].overall[cfg.tuning.metric],
-        "metric": cfg.tuning.metric,
+        "val_metric": results["val"].overall[cfg.selection_metric],
+        "metric": cfg.selection_metric,
         "val": results["val"].overall,
         "test": results["test"].overall,
     }
+
+
+def _n_windows(origins_per_series: list[np.ndarray]) -> int:
+    """Forecast windows over every series."""
+    return sum(len(o) for o in origins_per_series)
 
 
 def _train_regressors(
@@ -523,7 +533,7 @@ def ensemble(
         _step(f"ensemble: {len(best)} candidate(s), at least 2 needed; no ensemble")
         return candidates
     members = [c["algorithm"] for c in best]
-    _step(f"ensemble: {spec.combine} of {members} (best on validation {cfg.tuning.metric})")
+    _step(f"ensemble: {spec.combine} of {members} (best on validation {cfg.selection_metric})")
     tuned = {
         "algorithm": ENSEMBLE,
         "best_params": {"members": members, "combine": spec.combine},

@@ -75,3 +75,15 @@ def test_overrides_validate():
     assert small.tuning.n_trials == 2 and small.horizon == 12
     with pytest.raises(ConfigError, match="not configured"):
         cfg.with_overrides(["prophet"])
+
+
+def test_selection_metric_defaults_to_tuning_metric(tmp_path):
+    etth1 = load_config(REPO / "configs" / "etth1.yaml")
+    assert etth1.selection.metric is None
+    assert etth1.selection_metric == etth1.tuning.metric
+    data = _base()
+    data["selection"] = {"metric": "owa"}
+    assert load_config(_write(tmp_path, data)).selection_metric == "owa"
+    data["selection"] = {"metric": "r2"}
+    with pytest.raises(ConfigError, match=r"selection\.metric"):
+        load_config(_write(tmp_path, data))
