@@ -105,18 +105,18 @@ def ingest(
     """
     cfg = load_config(config_path).with_overrides(algorithms, n_trials, horizon)
     _step(f"ingest: reading {cfg.data.source.kind} source for experiment {cfg.name}")
-    raw = load_raw(cfg.data)
     history = history_needed(cfg)
     need = min_rows_required(cfg, history)
 
     def series_problems(typed: pd.DataFrame) -> dict[str, str]:
         labels = split_labels(typed, cfg.split, cfg.data.freq)
         return split_problems(typed, labels, cfg, history) | constant_series(
-            typed[labels == "train"], season_of(cfg)
+            typed.loc[labels == "train", ["unique_id", "y"]], season_of(cfg)  # no ds copy
         )
 
+    # the raw frame is handed over, not kept here: validate_panel frees it once checked
     df, dropped = validate_panel(
-        raw, cfg.data, need, cfg.preprocess.max_missing_fraction, series_problems
+        load_raw(cfg.data), cfg.data, need, cfg.preprocess.max_missing_fraction, series_problems
     )
     run_url = str(run_dir)
     snap = write_snapshot(df, artifact_store.join(run_url, "ingest"))

@@ -48,8 +48,10 @@ def write_snapshot(df: pd.DataFrame, out_url: str) -> Snapshot:
     if not artifact_store.exists(url):
         buffer = io.BytesIO()
         df.to_parquet(buffer, index=False)
-        _checked(pd.read_parquet(io.BytesIO(buffer.getvalue())), url, sha256)
-        artifact_store.write_bytes(url, buffer.getvalue())
+        data = buffer.getvalue()  # one copy of the bytes (BytesIO(data) shares it)
+        del buffer
+        _checked(pd.read_parquet(io.BytesIO(data)), url, sha256)
+        artifact_store.write_bytes(url, data)
     return Snapshot(url=url, sha256=sha256, rows=len(df))
 
 

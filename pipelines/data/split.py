@@ -84,13 +84,12 @@ def split_labels(df: pd.DataFrame, cfg: SplitConfig, freq: str) -> np.ndarray:
     """
     uid = df["unique_id"].to_numpy()
     group = pd.Series(uid).groupby(uid, sort=False)
+    # one object array of three shared strings (no fixed-width string temporaries)
+    labels = np.full(len(df), "train", dtype=object)
     if cfg.align == "per_series":
         from_end = (group.cumcount(ascending=False)).to_numpy()
-        labels = np.where(
-            from_end < cfg.test_size,
-            "test",
-            np.where(from_end < cfg.test_size + cfg.val_size, "val", "train"),
-        ).astype(object)
+        labels[from_end < cfg.test_size + cfg.val_size] = "val"
+        labels[from_end < cfg.test_size] = "test"
     else:
         from pandas.tseries.frequencies import to_offset
 
@@ -98,9 +97,8 @@ def split_labels(df: pd.DataFrame, cfg: SplitConfig, freq: str) -> np.ndarray:
         offset = to_offset(freq)
         test_start = ds.max() - (cfg.test_size - 1) * offset
         val_start = test_start - cfg.val_size * offset
-        labels = np.where(
-            ds >= test_start, "test", np.where(ds >= val_start, "val", "train")
-        ).astype(object)
+        labels[(ds >= val_start).to_numpy()] = "val"
+        labels[(ds >= test_start).to_numpy()] = "test"
     if cfg.train_size is not None:
         is_train = pd.Series(labels == "train")
         train_from_end = is_train[::-1].groupby(uid[::-1], sort=False).cumsum()[::-1].to_numpy()

@@ -69,9 +69,13 @@ def validate_panel(
     and a panel with no valid series left always raise.
     """
     found = _check(raw, cfg, min_rows, max_missing_fraction)
+    del raw  # the caller may hand it over: its columns not kept in the typed frame go now
     if found.typed is not None and extra is not None:
-        keep = ~found.typed["unique_id"].isin(list(found.by_series)).to_numpy()
-        for uid, reason in extra(found.typed[keep].reset_index(drop=True)).items():
+        valid = found.typed
+        if found.by_series:  # a copy only when some series are left out
+            keep = ~valid["unique_id"].isin(list(found.by_series)).to_numpy()
+            valid = valid[keep].reset_index(drop=True)
+        for uid, reason in extra(valid).items():
             found.add(f"series {uid!r}: {reason}", series={uid: reason})
     if found.problems and (cfg.invalid_series == "fail" or found.unattributed):
         raise found.error(cfg)
@@ -149,7 +153,8 @@ def _check(
             f"(have {list(raw.columns)}); load it with load_raw",
             [f"missing columns {absent}"],
         )
-    raw = raw.reset_index(drop=True)
+    if not raw.index.equals(pd.RangeIndex(len(raw))):
+        raw = raw.reset_index(drop=True)  # a copy only when positions and labels differ
     first_row = 1 + (cfg.rows.start if cfg.rows else 0)
     rows = np.arange(len(raw)) + first_row
     names = {
@@ -159,7 +164,9 @@ def _check(
         **{c: _label(c, "exogenous") for c in cfg.exog_columns},
     }
 
-    uid = raw["unique_id"].astype(str)
+    uid = raw["unique_id"]
+    if pd.api.types.infer_dtype(uid, skipna=False) != "string":  # else strings already
+        uid = uid.astype(str)
     found = _Found(uid, rows)
     id_missing = raw["unique_id"].isna().to_numpy()
     if id_missing.any():
@@ -167,7 +174,8 @@ def _check(
             f"column {names['unique_id']}: {id_missing.sum()} missing series id(s) at "
             + _listing(rows, np.flatnonzero(id_missing))
         )
-    multi = uid.nunique() > 1
+    codes, uniques = pd.factorize(uid)  # series numbers, in order of first appearance
+    multi = len(uniques) > 1
 
     def where(pos: int) -> str:
         return f"series {uid.iat[pos]!r}, " if multi else ""
@@ -181,7 +189,7 @@ def _check(
             np.flatnonzero(bad_ds & ~id_missing),
             detail=lambda p: f"{raw['ds'].iat[p]!r}",
         )
-    _order_problems(uid, ds, ~bad_ds & ~id_missing, rows, cfg, names["ds"], where, found)
+    _order_problems(uid, codes, ds, ~bad_ds & ~id_missing, rows, cfg, names["ds"], where, found)
 
     typed: dict[str, pd.Series] = {}
     for col in value_columns:
@@ -213,7 +221,10 @@ def _check(
             f"no data rows (rows slice: {cfg.rows.model_dump() if cfg.rows else 'all rows'}); "
             f"the configured windows need at least {min_rows} rows per series"
         )
-    sizes = uid[~id_missing].groupby(uid[~id_missing], sort=False).size()
+    if id_missing.any():
+        sizes = uid[~id_missing].groupby(uid[~id_missing], sort=False).size()
+    else:  # the same counts, in the same order, without hashing every id again
+        sizes = pd.Series(np.bincount(codes, minlength=len(uniques)), index=uniques)
     short = sizes[sizes < min_rows]
     if len(short):
         shown = ", ".join(f"series {k!r} has {n} rows" for k, n in short.iloc[:MAX_SHOWN].items())
@@ -223,7 +234,7 @@ def _check(
             "(training history + horizon + validation + test rows, from split and horizon)",
             series={k: f"too short ({n} rows, {min_rows} needed)" for k, n in short.items()},
         )
-    found.typed = pd.DataFrame({"unique_id": uid, "ds": ds, **typed})
+    found.typed = pd.DataFrame({"unique_id": uid, "ds": ds, **typed}, copy=False)
     return found
 
 
@@ -244,6 +255,8 @@ def _listing(
 
 def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Timestamps as naive datetime64[ns] (aware ones converted to UTC) and the bad mask."""
+    if values.dtype == "datetime64[ns]":  # naive already: nothing to parse or copy
+        return values, values.isna().to_numpy()
     with warnings.catch_warnings():
         # An unparsable first value makes pandas fall back to per-value parsing and warn.
         warnings.simplefilter("ignore", UserWarning)
@@ -254,6 +267,7 @@ def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def _order_problems(
     uid: pd.Series,
+    codes: np.ndarray,
     ds: pd.Series,
     usable: np.ndarray,
     rows: np.ndarray,
@@ -269,15 +283,22 @@ def _order_problems(
         found.add(f"freq {cfg.freq!r} is not a pandas frequency alias (e.g. h, D, 15min)")
         return
     pos = np.arange(len(ds))
-    frame = pd.DataFrame({"uid": uid, "ds": ds, "pos": pos})
-    by_series = frame.groupby("uid", sort=False)
-    prev_ds = by_series["ds"].shift()
-    prev_pos = by_series["pos"].shift().fillna(-1).astype(int).to_numpy()
+    prev_pos = _previous_rows(codes)
+    has_prev = prev_pos >= 0
+    values = ds.to_numpy()
+    prev_ds = values[np.maximum(prev_pos, 0)]
+    prev_ds[~has_prev] = np.datetime64("NaT")
     # Pairs with a bad row on either side are skipped: that row is reported already.
-    pair_ok = usable & (prev_pos >= 0) & usable[np.maximum(prev_pos, 0)]
-    step = (frame["ds"] - prev_ds).to_numpy()
+    pair_ok = usable & has_prev & usable[np.maximum(prev_pos, 0)]
+    step = values - prev_ds
 
-    duplicated = frame.duplicated(["uid", "ds"]).to_numpy() & usable
+    # Usable rows each later than a usable previous row of their series cannot repeat a
+    # timestamp: only otherwise is every (series, timestamp) pair looked up.
+    increasing = ~(usable & has_prev) | (pair_ok & (step > np.timedelta64(0)))
+    duplicated = np.zeros(len(ds), dtype=bool)
+    if not increasing.all():
+        frame = pd.DataFrame({"uid": uid, "ds": ds, "pos": pos})
+        duplicated = frame.duplicated(["uid", "ds"]).to_numpy() & usable
     if duplicated.any():
         kept = frame[usable]
         first_pos = kept.groupby(["uid", "ds"], sort=False)["pos"].transform("first")
@@ -309,11 +330,14 @@ def _order_problems(
             pos[decreasing],
         )
 
-    with warnings.catch_warnings():
-        # Calendar offsets (MS, W-SUN, B) are applied element-wise; that is fine here.
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        expected = (prev_ds + offset).to_numpy()
-    irregular = pair_ok & (step > np.timedelta64(0)) & (frame["ds"].to_numpy() != expected)
+    if isinstance(offset, pd.offsets.Tick):  # a fixed step (h, min, D): compare the steps
+        off_grid = step != np.timedelta64(offset.nanos, "ns")
+    else:
+        with warnings.catch_warnings():
+            # Calendar offsets (MS, W-SUN, B) are applied element-wise; that is fine here.
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            off_grid = values != (pd.Series(prev_ds) + offset).to_numpy()
+    irregular = pair_ok & (step > np.timedelta64(0)) & off_grid
     if irregular.any():
         found.add(
             f"column {name}: {irregular.sum()} step(s) that are not the frequency "
@@ -329,6 +353,22 @@ def _order_problems(
             f"gaps or off-grid timestamps (frequency {cfg.freq!r})",
             pos[irregular],
         )
+
+
+def _previous_rows(codes: np.ndarray) -> np.ndarray:
+    """Position of the previous row of the same series for each row (-1 for a first row);
+    ``codes`` numbers the series."""
+    prev = np.full(len(codes), -1, dtype=np.int64)
+    if len(codes) < 2:
+        return prev
+    if (codes[1:] >= codes[:-1]).all():  # rows grouped by series: the row before
+        same = codes[1:] == codes[:-1]
+        prev[1:][same] = np.flatnonzero(same)
+        return prev
+    order = np.argsort(codes, kind="stable")
+    same = codes[order[1:]] == codes[order[:-1]]
+    prev[order[1:][same]] = order[:-1][same]
+    return prev
 
 
 def _parse_numeric(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
