@@ -110,13 +110,18 @@ def split_problems(
     df: pd.DataFrame, labels: np.ndarray, cfg: ExperimentConfig, min_history: int
 ) -> dict[str, str]:
     """Series whose parts are too small for the configured windows: id -> the reason."""
-    counts = (
-        pd.crosstab(df["unique_id"].to_numpy(), labels).reindex(columns=list(PARTS), fill_value=0)
-    )
+    codes, uniques = pd.factorize(df["unique_id"].to_numpy())
+    order = np.argsort(uniques, kind="stable")  # series by id, as a crosstab lists them
+    counts = pd.DataFrame(
+        {part: np.bincount(codes[labels == part], minlength=len(uniques))[order]
+         for part in PARTS},
+        index=uniques[order],
+    )  # fmt: skip
     need_train = max(min_history + cfg.horizon + 1, cfg.split.train_size or 0)
     need = {"train": need_train, "val": cfg.horizon, "test": cfg.horizon}
     problems = {}
-    for uid, row in counts.iterrows():
+    short_any = np.any([counts[part].to_numpy() < need[part] for part in PARTS], axis=0)
+    for uid, row in counts[short_any].iterrows():
         short = [f"{part} {row[part]} < {need[part]}" for part in PARTS if row[part] < need[part]]
         if short:
             problems[str(uid)] = (

@@ -1,6 +1,7 @@
-"""Validation's cheaper paths for large panels (series numbered once, previous rows found
+"""Ingest's cheaper paths for large panels (series numbered once, previous rows found
 without grouping, no timestamp lookups when every series increases, no parsing of timestamps
-that are datetimes already) report exactly what the general paths report."""
+that are datetimes already, split sizes counted per series number, the snapshot's read-back
+hashed one column at a time) report exactly what the general paths report."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import CsvSource, DataConfig, ParquetSource
-from pipelines.data import DataValidationError, load_raw, validate
+from pipelines.config import CsvSource, DataConfig, ParquetSource, parse_config
+from pipelines.data import (
+    DataValidationError,
+    content_hash,
+    load_raw,
+    split_labels,
+    split_problems,
+    validate,
+    write_snapshot,
+)
+from pipelines.data.snapshot import _parquet_hash
 from pipelines.data.validate import _previous_rows
 
 
@@ -77,3 +87,35 @@ def test_parquet_datetimes_and_integer_ids(tmp_path: Path) -> None:
     assert converted["ds"].iloc[0] == pd.Timestamp("2020-12-31 23:00")  # in UTC, naive
     frame.drop(index=4).to_parquet(path)
     assert "row 5 (series '8', 2021-01-01 00:00:00 at row 4 -> 2021-01-01 02:00:00" in _error(cfg)
+
+
+def test_split_problems_count_like_a_crosstab() -> None:
+    source = {"kind": "csv", "path": "unused.csv"}
+    cfg = parse_config({
+        "name": "p", "horizon": 2, "algorithms": {"seasonal_naive": {}},
+        "data": {"source": source, "time_column": "ds", "target_column": "y", "freq": "h"},
+        "split": {"val_size": 2, "test_size": 2}})  # fmt: skip
+    lengths = {"b": 12, "a": 5, "c": 9, "d": 3}
+    df = pd.DataFrame({"unique_id": [k for k, n in lengths.items() for _ in range(n)]})
+    labels = split_labels(df, cfg.split, "h")
+    problems = split_problems(df, labels, cfg, min_history=3)
+    counts = pd.crosstab(df["unique_id"].to_numpy(), labels)
+    assert list(problems) == ["a", "c", "d"]  # by id, as before
+    for uid, reason in problems.items():
+        row = counts.loc[uid].reindex(["train", "val", "test"], fill_value=0)
+        assert f"train {row['train']} < 6" in reason
+    assert "(train 0 < 6, val 1 < 2 needed" in problems["d"]
+
+
+def test_snapshot_read_back_hash_is_the_whole_frames(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"unique_id": ["a", "b", None], "ds": pd.date_range("2021", periods=3),
+                          "y": [1.0, np.nan, 3.0], "n": pd.array([1, None, 3], dtype="Int64"),
+                          "c": pd.Categorical(["x", "y", "x"])})  # fmt: skip
+    path = tmp_path / "frame.parquet"
+    frame.to_parquet(path, index=False)
+    data = path.read_bytes()
+    assert _parquet_hash(data) == content_hash(pd.read_parquet(path)) == content_hash(frame)
+    seconds = frame.assign(ds=frame["ds"].astype("datetime64[s]"))  # reads back as [ms]
+    with pytest.raises(ValueError, match="do not survive a Parquet round trip"):
+        write_snapshot(seconds, str(tmp_path / "snaps"))
+    assert not (tmp_path / "snaps").exists() or not list((tmp_path / "snaps").iterdir())
