@@ -84,8 +84,10 @@ def split_labels(df: pd.DataFrame, cfg: SplitConfig, freq: str) -> np.ndarray:
     """
     uid = df["unique_id"].to_numpy()
     group = pd.Series(uid).groupby(uid, sort=False)
-    # one object array of three shared strings (no fixed-width string temporaries)
-    labels = np.full(len(df), "train", dtype=object)
+    # an object array of three shared strings: np.full or a cast from fixed-width strings
+    # would make one string object per row (about 50 bytes each)
+    labels = np.empty(len(df), dtype=object)
+    labels.fill("train")
     if cfg.align == "per_series":
         from_end = (group.cumcount(ascending=False)).to_numpy()
         labels[from_end < cfg.test_size + cfg.val_size] = "val"

@@ -98,6 +98,7 @@ def test_split_problems_count_like_a_crosstab() -> None:
     lengths = {"b": 12, "a": 5, "c": 9, "d": 3}
     df = pd.DataFrame({"unique_id": [k for k, n in lengths.items() for _ in range(n)]})
     labels = split_labels(df, cfg.split, "h")
+    assert len({id(label) for label in labels}) == 3  # three shared strings, not one per row
     problems = split_problems(df, labels, cfg, min_history=3)
     counts = pd.crosstab(df["unique_id"].to_numpy(), labels)
     assert list(problems) == ["a", "c", "d"]  # by id, as before
