@@ -146,7 +146,9 @@ def panel_config(home: TidemillHome, series: int) -> Path:
     cfg["data"]["source"]["path"] = str(folder / "m4-hourly-slice.parquet")
     cfg["algorithms"] = {
         "seasonal_naive": cfg["algorithms"]["seasonal_naive"],
-        "nlinear": {**cfg["algorithms"]["nlinear"], "params": {"lookback": 168}},
+        "nlinear": {"params": {"lookback": 168},  # the alpha search, not the lookback's
+                    "search_space": {"alpha": cfg["algorithms"]["nlinear"]["search_space"][
+                        "alpha"]}},
         "lightgbm": {**cfg["algorithms"]["lightgbm"], "params": {"lookback": 168,
                                                                    "n_estimators": 100}},
     }

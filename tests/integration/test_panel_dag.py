@@ -104,7 +104,7 @@ def test_per_series_metrics_and_plots_are_logged(panel_run):
         for name in ("error_distribution.png", "series_best.png", "series_worst.png",
                      "forecast_vs_actual.png"):
             assert f"plots/{name}" in plots, (algo, plots)
-    best = min(runs.values(), key=lambda r: r.data.metrics["val_mase"])
+    best = min(runs.values(), key=lambda r: r.data.metrics["selection_score"])
     assert client.get_model_version("it-panel-forecaster", "1").run_id == best.info.run_id
 
 

@@ -49,7 +49,7 @@ def test_the_panel_dag_runs_on_ray_and_registers_the_best_candidate(ray_run) -> 
     exp = client.get_experiment_by_name("it-panel-ray")
     runs = {r.data.tags["tidemill.algorithm"]: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"seasonal_naive", "nlinear"}
-    best = min(runs.values(), key=lambda r: r.data.metrics["val_mase"])
+    best = min(runs.values(), key=lambda r: r.data.metrics["selection_score"])
     version = client.get_model_version_by_alias("it-panel-ray", "champion")
     assert version.run_id == best.info.run_id
     for algorithm, run in runs.items():

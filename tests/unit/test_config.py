@@ -87,3 +87,8 @@ def test_selection_metric_defaults_to_tuning_metric(tmp_path):
     data["selection"] = {"metric": "r2"}
     with pytest.raises(ConfigError, match=r"selection\.metric"):
         load_config(_write(tmp_path, data))
+
+
+def test_m4_selects_on_owa_over_three_horizons_of_validation():
+    m4 = load_config(REPO / "configs" / "m4_hourly.yaml")
+    assert m4.selection_metric == "owa" and m4.split.val_size == 3 * m4.horizon
