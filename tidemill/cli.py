@@ -51,14 +51,19 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
     )
     owa = any("test_owa" in r.data.metrics for r in runs)  # a panel: OWA vs Naive2 too
     header = (
-        f"{'algorithm':<15}{'val MAE':>9}{'test MAE':>10}{'test RMSE':>10}"
+        f"{'algorithm':<15}{'val MAE':>9}{'select':>9}{'test MAE':>10}{'test RMSE':>10}"
         f"{'sMAPE%':>8}{'WAPE%':>8}{'MASE':>7}{'cover':>7}" + (f"{'OWA':>7}" if owa else "")
     )
-    lines = [header, "-" * len(header)]
-    for run in sorted(runs, key=lambda r: r.data.metrics.get("val_mae", 1e9)):
+    metric = next((r.data.tags["tidemill.selection_metric"] for r in runs
+                   if "tidemill.selection_metric" in r.data.tags), None)
+    lines = [header + (f"  (select: validation {metric})" if metric else ""), "-" * len(header)]
+    # ranked as selected (the selection score; runs logged before it existed: val MAE)
+    for run in sorted(runs, key=lambda r: r.data.metrics.get(
+            "selection_score", r.data.metrics.get("val_mae", 1e9))):
         m = run.data.metrics
         lines.append(
             f"{run.data.tags.get('tidemill.algorithm', '?'):<15}{m.get('val_mae', 0):>9.3f}"
+            f"{m.get('selection_score', float('nan')):>9.3f}"
             f"{m.get('test_mae', 0):>10.3f}{m.get('test_rmse', 0):>10.3f}"
             f"{m.get('test_smape', 0):>8.2f}{m.get('test_wape', 0):>8.2f}"
             f"{m.get('test_mase', 0):>7.2f}{m.get('test_coverage', 0):>7.2f}"
@@ -75,7 +80,8 @@ def metrics_table(tracking_uri: str, registered_name: str) -> tuple[str, dict[st
 
 def print_summary(home: TidemillHome, tracking_uri: str, registered_name: str) -> None:
     table, info = metrics_table(tracking_uri, registered_name)
-    print("\nCandidates (metrics in original units; val = selection, test = held out):")
+    print("\nCandidates (original units; select = the validation score they are ranked on, "
+          "test = held out):")
     print(table)
     print(
         f"\nRegistered: {info['name']} version {info['version']} ({info['algorithm']}), "

@@ -91,3 +91,16 @@ def test_selection_repeats_exactly(runs):
     scores = [{c["algorithm"]: c["val_metric"] for c in r["candidates"]} for r in (first, second)]
     assert scores[0] == scores[1]
     assert first["registered"]["algorithm"] == second["registered"]["algorithm"]
+
+
+def test_summary_table_ranks_candidates_by_the_selection_score(runs):
+    from tidemill.cli import metrics_table
+
+    _, [(home, result), _] = runs
+    table, info = metrics_table(home.mlflow_uri, "selection")
+    lines = table.splitlines()
+    assert "select" in lines[0] and "(select: validation owa)" in lines[0]
+    ranked = sorted(result["candidates"], key=lambda c: c["val_metric"])
+    assert [line.split()[0] for line in lines[2:]] == [c["algorithm"] for c in ranked]
+    assert info["algorithm"] == ranked[0]["algorithm"]
+    assert float(lines[2].split()[2]) == pytest.approx(ranked[0]["val_metric"], abs=5e-4)
