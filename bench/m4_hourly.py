@@ -14,7 +14,8 @@ step (per block of steps) instead of the configured recursive roll-out.
 split.val_size=48 --set selection.metric=mase`` (the earlier single window and metric);
 ``--drop path`` removes one (e.g. ``algorithms.nlinear.search_space.lookback``).
 
-``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``) and
+``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``; others,
+e.g. MSTL, with ``--peer-models``; ``--peers-only`` skips Tidemill's pipeline) and
 mlforecast (LightGBM) on the same series in their own environment (``bench/peers-setup.sh``,
 ``bench/m4_peers.py``), each forecasting the last 48 values of every series from all before
 them (the M4 protocol), scored here with the same sMAPE, MASE (season 24) and Naive2 as ours.
@@ -63,6 +64,10 @@ def main() -> None:
     parser.add_argument("--peers", action="store_true",
                         help="also statsforecast and mlforecast on the same series")
     parser.add_argument("--arima", action="store_true", help="with --peers: AutoARIMA too")
+    parser.add_argument("--peer-models", default=None,
+                        help="with --peers: bench/m4_peers.py --models (e.g. mstl,ets,theta,lgbm)")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="the peers alone on the same series, without Tidemill's pipeline")
     args = parser.parse_args()
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     if args.combine:
@@ -89,6 +94,9 @@ def main() -> None:
             data = data[data["unique_id"].isin(data["unique_id"].unique()[: args.series])]
         if args.hours:
             data = data.groupby("unique_id", sort=False).tail(args.hours)
+        if args.peers_only:
+            _peers(data, args.arima, args.peer_models)
+            return
         data.to_parquet(Path(tmp) / "m4.parquet", index=False)
         config["data"]["source"]["path"] = str(Path(tmp) / "m4.parquet")
         (Path(tmp) / "m4.yaml").write_text(yaml.safe_dump(config))
@@ -115,13 +123,13 @@ def main() -> None:
     print(f"selected: {result['registered']['algorithm']} (lowest validation "
           f"{result['candidates'][0]['metric']})")
     if args.peers:
-        _peers(data, args.arima)
+        _peers(data, args.arima, args.peer_models)
 
 
 HORIZON, SEASON = 48, 24
 
 
-def _peers(data: pd.DataFrame, arima: bool) -> None:
+def _peers(data: pd.DataFrame, arima: bool, models: str | None = None) -> None:
     """The peers' test forecasts, scored like ours (per series, then averaged)."""
     python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
                             capture_output=True, text=True).stdout.split()[-1]
@@ -131,7 +139,8 @@ def _peers(data: pd.DataFrame, arima: bool) -> None:
         train.to_parquet(Path(tmp) / "train.parquet", index=False)
         cmd = [python, str(REPO / "bench" / "m4_peers.py"), "--input",
                str(Path(tmp) / "train.parquet"), "--output", str(Path(tmp) / "fc.parquet"),
-               "--horizon", str(HORIZON), "--season", str(SEASON)] + (["--arima"] if arima else [])
+               "--horizon", str(HORIZON), "--season", str(SEASON)]
+        cmd += (["--arima"] if arima else []) + (["--models", models] if models else [])
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         timing = json.loads(done.stdout.strip().splitlines()[-1])
         forecasts = pd.read_parquet(Path(tmp) / "fc.parquet")

@@ -1,11 +1,11 @@
-"""The benchmarks' peers, run in their own environment (``bench/peers-setup.sh``):
-statsforecast's AutoETS, AutoTheta, AutoARIMA and SeasonalNaive, mlforecast's LightGBM (its
-default config here, or ``lgbm168``: lags 1..168 and hour/day-of-week, 100 trees, one thread,
-the booster settings of Tidemill's LightGBM) and an sklearn Ridge on lags 1..168 (Tidemill's
-nlinear analogue), each forecasting ``--horizon`` steps after the end of every series in
-``--input`` (long format: unique_id, ds, y). Writes the forecasts (long: unique_id, ds, model,
-yhat) to ``--output`` and prints one JSON line of each model's wall and CPU seconds (the
-mlforecast models also of their fit and predict apart). ``bench/m4_hourly.py --peers`` and
+"""The benchmarks' peers, run in their own environment (``bench/peers-setup.sh``): statsforecast's
+AutoETS, AutoTheta, AutoARIMA, MSTL (seasons m and 7m) and SeasonalNaive, mlforecast's LightGBM
+(its default config here, or ``lgbm168``: lags 1..168 and hour/day-of-week, 100 trees, one
+thread, the booster settings of Tidemill's LightGBM) and an sklearn Ridge on lags 1..168
+(Tidemill's nlinear analogue), each forecasting ``--horizon`` steps after the end of every
+series in ``--input`` (long format: unique_id, ds, y). Writes the forecasts (long: unique_id,
+ds, model, yhat) to ``--output`` and prints one JSON line of each model's wall and CPU seconds
+(the mlforecast models also of their fit and predict apart). ``bench/m4_hourly.py --peers`` and
 ``bench/scale.py`` run this; the first scores the forecasts with Tidemill's own metrics.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-STATS = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA", "snaive": "SeasonalNaive"}
+STATS = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA", "snaive": "SeasonalNaive",
+         "mstl": "MSTL"}
 MLF = ("lgbm", "lgbm168", "ridge168")
 # the booster settings of Tidemill's LightGBM (pipelines/models/lightgbm_model.py), one thread
 TIDEMILL_LGBM = {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 31,
@@ -38,7 +39,9 @@ def _statsforecast(key: str, data: pd.DataFrame, h: int, m: int) -> tuple[pd.Dat
     from statsforecast import StatsForecast
     from statsforecast import models as sf_models
 
-    model = getattr(sf_models, STATS[key])(season_length=m)
+    # MSTL: daily and weekly seasonality, its default trend forecaster (AutoETS, no season)
+    seasons = [m, 7 * m] if key == "mstl" else m
+    model = getattr(sf_models, STATS[key])(season_length=seasons)
     sf = StatsForecast(models=[model], freq="h", n_jobs=1)
     fc, timing = _timed(lambda: sf.forecast(df=data, h=h))
     name = f"statsforecast {model}"
