@@ -135,6 +135,12 @@ class ForecastBundle:
         if not np.isfinite(values).all():
             row, col = np.argwhere(~np.isfinite(values))[0]
             raise ForecastInputError("data", f"value at window {row}, row {col} is NaN or inf")
+        if self.preprocessor.cfg.target_transform == "log" and (values <= 0).any():
+            row, col = np.argwhere(values <= 0)[0]
+            raise ForecastInputError(
+                "data", f"value at window {row}, row {col} is {values[row, col]:g}; this model "
+                "forecasts log(y) (preprocess.target_transform: log) and needs every value > 0"
+            )
         last_ds = np.atleast_1d(np.asarray(last_ds, dtype="datetime64[ns]"))
         if last_ds.shape[0] != values.shape[0]:
             raise ForecastInputError(

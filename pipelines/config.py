@@ -190,6 +190,11 @@ class SplitConfig(_Strict):
 class PreprocessConfig(_Strict):
     imputation: Literal["none", "ffill", "linear", "mean"] = "linear"
     scaler: Literal["standard", "minmax", "none"] = "standard"
+    target_transform: Literal["none", "log"] = Field(
+        "none",
+        description="log: the models see log(y) (then scaled); forecasts are exp'd back. Needs "
+        "y > 0 in training and in every served window (M4 hourly: bench/RESULTS.md)",
+    )
     max_missing_fraction: float = Field(0.2, ge=0, le=1)
 
 

@@ -79,7 +79,8 @@ class Preprocessor:
                     raise ValueError(
                         f"column {col!r} has no values in the training rows of series {uid!r}"
                     )
-                center, scale = self._scaler(values)
+                model_values = self._log(values, uid) if col == "y" else values
+                center, scale = self._scaler(model_values)
                 stats[col] = {"mean": float(values.mean()), "center": center, "scale": scale}
             series[str(uid)] = stats
         self.series = series
@@ -102,6 +103,8 @@ class Preprocessor:
         rows = self._rows(ids)
         center = np.array([[self.series[k][c]["center"] for c in columns] for k in self.series])
         scale = np.array([[self.series[k][c]["scale"] for c in columns] for k in self.series])
+        if self.cfg.target_transform == "log" and "y" in columns:
+            values["y"] = self._log(values["y"].to_numpy(), ids)
         out = df.copy()
         out[columns] = (values.to_numpy() - center[rows]) / scale[rows]
         return out
@@ -117,14 +120,39 @@ class Preprocessor:
     ) -> np.ndarray:
         """Scale values of ``column`` (``y`` or a regressor; ``ids`` as in transform_target)."""
         center, scale = self._stats(column, values, ids)
-        return (np.asarray(values, dtype="float64") - center) / scale
+        values = np.asarray(values, dtype="float64")
+        if column == "y":
+            values = self._log(values, ids)
+        return (values - center) / scale
 
     def inverse_transform_target(
         self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
     ) -> np.ndarray:
         """Scaled target values back to the original units (``ids`` as in transform_target)."""
         center, scale = self._stats("y", values, ids)
-        return np.asarray(values, dtype="float64") * scale + center
+        out = np.asarray(values, dtype="float64") * scale + center
+        if self.cfg.target_transform == "log":
+            with np.errstate(over="ignore"):
+                out = np.exp(out)
+        return out
+
+    def _log(self, values: np.ndarray, ids: Any) -> np.ndarray:
+        """``log(values)`` under ``target_transform: log`` (``values`` unchanged otherwise);
+        a value <= 0 raises, naming its series (``ids``: one id, or one per row) and row."""
+        if self.cfg.target_transform != "log":
+            return values
+        values = np.asarray(values, dtype="float64")
+        bad = np.argwhere(~(values > 0) & ~np.isnan(values))
+        if len(bad):
+            row = tuple(int(i) for i in bad[0])
+            keys = np.atleast_1d(np.asarray(ids, dtype=object)) if ids is not None else None
+            uid = (keys[0] if len(keys) == 1 else keys[row[0]]) if keys is not None else None
+            where = "" if uid is None else f" of series {str(uid)!r}"
+            raise ValueError(
+                f"preprocess.target_transform 'log' needs y > 0: {len(bad)} value(s) <= 0, "
+                f"the first {values[row]:g} at row {row[0] if len(row) == 1 else row}{where}"
+            )
+        return np.log(values)
 
     def _stats(self, column: str, values: np.ndarray, ids: Any) -> tuple[Any, Any]:
         """Center and scale of ``column`` broadcastable to ``values``: scalars for one series,

@@ -112,7 +112,7 @@ def ingest(
         labels = split_labels(typed, cfg.split, cfg.data.freq)
         return split_problems(typed, labels, cfg, history) | constant_series(
             typed.loc[labels == "train", ["unique_id", "y"]], season_of(cfg)  # no ds copy
-        )
+        ) | (non_positive_series(typed) if cfg.preprocess.target_transform == "log" else {})
 
     # the raw frame is handed over, not kept here: validate_panel frees it once checked
     df, dropped = validate_panel(
@@ -158,6 +158,14 @@ def constant_series(train: pd.DataFrame, season: int) -> dict[str, str]:
         str(uid): f"constant target in the training rows at lag {season} (MASE undefined)"
         for uid in moves.index[~moves.to_numpy()]
     }
+
+
+def non_positive_series(typed: pd.DataFrame) -> dict[str, str]:
+    """Series with a target value <= 0, which ``preprocess.target_transform: log`` cannot
+    take (series id -> reason)."""
+    bad = typed["y"].le(0).groupby(typed["unique_id"].to_numpy(), sort=False).sum()
+    return {str(uid): f"{int(n)} target value(s) <= 0 (preprocess.target_transform: log "
+            "needs y > 0)" for uid, n in bad[bad > 0].items()}
 
 
 # ----- stage 2: preprocess ----------------------------------------------------------------------

@@ -146,7 +146,7 @@ def panel_config(home: TidemillHome, series: int) -> Path:
     cfg["data"]["source"]["path"] = str(folder / "m4-hourly-slice.parquet")
     cfg["algorithms"] = {
         "seasonal_naive": cfg["algorithms"]["seasonal_naive"],
-        "nlinear": {"params": {"lookback": 168},  # the alpha search, not the lookback's
+        "nlinear": {"params": {"lookback": 168, "window_scale": "seasonal"},  # alpha searched
                     "search_space": {"alpha": cfg["algorithms"]["nlinear"]["search_space"][
                         "alpha"]}},
         "lightgbm": {**cfg["algorithms"]["lightgbm"], "params": {"lookback": 168,

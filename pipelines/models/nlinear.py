@@ -31,6 +31,14 @@ class NLinearRidge(Forecaster):
       penalty does not scale with the number of windows: tune it (on ETTh1's 8640 training
       rows validation MSE is lowest at 1000; on short series that over-shrinks).
     - ``exog_lags`` (int, default 24): past values of each historical regressor in a window.
+    - ``window_scale`` (``none``, the default, or ``seasonal``): ``seasonal`` divides each
+      window's inputs and targets (after subtracting its last value) by the window's mean
+      absolute ``season``-step difference (MASE's scale) and multiplies the forecast back, so
+      every window weighs alike in the fit whatever its series' amplitude (M4 hourly: test OWA
+      0.712 -> 0.672 at lookback 336, with ``preprocess.target_transform: log`` 0.577;
+      ``bench/m4_nlinear_variants.py``).
+    - ``season`` (int, default 24): that difference's lag; ``lookback`` must exceed it.
+      The bias and regressor terms are multiplied by the window's scale too.
     With regressors (``pipelines.exogenous``) the ridge also sees the last ``exog_lags``
     values of each historical regressor up to the origin and each future regressor at every
     forecast step: ``y_hat = W (x - x_last) + U xh + V xf + b + x_last``.
@@ -44,6 +52,20 @@ class NLinearRidge(Forecaster):
         super().__init__(horizon, **kwargs)
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
+        if self.window_scale not in ("none", "seasonal"):
+            raise ValueError(f"nlinear: window_scale must be 'none' or 'seasonal', got "
+                             f"{self.window_scale!r}")
+        if self.window_scale == "seasonal" and not 1 <= self.season < self.lookback:
+            raise ValueError(f"nlinear: window_scale 'seasonal' needs 1 <= season < lookback="
+                             f"{self.lookback}, got season {self.season}")
+
+    @property
+    def window_scale(self) -> str:
+        return str(self.params.get("window_scale", "none"))
+
+    @property
+    def season(self) -> int:
+        return int(self.params.get("season", 24))
 
     @property
     def lookback(self) -> int:
@@ -79,13 +101,13 @@ class NLinearRidge(Forecaster):
                 continue
             windows = sliding_window_view(v, need)
             origins = np.arange(len(windows)) + self.lookback
-            inputs.append(self._inputs(windows[:, : self.lookback],
-                                       None if h is None else history_windows(
+            x = windows[:, : self.lookback]
+            scale = self._window_scale(x)
+            inputs.append(self._inputs(x, None if h is None else history_windows(
                                            h, origins, self.exog_lags),
                                        None if f is None else future_windows(
-                                           f, origins, self.horizon)))
-            targets.append(windows[:, self.lookback :] - windows[:, self.lookback - 1 :
-                                                                 self.lookback])
+                                           f, origins, self.horizon), scale))
+            targets.append((windows[:, self.lookback :] - x[:, -1:]) / scale)
             if sum(len(x) for x in inputs) >= SHARD_WINDOWS:
                 sums.add(np.concatenate(inputs), np.concatenate(targets))
                 inputs, targets = [], []
@@ -94,10 +116,20 @@ class NLinearRidge(Forecaster):
         self.coef, self.intercept = sums.solve(self.alpha)  # (inputs, horizon), (horizon,)
         return self
 
-    def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None
-                ) -> np.ndarray:
-        """The ridge's inputs: the window minus its last value, then the regressors flat."""
-        parts = [x - x[:, -1:]]
+    def _window_scale(self, x: np.ndarray) -> np.ndarray:
+        """Each window's divisor, ``(n_windows, 1)``: ones, or under ``window_scale:
+        seasonal`` its mean absolute ``season``-step difference (floored at 1e-3: the
+        values are scaled per series, so that is a thousandth of the series' spread)."""
+        if self.window_scale == "none":
+            return np.ones((len(x), 1))
+        diff = np.abs(x[:, self.season :] - x[:, : -self.season]).mean(axis=1, keepdims=True)
+        return np.maximum(diff, 1e-3)
+
+    def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None,
+                scale: np.ndarray) -> np.ndarray:
+        """The ridge's inputs: the window minus its last value over its scale, then the
+        regressors flat."""
+        parts = [(x - x[:, -1:]) / scale]
         parts += [r.reshape(len(x), -1) for r in (xh, xf) if r is not None]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
@@ -109,7 +141,8 @@ class NLinearRidge(Forecaster):
             raise RuntimeError("nlinear: call fit() or load() before predict()")
         x = self._check_history(histories)[:, -self.lookback :]
         xh, xf = self._check_exog(len(x), xh, xf)
-        return self._inputs(x, xh, xf) @ self.coef + self.intercept + x[:, -1:]
+        scale = self._window_scale(x)
+        return (self._inputs(x, xh, xf, scale) @ self.coef + self.intercept) * scale + x[:, -1:]
 
     def _save(self, path: Path) -> None:
         np.savez(path / "nlinear.npz", coef=self.coef, intercept=self.intercept)
