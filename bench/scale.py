@@ -6,6 +6,7 @@ statsforecast and mlforecast fitting the same series in their own environment (`
 process), with wall and CPU seconds and peak memory of each. ``--fit-compare`` adds Tidemill's
 LightGBM fit and forecast alone (``bench/scale_fit.py``, its own process) beside mlforecast's
 on the same features (``--peer-models lgbm168``). ``--skip-tidemill`` leaves the pipeline out.
+``--fit-model xgboost`` makes that fit XGBoost's (same features and trees).
 ``--max-train-windows N`` caps the rows LightGBM trains on (a seeded sample of the panel's
 windows; default: every window). Each line also gives the 1-minute load average before and
 after (the machine may be shared: CPU seconds are the steadier figure).
@@ -105,10 +106,10 @@ def peers(source: Path, tmp: Path, models: list[str]) -> dict[str, dict[str, flo
     return timing
 
 
-def tidemill_fit(source: Path) -> dict[str, dict[str, float]]:
-    """Tidemill's LightGBM fit and forecast alone (``bench/scale_fit.py``), its own process."""
+def tidemill_fit(source: Path, model: str) -> dict[str, dict[str, float]]:
+    """Tidemill's ``model`` fit and forecast alone (``bench/scale_fit.py``), its own process."""
     return _measured([sys.executable, str(REPO / "bench" / "scale_fit.py"), "--input",
-                      str(source), "--horizon", str(HORIZON)])
+                      str(source), "--horizon", str(HORIZON), "--model", model])
 
 
 def main() -> None:
@@ -120,6 +121,8 @@ def main() -> None:
                         help="with --peers: bench/m4_peers.py --models, one process each")
     parser.add_argument("--fit-compare", action="store_true",
                         help="Tidemill's LightGBM fit and forecast alone (bench/scale_fit.py)")
+    parser.add_argument("--fit-model", choices=["lightgbm", "xgboost"], default="lightgbm",
+                        help="the model --fit-compare fits")
     parser.add_argument("--skip-tidemill", action="store_true", help="no run_pipeline")
     parser.add_argument("--max-train-windows", type=int, default=None)
     args = parser.parse_args()
@@ -134,7 +137,7 @@ def main() -> None:
                 line["tidemill_peak_rss_mib"] = \
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             if args.fit_compare:
-                line["tidemill_fit"] = tidemill_fit(source)
+                line["tidemill_fit"] = tidemill_fit(source, args.fit_model)
             if args.peers:
                 line["peers"] = peers(source, Path(tmp), args.peer_models.split(","))
             line["load_after"] = os.getloadavg()[0]
