@@ -13,8 +13,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from pipelines import engine
-from pipelines.models.xgboost_model import GATHER_SERIES, XGBoostForecaster
+from pipelines.models.xgboost_model import XGBoostForecaster
 
 
 class LightGBMForecaster(XGBoostForecaster):
@@ -57,15 +56,14 @@ class LightGBMForecaster(XGBoostForecaster):
 
     def _fit_rows(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]) -> Any:
         """The booster fitted on ``fn``'s rows of every work item, read by LightGBM from one
-        ``WindowRows`` per ``GATHER_SERIES`` items; the targets are filled as it reads them."""
+        ``WindowRows`` per chunk (``chunks``); the targets are filled as it reads them."""
         params = self._lgb_params()
         target = np.full(sum(sizes), np.nan)
         seqs, at = [], 0
-        for start in range(0, len(work), GATHER_SERIES):
-            part = sizes[start : start + GATHER_SERIES]
-            seqs.append(WindowRows(self, fn, work[start : start + GATHER_SERIES], part,
-                                   target[at : at + sum(part)]))  # fmt: skip
-            at += sum(part)
+        for part, part_sizes in self.chunks(work, sizes):
+            rows = sum(part_sizes)
+            seqs.append(WindowRows(self, fn, part, part_sizes, target[at : at + rows]))
+            at += rows
         data = lgb.Dataset(seqs, label=target, params=params).construct()
         if np.isnan(data.get_field("label")).any():  # LightGBM set the label before the rows
             raise RuntimeError(f"{self.name}: training targets were not all built")
@@ -111,10 +109,9 @@ class WindowRows(lgb.Sequence):
         if isinstance(idx, slice):
             start, stop, _ = idx.indices(len(self))
             self._item = (-1, None)
-            parts = engine.map_shards(self.fn, self.work, self.model)
-            rows = np.concatenate([r for r, _ in parts])[start:stop]
-            self.target[start:stop] = np.concatenate([c for _, c in parts])[start:stop]
-            return rows
+            rows, target = self.model.chunk_rows(self.fn, self.work)
+            self.target[start:stop] = target[start:stop]
+            return rows[start:stop]
         item = int(np.searchsorted(self.bounds, idx, side="right")) - 1
         if self._item[0] != item:
             self._item = (item, self.fn(self.work[item], self.model)[0])

@@ -17,9 +17,9 @@ from pipelines.models.base import Forecaster, Panel, as_panel
 
 # Rolling mean/std windows, each used when it fits in the lookback.
 ROLLING_WINDOWS = (6, 24, 168)
-GATHER_SERIES = 512
-"""Series whose training rows are built at a time and copied into the one training matrix (so
-no second copy of every row is held)."""
+CHUNK_SERIES = 512
+"""Series whose training rows are built at a time (one chunk the booster reads; it keeps only
+its binned rows)."""
 
 
 class XGBoostForecaster(Forecaster):
@@ -64,15 +64,15 @@ class XGBoostForecaster(Forecaster):
     ``k``, as in training.
     ``max_train_windows`` (default none: every window): the most training rows a booster is
     fitted on; a panel with more windows is subsampled uniformly over all its windows, drawn
-    with the seed, before any row is built, so the fit's memory is bounded by the cap (rows x
-    features x 4 bytes: XGBoost trains on float32 anyway; LightGBM holds its binned rows).
+    with the seed, before any row is built, so the fit's memory is bounded by the cap (the
+    booster holds its binned rows, about a byte per feature per row, and builds the rows
+    ``CHUNK_SERIES`` series at a time: no matrix of every row is held).
     Intervals are conformal.
     """
 
     name = "xgboost"
     uses_exog = True
     booster_file = "xgboost.ubj"
-    train_dtype: Any = np.float32  # the booster reads float32: rows stored so lose nothing
 
     def __init__(self, horizon: int, **kwargs: Any) -> None:
         super().__init__(horizon, **kwargs)
@@ -128,20 +128,19 @@ class XGBoostForecaster(Forecaster):
         return [picked[a:b] - lo for a, b, lo in zip(cuts[:-1], cuts[1:], bounds[:-1],
                                                       strict=True)]
 
-    def gather(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]
-               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The training matrix (``train_dtype``) and targets: ``fn``'s rows of each work item
-        (``sizes[i]`` rows for item ``i``), built ``GATHER_SERIES`` items at a time (a fan-out
-        each) and copied into one preallocated matrix."""
-        features = np.empty((sum(sizes), self._width), dtype=self.train_dtype)
-        target = np.empty(sum(sizes))
-        at = 0
-        for start in range(0, len(work), GATHER_SERIES):
-            for rows, change in engine.map_shards(fn, work[start : start + GATHER_SERIES], self):
-                features[at : at + len(change)] = rows
-                target[at : at + len(change)] = change
-                at += len(change)
-        return features, target
+    def chunks(self, work: list[tuple[Any, ...]], sizes: list[int]
+               ) -> list[tuple[list[tuple[Any, ...]], list[int]]]:  # fmt: skip
+        """The work items and their row counts (``sizes``), ``CHUNK_SERIES`` items a chunk:
+        the booster reads its training rows chunk by chunk (``chunk_rows``), so no matrix of
+        every row is built."""
+        return [(work[a : a + CHUNK_SERIES], sizes[a : a + CHUNK_SERIES])
+                for a in range(0, len(work), CHUNK_SERIES)]  # fmt: skip
+
+    def chunk_rows(self, fn: Any, work: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """``fn``'s float64 training rows and targets of the work items, in order (one
+        fan-out)."""
+        parts = engine.map_shards(fn, work, self)
+        return np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
 
     @property
     def damping(self) -> float:
@@ -305,13 +304,11 @@ class XGBoostForecaster(Forecaster):
         return rows, v[ends] - windows[:, -1]
 
     def _fit_rows(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]) -> Any:
-        """The booster fitted on ``fn``'s rows of every work item (see ``gather``)."""
-        return self._train(*self.gather(fn, work, sizes))
-
-    def _train(self, features: np.ndarray, target: np.ndarray) -> Any:
-        """The booster fitted on feature rows and one-step changes."""
+        """The booster fitted on ``fn``'s rows of every work item, read chunk by chunk into a
+        ``QuantileDMatrix`` (XGBoost keeps its binned rows, a byte per feature per row): the
+        booster a ``DMatrix`` of every row gives, without that matrix."""
         rounds = int(self.params.get("n_estimators", 200))
-        dtrain = xgb.DMatrix(features, label=target)
+        dtrain = xgb.QuantileDMatrix(WindowChunks(self, fn, self.chunks(work, sizes)), nthread=2)
         return xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
 
     def _predict_rows(self, features: np.ndarray, booster: Any) -> np.ndarray:
@@ -389,6 +386,32 @@ class XGBoostForecaster(Forecaster):
         booster = xgb.Booster(params={"nthread": 2})
         booster.load_model(file)
         return booster
+
+
+class WindowChunks(xgb.DataIter):
+    """XGBoost's view of the training rows: one chunk of work items at a time (``chunks``),
+    built when XGBoost asks for it (it reads every chunk twice: to find its bins, then to
+    bin the rows), as float32 rows (what XGBoost stores) and their targets."""
+
+    def __init__(self, model: XGBoostForecaster, fn: Any,
+                 chunks: list[tuple[list[tuple[Any, ...]], list[int]]]) -> None:  # fmt: skip
+        self.model, self.fn, self.chunks, self.at = model, fn, chunks, 0
+        super().__init__(release_data=True)
+
+    def next(self, input_data: Any) -> bool:
+        if self.at == len(self.chunks):
+            return False
+        work, sizes = self.chunks[self.at]
+        rows, target = self.model.chunk_rows(self.fn, work)
+        if len(target) != sum(sizes):
+            raise RuntimeError(f"{self.model.name}: chunk {self.at} built {len(target)} "
+                               f"training rows, expected {sum(sizes)}")
+        input_data(data=rows.astype(np.float32), label=target)
+        self.at += 1
+        return True
+
+    def reset(self) -> None:
+        self.at = 0
 
 
 def _series_rows(item: tuple[Any, ...], model: XGBoostForecaster

@@ -1,5 +1,6 @@
 """The global models' fits within bounded memory: nlinear's ridge summed shard by shard, the
-tree models' training rows built into one matrix and capped by ``max_train_windows``."""
+tree models' training rows built a chunk of series at a time and capped by
+``max_train_windows``."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ class _Recorder:
         fit_rows = model._fit_rows
 
         def record(fn: Any, work: list[Any], sizes: list[int]) -> Any:
-            self.features, self.target = model.gather(fn, work, sizes)
+            self.features, self.target = model.chunk_rows(fn, work)
             return fit_rows(fn, work, sizes)
 
         model._fit_rows = record
@@ -79,7 +80,7 @@ def test_capped_rows_are_a_seeded_sample_of_every_window(name: str, monkeypatch:
     full = build_model(name, 12, **params)
     everything = _Recorder(full)
     full.fit(panel)
-    monkeypatch.setattr(xgboost_model, "GATHER_SERIES", 2)  # several fan-outs: the same rows
+    monkeypatch.setattr(xgboost_model, "CHUNK_SERIES", 2)  # several chunks: the same rows
     capped = build_model(name, 12, max_train_windows=500, **params)
     sample = _Recorder(capped)
     capped.fit(panel)
@@ -107,15 +108,16 @@ def test_cap_above_the_windows_changes_nothing() -> None:
     assert capped.kept_windows([152] * 4, 1) == [None] * 4
 
 
-def test_direct_blocks_train_on_the_cap() -> None:
+def test_direct_blocks_train_on_the_cap(monkeypatch: Any) -> None:
     panel = _panel(5, 200)
     model = build_model("xgboost", 12, lookback=48, n_estimators=3, strategy="direct",
                         direct_steps=2, max_train_windows=300)
     sizes: list[int] = []
-    train = model._train
-    model._train = lambda f, t: (sizes.append(len(f)), train(f, t))[1]
+    train = xgboost_model.xgb.train
+    monkeypatch.setattr(xgboost_model.xgb, "train", lambda params, data, **kw: (
+        sizes.append(data.num_row()), train(params, data, **kw))[1])
     model.fit(panel)
-    assert sizes == [300, 300]  # one matrix per block, each capped
+    assert sizes == [300, 300]  # one training set per block, each capped
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, "1000", True])

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from pipelines.models import lightgbm_model
+from pipelines.models import xgboost_model
 from pipelines.models.lightgbm_model import LightGBMForecaster, WindowRows
 from pipelines.models.xgboost_model import _series_rows
 
@@ -26,15 +26,14 @@ def _matrix_booster(model: LightGBMForecaster, panel: list[np.ndarray]) -> lgb.B
     """The booster from one float64 matrix of every training row and ``seed`` alone (the
     former path)."""
     work = [(v, None, None, None, None, None) for v in panel]
-    model.train_dtype = np.float64
-    features, target = model.gather(_series_rows, work, [len(v) - LOOKBACK for v in panel])
+    features, target = model.chunk_rows(_series_rows, work)
     rounds = int(model.params["n_estimators"])
     params = {k: v for k, v in model._lgb_params().items() if k != "data_random_seed"}
     return lgb.train(params, lgb.Dataset(features, label=target), rounds)
 
 
 def test_sequence_rows_fit_the_booster_of_one_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lightgbm_model, "GATHER_SERIES", 64)  # several Sequences
+    monkeypatch.setattr(xgboost_model, "CHUNK_SERIES", 64)  # several Sequences
     panel = _panel(300, 24 * 30 + LOOKBACK)
     assert sum(len(v) - LOOKBACK for v in panel) > SAMPLED  # binning samples rows
     model = LightGBMForecaster(12, lookback=LOOKBACK, n_estimators=15, num_leaves=8, seed=42)
@@ -50,8 +49,7 @@ def test_window_rows_reads_single_rows_and_slices() -> None:
     sizes = [len(v) - LOOKBACK for v in panel]
     target = np.full(sum(sizes), np.nan)
     rows = WindowRows(model, _series_rows, work, sizes, target)
-    model.train_dtype = np.float64
-    features, changes = model.gather(_series_rows, work, sizes)
+    features, changes = model.chunk_rows(_series_rows, work)
     assert len(rows) == len(features) and rows.batch_size == len(features)
     for i in (0, sizes[0] - 1, sizes[0], len(features) - 1):
         np.testing.assert_array_equal(rows[i], features[i])
