@@ -5,7 +5,7 @@ Splits each series as ``configs/m4_hourly.yaml`` does (the last 48 values are th
 the preprocessor (``--transform``) and one ridge per variant on the training rows of every
 series, and prints validation OWA (the pipeline's selection score) and test OWA, both against
 Naive2 on the same windows with MASE scaled on the training rows. No tuning: each variant is
-``lookback,window_scale,alpha``.
+``lookback,window_scale,alpha[,scale_offset]``.
 
     .venv/orchestrator/bin/python bench/m4_nlinear_variants.py --hours 700 \\
         --transform log 336,seasonal,100 168,seasonal,100 336,none,0.42
@@ -32,7 +32,7 @@ HORIZON, SEASON, VAL, TEST = 48, 24, 144, 48
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", help="lookback,window_scale,alpha")
+    parser.add_argument("variants", nargs="+", help="lookback,window_scale,alpha[,offset]")
     parser.add_argument("--series", type=int, default=None, help="first N series (default all)")
     parser.add_argument("--hours", type=int, default=None, help="last N values of each series")
     parser.add_argument("--transform", choices=["none", "log"], default="none")
@@ -50,16 +50,18 @@ def main() -> None:
     scaled = {u: g["y"].to_numpy() for u, g in pre.transform(data).groupby("unique_id",
                                                                            sort=False)}
     print(f"{len(ids)} series, {len(data)} rows; target_transform {args.transform}")
-    print(f"{'lookback':>9}{'window_scale':>14}{'alpha':>8}{'val OWA':>9}{'test OWA':>9}"
+    print(f"{'lookback':>9}{'window_scale':>14}{'alpha':>8}{'offset':>8}{'val OWA':>9}"
+          f"{'test OWA':>9}"
           f"{'test sMAPE':>11}{'test MASE':>10}{'CPU s':>7}")
     for variant in args.variants:
-        lookback, window_scale, alpha = variant.split(",")
+        lookback, window_scale, alpha, offset = [*variant.split(","), "0"][:4]
         cpu = time.process_time()
         model = build_model("nlinear", HORIZON, lookback=int(lookback), alpha=float(alpha),
-                            window_scale=window_scale, season=SEASON)
+                            window_scale=window_scale, season=SEASON,
+                            scale_offset=float(offset))
         model.fit([scaled[u][: -(VAL + TEST)] for u in ids])
         scores = {part: _score(model, pre, raw, scaled, part) for part in ("val", "test")}
-        print(f"{lookback:>9}{window_scale:>14}{alpha:>8}{scores['val'][0]:>9.3f}"
+        print(f"{lookback:>9}{window_scale:>14}{alpha:>8}{offset:>8}{scores['val'][0]:>9.3f}"
               f"{scores['test'][0]:>9.3f}{scores['test'][1]:>11.3f}{scores['test'][2]:>10.3f}"
               f"{time.process_time() - cpu:>7.1f}")
 

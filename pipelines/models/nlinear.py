@@ -39,6 +39,9 @@ class NLinearRidge(Forecaster):
       ``bench/m4_nlinear_variants.py``).
     - ``season`` (int, default 24): that difference's lag; ``lookback`` must exceed it.
       The bias and regressor terms are multiplied by the window's scale too.
+    - ``scale_offset`` (float >= 0, default 0): added to every window's scale (in the
+      per-series scaled units), so that nearly flat windows do not weigh most in the fit
+      (M4 hourly, log target: 0.03 takes validation OWA from 0.551 to 0.539).
     With regressors (``pipelines.exogenous``) the ridge also sees the last ``exog_lags``
     values of each historical regressor up to the origin and each future regressor at every
     forecast step: ``y_hat = W (x - x_last) + U xh + V xf + b + x_last``.
@@ -58,6 +61,8 @@ class NLinearRidge(Forecaster):
         if self.window_scale == "seasonal" and not 1 <= self.season < self.lookback:
             raise ValueError(f"nlinear: window_scale 'seasonal' needs 1 <= season < lookback="
                              f"{self.lookback}, got season {self.season}")
+        if not self.scale_offset >= 0:
+            raise ValueError(f"nlinear: scale_offset must be >= 0, got {self.scale_offset}")
 
     @property
     def window_scale(self) -> str:
@@ -66,6 +71,10 @@ class NLinearRidge(Forecaster):
     @property
     def season(self) -> int:
         return int(self.params.get("season", 24))
+
+    @property
+    def scale_offset(self) -> float:
+        return float(self.params.get("scale_offset", 0.0))
 
     @property
     def lookback(self) -> int:
@@ -118,12 +127,13 @@ class NLinearRidge(Forecaster):
 
     def _window_scale(self, x: np.ndarray) -> np.ndarray:
         """Each window's divisor, ``(n_windows, 1)``: ones, or under ``window_scale:
-        seasonal`` its mean absolute ``season``-step difference (floored at 1e-3: the
-        values are scaled per series, so that is a thousandth of the series' spread)."""
+        seasonal`` its mean absolute ``season``-step difference plus ``scale_offset``
+        (floored at 1e-3: the values are scaled per series, so that is a thousandth of the
+        series' spread)."""
         if self.window_scale == "none":
             return np.ones((len(x), 1))
         diff = np.abs(x[:, self.season :] - x[:, : -self.season]).mean(axis=1, keepdims=True)
-        return np.maximum(diff, 1e-3)
+        return np.maximum(diff + self.scale_offset, 1e-3)
 
     def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None,
                 scale: np.ndarray) -> np.ndarray:

@@ -105,6 +105,10 @@ def test_seasonal_window_scale_is_affine_equivariant_and_saves(
     pred = model.predict(x)
     # each window counts by its own shape: 3x + 5 is forecast as 3 * forecast + 5
     np.testing.assert_allclose(model.predict(3.0 * x + 5.0), 3.0 * pred + 5.0, rtol=1e-9)
+    offset = build_model("nlinear", HORIZON, lookback=168, window_scale="seasonal",
+                         scale_offset=0.03).fit([v[:-TEST] for v in scaled])
+    assert not np.allclose(offset.predict(x), pred)  # the offset weighs windows otherwise
+    np.testing.assert_allclose(offset.predict(x + 5.0), offset.predict(x) + 5.0, rtol=1e-9)
     plain = build_model("nlinear", HORIZON, lookback=168).fit([v[:-TEST] for v in scaled])
     assert not np.allclose(plain.predict(3.0 * x + 5.0), 3.0 * plain.predict(x) + 5.0)
     model.save(tmp_path / "m")
@@ -118,6 +122,7 @@ def test_seasonal_window_scale_is_affine_equivariant_and_saves(
     ({"window_scale": "seasonal", "lookback": 24},
      "needs 1 <= season < lookback=24, got season 24"),
     ({"window_scale": "seasonal", "season": 0}, "got season 0"),
+    ({"window_scale": "seasonal", "scale_offset": -0.1}, "scale_offset must be >= 0, got -0.1"),
 ])
 def test_window_scale_errors_name_the_field(params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
