@@ -1,11 +1,15 @@
 """Ingest memory: the ingest stage alone (``workflow.ingest``: read, validate, snapshot) on a
 ``bench/scale.py`` synthetic panel, with the process's RSS sampled every 20 ms and the
 pipeline line it was at when it peaked. The panel is written by a child process first, so the
-peak is ingest's. Run it with ``MALLOC_MMAP_THRESHOLD_=131072`` so freed arrays go back to the
-system and RSS follows live memory.
+peak is ingest's. ``--stage preprocess`` samples the preprocess stage instead (after an
+unsampled ingest: split, scaler, the prepared Parquet) and ``--stage read`` the prepared
+panel read back as the per-series arrays every tune and train stage builds
+(``panel.read_prepared``, with the regressors of the config). Run it with
+``MALLOC_MMAP_THRESHOLD_=131072`` so freed arrays go back to the system and RSS follows live
+memory.
 
     MALLOC_MMAP_THRESHOLD_=131072 .venv/orchestrator/bin/python bench/ingest_memory.py \
-        --series 10000
+        --series 10000 [--stage preprocess|read]
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
+from scale import scale_config  # bench/, the script's directory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,10 +39,26 @@ def rss_mib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def stage(name: str, config: Path, run_dir: str) -> Callable[[], Any]:
+    """The stage ``name`` to measure, the stages before it run (unmeasured)."""
+    from pipelines import panel, workflow
+    from pipelines.exogenous import ExogSpec
+
+    if name == "ingest":
+        return lambda: workflow.ingest(config, run_dir)
+    ingested = workflow.ingest(config, run_dir)
+    if name == "preprocess":
+        return lambda: workflow.preprocess(ingested, run_dir)
+    prepared = workflow.preprocess(ingested, run_dir)
+    spec = ExogSpec.from_config(workflow.run_config(prepared["config"]).data)
+    return lambda: panel.read_prepared(prepared["prepared"], spec)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=10000)
     parser.add_argument("--hours", type=int, default=400)
+    parser.add_argument("--stage", choices=["ingest", "preprocess", "read"], default="ingest")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tidemill-ingest-") as tmp:
         source = Path(tmp) / "panel.parquet"
@@ -44,17 +67,9 @@ def main() -> None:
                         "int(sys.argv[3])).to_parquet(sys.argv[4], index=False)",
                         str(REPO / "bench"), str(args.series), str(args.hours), str(source)],
                        check=True)  # fmt: skip
-        config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
-        config["data"]["source"]["path"] = str(source)
-        config["algorithms"] = {  # bench/scale.py's: they set the history validation needs
-            "seasonal_naive": {"params": {"season": 24}},
-            "nlinear": {"params": {"lookback": 168}},
-            "lightgbm": {"params": {"lookback": 168, "n_estimators": 100}},
-        }
-        config["ensemble"] = {"enabled": False}
+        config = scale_config(source)  # bench/scale.py's: the history validation needs
         (Path(tmp) / "panel.yaml").write_text(yaml.safe_dump(config))
-        from pipelines import workflow
-
+        measured = stage(args.stage, Path(tmp) / "panel.yaml", str(Path(tmp) / "run"))
         main_thread, peak = threading.main_thread().ident, {"mib": rss_mib(), "at": ""}
         done = threading.Event()
 
@@ -73,10 +88,11 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
-        workflow.ingest(Path(tmp) / "panel.yaml", str(Path(tmp) / "run"))
+        result = measured()
         done.set()
+        del result
         sampler.join()
-    print(json.dumps({"series": args.series, "rows": args.series * args.hours,
+    print(json.dumps({"stage": args.stage, "series": args.series, "rows": args.series * args.hours,
                       "wall_s": round(time.perf_counter() - started, 1), "rss_before_mib": base,
                       "peak_rss_mib": peak["mib"], "peak_at": peak["at"]}))  # fmt: skip
 

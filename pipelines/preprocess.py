@@ -93,6 +93,14 @@ class Preprocessor:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """A copy of ``df`` with missing values imputed and value columns scaled."""
+        columns, scaled = self.scaled_columns(df)
+        out = df.copy()
+        out[columns] = scaled
+        return out
+
+    def scaled_columns(self, df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        """The fitted value columns of ``df`` and their imputed, scaled values (rows x columns):
+        ``transform``'s, without a copy of the frame."""
         self._require_fitted()
         unknown = [c for c in _value_columns(df) if c not in self.columns]
         if unknown:
@@ -105,9 +113,7 @@ class Preprocessor:
         scale = np.array([[self.series[k][c]["scale"] for c in columns] for k in self.series])
         if self.cfg.target_transform == "log" and "y" in columns:
             values["y"] = self._log(values["y"].to_numpy(), ids)
-        out = df.copy()
-        out[columns] = (values.to_numpy() - center[rows]) / scale[rows]
-        return out
+        return columns, (values.to_numpy() - center[rows]) / scale[rows]
 
     def transform_target(
         self, values: np.ndarray, ids: Sequence[Any] | np.ndarray | None = None
@@ -251,6 +257,8 @@ class Preprocessor:
     def _impute(self, values: pd.DataFrame, series: pd.Series) -> pd.DataFrame:
         """Fill missing values within each series; error if any remain."""
         mode = self.cfg.imputation
+        if not values.isna().to_numpy().any():  # every mode would leave the values as they are
+            return values
         if mode == "mean":
             rows = self._rows(series)
             means = np.array(

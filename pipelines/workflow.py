@@ -173,22 +173,28 @@ def preprocess(ingested: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Split, fit the preprocessor on training rows only, write the prepared series."""
     cfg = run_config(ingested["config"])
     df = read_snapshot(ingested["snapshot"], ingested["sha256"])
-    # rows grouped by series (in order of appearance), each series in time order
+    # rows grouped by series (in order of appearance), each series in time order; a snapshot
+    # already grouped (the usual case) is not copied
     first_seen = pd.factorize(df["unique_id"])[0]
-    df = df.iloc[np.argsort(first_seen, kind="stable")].reset_index(drop=True)
+    if (np.diff(first_seen) < 0).any():
+        df = df.iloc[np.argsort(first_seen, kind="stable")].reset_index(drop=True)
+    del first_seen
     labels = split_labels(df, cfg.split, cfg.data.freq)
     pre = Preprocessor(cfg.preprocess).fit(df[labels == "train"])
-    out = pre.transform(df)
-    prepared = pd.DataFrame(
+    columns, scaled = pre.scaled_columns(df)
+    out = dict(zip(columns, scaled.T, strict=True))
+    prepared = pd.DataFrame(  # the columns as they are: no copy of the frame
         {
             "unique_id": df["unique_id"].to_numpy(),
             "ds": df["ds"].to_numpy(),
             "y": df["y"].to_numpy(float),
-            "y_scaled": out["y"].to_numpy(float),
+            "y_scaled": out["y"],
             "split": labels,
-            **{panel.EXOG_PREFIX + c: out[c].to_numpy(float) for c in cfg.data.exog_columns},
-        }
+            **{panel.EXOG_PREFIX + c: out[c] for c in cfg.data.exog_columns},
+        },
+        copy=False,
     )
+    del df, out, scaled
     stage = artifact_store.join(str(run_dir), "preprocess")
     prepared_url = artifact_store.write_parquet(
         prepared, artifact_store.join(stage, "prepared.parquet")
