@@ -6,7 +6,7 @@ unsampled ingest: split, scaler, the prepared Parquet) and ``--stage read`` the 
 panel read back as the per-series arrays every tune and train stage builds
 (``panel.read_prepared``, with the regressors of the config). Run it with
 ``MALLOC_MMAP_THRESHOLD_=131072`` so freed arrays go back to the system and RSS follows live
-memory.
+memory. It also prints the RSS while the stage's result is still held.
 
     MALLOC_MMAP_THRESHOLD_=131072 .venv/orchestrator/bin/python bench/ingest_memory.py \
         --series 10000 [--stage preprocess|read]
@@ -90,11 +90,13 @@ def main() -> None:
         started = time.perf_counter()
         result = measured()
         done.set()
+        held = rss_mib()  # with the stage's result still held
         del result
         sampler.join()
     print(json.dumps({"stage": args.stage, "series": args.series, "rows": args.series * args.hours,
                       "wall_s": round(time.perf_counter() - started, 1), "rss_before_mib": base,
-                      "peak_rss_mib": peak["mib"], "peak_at": peak["at"]}))  # fmt: skip
+                      "peak_rss_mib": peak["mib"], "peak_at": peak["at"],
+                      "rss_holding_result_mib": held}))  # fmt: skip
 
 
 if __name__ == "__main__":

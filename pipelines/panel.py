@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines import artifact_store, engine
@@ -48,26 +49,35 @@ EXOG_PREFIX = "exog:"
 
 def read_prepared(url: str, spec: ExogSpec | None = None) -> list[SeriesData]:
     """The series of a prepared Parquet object in the artifact store (rows grouped by series,
-    in time order), with the regressors of ``spec`` (``xh``, ``xf``) when given."""
+    in time order), with the regressors of ``spec`` (``xh``, ``xf``) when given. Each series'
+    values are slices of the file's columns (one array per column, not one per series)."""
     df = artifact_store.read_parquet(url)
     spec = spec or ExogSpec()
+    codes, uids = pd.factorize(df["unique_id"])
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1, [len(df)]])
+    if len(bounds) - 1 != len(uids):
+        raise ValueError(f"prepared panel {url}: rows are not grouped by series")
+    split = df["split"].to_numpy()
+    parts = {name: split == name for name in ("train", "val", "test")}
+    ds = df["ds"].to_numpy("datetime64[ns]")
+    y_raw, y = df["y"].to_numpy(float), df["y_scaled"].to_numpy(float)
+    hist = [EXOG_PREFIX + c for c in spec.historical]
+    xh = df[hist].to_numpy(float) if hist else None
+    xf = df[[EXOG_PREFIX + c for c in spec.future]].to_numpy(float)
+    del df, split
     out = []
-    for uid, group in df.groupby("unique_id", sort=False):
-        split = group["split"].to_numpy()
-        ds = group["ds"].to_numpy("datetime64[ns]")
-        hist = [EXOG_PREFIX + c for c in spec.historical]
-        fut = [EXOG_PREFIX + c for c in spec.future]
+    for uid, a, b in zip(uids, bounds[:-1], bounds[1:], strict=True):
         out.append(
             SeriesData(
                 uid=str(uid),
-                ds=ds,
-                y_raw=group["y"].to_numpy(float),
-                y=group["y_scaled"].to_numpy(float),
-                train=np.flatnonzero(split == "train"),
-                val=np.flatnonzero(split == "val"),
-                test=np.flatnonzero(split == "test"),
-                xh=group[hist].to_numpy(float) if hist else None,
-                xf=future_matrix(spec, group[fut].to_numpy(float), ds),
+                ds=ds[a:b],
+                y_raw=y_raw[a:b],
+                y=y[a:b],
+                train=np.flatnonzero(parts["train"][a:b]),
+                val=np.flatnonzero(parts["val"][a:b]),
+                test=np.flatnonzero(parts["test"][a:b]),
+                xh=None if xh is None else xh[a:b],
+                xf=future_matrix(spec, xf[a:b], ds[a:b]),
             )
         )
     return out

@@ -1,7 +1,8 @@
 """The preprocess stage on M4 hourly series: the prepared panel of a snapshot whose rows are
 interleaved is the one of the same rows grouped by series (the grouped one is taken without a
-copy), and ``Preprocessor.scaled_columns`` gives ``transform``'s values without copying the
-frame, with gaps imputed and the log target."""
+copy), ``Preprocessor.scaled_columns`` gives ``transform``'s values without copying the frame,
+with gaps imputed and the log target, and ``panel.read_prepared`` gives each series its rows
+(slices of the file's columns) and names a file whose rows are not grouped."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import artifact_store, workflow
+from pipelines import artifact_store, panel, workflow
 from pipelines.config import PreprocessConfig
 from pipelines.preprocess import Preprocessor
 
@@ -29,7 +30,7 @@ def m4() -> pd.DataFrame:
     return data
 
 
-def _prepared(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+def _prepared_url(frame: pd.DataFrame, root: Path) -> str:
     root.mkdir()
     frame.to_parquet(root / "panel.parquet", index=False)
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
@@ -38,7 +39,11 @@ def _prepared(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
     config["algorithms"] = {"seasonal_naive": {"params": {"season": 24}}}
     (root / "panel.yaml").write_text(yaml.safe_dump(config))
     ingested = workflow.ingest(root / "panel.yaml", str(root / "run"))
-    return artifact_store.read_parquet(workflow.preprocess(ingested, str(root / "run"))["prepared"])
+    return workflow.preprocess(ingested, str(root / "run"))["prepared"]
+
+
+def _prepared(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    return artifact_store.read_parquet(_prepared_url(frame, root))
 
 
 def test_interleaved_rows_are_prepared_as_grouped_ones(m4: pd.DataFrame, tmp_path: Path) -> None:
@@ -68,3 +73,23 @@ def test_scaled_columns_are_the_values_transform_writes(m4: pd.DataFrame, imputa
     np.testing.assert_array_equal(scaled, pre.transform(frame)[columns].to_numpy())
     pd.testing.assert_frame_equal(frame, before)  # the frame is left as it was
     assert np.isfinite(scaled).all()
+
+
+def test_read_prepared_gives_each_series_rows(m4: pd.DataFrame, tmp_path: Path) -> None:
+    url = _prepared_url(m4, tmp_path / "p")
+    frame = artifact_store.read_parquet(url)
+    series = panel.read_prepared(url)
+    assert [s.uid for s in series] == list(m4["unique_id"].unique())
+    for s in series:
+        rows = frame[frame["unique_id"] == s.uid]
+        np.testing.assert_array_equal(s.ds, rows["ds"].to_numpy("datetime64[ns]"))
+        np.testing.assert_array_equal(s.y_raw, rows["y"].to_numpy(float))
+        np.testing.assert_array_equal(s.y, rows["y_scaled"].to_numpy(float))
+        for part in ("train", "val", "test"):
+            np.testing.assert_array_equal(getattr(s, part),
+                                          np.flatnonzero(rows["split"].to_numpy() == part))
+        assert (len(s.train), len(s.val), len(s.test)) == (400 - 96, 48, 48)
+    shuffled = artifact_store.join(str(tmp_path), "shuffled.parquet")
+    artifact_store.write_parquet(frame.sort_values("ds", kind="stable"), shuffled)
+    with pytest.raises(ValueError, match="rows are not grouped by series"):
+        panel.read_prepared(shuffled)
