@@ -308,8 +308,10 @@ class XGBoostForecaster(Forecaster):
         ``QuantileDMatrix`` (XGBoost keeps its binned rows, a byte per feature per row): the
         booster a ``DMatrix`` of every row gives, without that matrix."""
         rounds = int(self.params.get("n_estimators", 200))
-        dtrain = xgb.QuantileDMatrix(WindowChunks(self, fn, self.chunks(work, sizes)), nthread=2)
-        return xgb.train(self._booster_params(), dtrain, num_boost_round=rounds)
+        params = self._booster_params()
+        dtrain = xgb.QuantileDMatrix(WindowChunks(self, fn, self.chunks(work, sizes)),
+                                     nthread=params["nthread"])
+        return xgb.train(params, dtrain, num_boost_round=rounds)
 
     def _predict_rows(self, features: np.ndarray, booster: Any) -> np.ndarray:
         """``booster``'s predicted change for each feature row."""
@@ -390,8 +392,9 @@ class XGBoostForecaster(Forecaster):
 
 class WindowChunks(xgb.DataIter):
     """XGBoost's view of the training rows: one chunk of work items at a time (``chunks``),
-    built when XGBoost asks for it (it reads every chunk twice: to find its bins, then to
-    bin the rows), as float32 rows (what XGBoost stores) and their targets."""
+    built when XGBoost asks for it (XGBoost 3.2 reads every chunk four times while it
+    sketches and bins them: bench/RESULTS.md), as float32 rows (what XGBoost stores) and
+    their targets."""
 
     def __init__(self, model: XGBoostForecaster, fn: Any,
                  chunks: list[tuple[list[tuple[Any, ...]], list[int]]]) -> None:  # fmt: skip
