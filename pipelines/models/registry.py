@@ -21,6 +21,7 @@ MODELS: dict[str, str] = {
     "lstm": "pipelines.models.lstm:LSTMForecaster",
     "ets": "pipelines.models.ets:ETS",
     "theta": "pipelines.models.theta:Theta",
+    "mstl": "pipelines.models.mstl:MSTLForecaster",
 }
 
 

@@ -25,6 +25,7 @@ TINY_PARAMS: dict[str, dict[str, object]] = {
     "lstm": {"lookback": 48, "units": 16, "epochs": 2, "batch_size": 64},
     "ets": {"trend": "add", "damped": True, "lookback": 168},
     "theta": {"lookback": 168},
+    "mstl": {"seasons": [24], "lookback": 168},
 }
 
 
