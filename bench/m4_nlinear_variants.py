@@ -37,19 +37,7 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=None, help="last N values of each series")
     parser.add_argument("--transform", choices=["none", "log"], default="none")
     args = parser.parse_args()
-    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
-    if args.series:
-        data = data[data["unique_id"].isin(data["unique_id"].unique()[: args.series])]
-    if args.hours:
-        data = data.groupby("unique_id", sort=False).tail(args.hours)
-    data = data.assign(unique_id=data["unique_id"].astype(str)).reset_index(drop=True)
-    train = data.groupby("unique_id", sort=False).head(-(VAL + TEST))
-    pre = Preprocessor(PreprocessConfig(target_transform=args.transform)).fit(train)
-    ids = pre.series_ids
-    raw = {u: g["y"].to_numpy(float) for u, g in data.groupby("unique_id", sort=False)}
-    scaled = {u: g["y"].to_numpy() for u, g in pre.transform(data).groupby("unique_id",
-                                                                           sort=False)}
-    print(f"{len(ids)} series, {len(data)} rows; target_transform {args.transform}")
+    pre, ids, raw, scaled = load_panel(args.series, args.hours, args.transform)
     print(f"{'lookback':>9}{'window_scale':>14}{'alpha':>8}{'offset':>8}{'val OWA':>9}"
           f"{'test OWA':>9}"
           f"{'test sMAPE':>11}{'test MASE':>10}{'CPU s':>7}")
@@ -60,13 +48,32 @@ def main() -> None:
                             window_scale=window_scale, season=SEASON,
                             scale_offset=float(offset))
         model.fit([scaled[u][: -(VAL + TEST)] for u in ids])
-        scores = {part: _score(model, pre, raw, scaled, part) for part in ("val", "test")}
+        scores = {part: score(model, pre, raw, scaled, part) for part in ("val", "test")}
         print(f"{lookback:>9}{window_scale:>14}{alpha:>8}{offset:>8}{scores['val'][0]:>9.3f}"
               f"{scores['test'][0]:>9.3f}{scores['test'][1]:>11.3f}{scores['test'][2]:>10.3f}"
               f"{time.process_time() - cpu:>7.1f}")
 
 
-def _score(model, pre: Preprocessor, raw: dict, scaled: dict, part: str
+def load_panel(series: int | None, hours: int | None, transform: str
+               ) -> tuple[Preprocessor, list[str], dict, dict]:
+    """M4 hourly (the first ``series``, each its last ``hours`` values), the preprocessor
+    fitted on the training rows, the series ids, and the raw and scaled values by id."""
+    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
+    if series:
+        data = data[data["unique_id"].isin(data["unique_id"].unique()[:series])]
+    if hours:
+        data = data.groupby("unique_id", sort=False).tail(hours)
+    data = data.assign(unique_id=data["unique_id"].astype(str)).reset_index(drop=True)
+    train = data.groupby("unique_id", sort=False).head(-(VAL + TEST))
+    pre = Preprocessor(PreprocessConfig(target_transform=transform)).fit(train)
+    raw = {u: g["y"].to_numpy(float) for u, g in data.groupby("unique_id", sort=False)}
+    scaled = {u: g["y"].to_numpy() for u, g in pre.transform(data).groupby("unique_id",
+                                                                           sort=False)}
+    print(f"{len(pre.series_ids)} series, {len(data)} rows; target_transform {transform}")
+    return pre, pre.series_ids, raw, scaled
+
+
+def score(model, pre: Preprocessor, raw: dict, scaled: dict, part: str
            ) -> tuple[float, float, float]:
     """(OWA, sMAPE, MASE) over every window of ``part`` of every series."""
     terms = []

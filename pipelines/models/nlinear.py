@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines.exogenous import future_windows, history_windows
 from pipelines.models.base import Forecaster, Panel, as_panel
+from pipelines.models.window_scale import WindowScale
 
 SHARD_WINDOWS = 65536
 """Training windows gathered before they are added to the normal equations: the fit holds
@@ -55,26 +56,7 @@ class NLinearRidge(Forecaster):
         super().__init__(horizon, **kwargs)
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
-        if self.window_scale not in ("none", "seasonal"):
-            raise ValueError(f"nlinear: window_scale must be 'none' or 'seasonal', got "
-                             f"{self.window_scale!r}")
-        if self.window_scale == "seasonal" and not 1 <= self.season < self.lookback:
-            raise ValueError(f"nlinear: window_scale 'seasonal' needs 1 <= season < lookback="
-                             f"{self.lookback}, got season {self.season}")
-        if not self.scale_offset >= 0:
-            raise ValueError(f"nlinear: scale_offset must be >= 0, got {self.scale_offset}")
-
-    @property
-    def window_scale(self) -> str:
-        return str(self.params.get("window_scale", "none"))
-
-    @property
-    def season(self) -> int:
-        return int(self.params.get("season", 24))
-
-    @property
-    def scale_offset(self) -> float:
-        return float(self.params.get("scale_offset", 0.0))
+        self.scaler = WindowScale.from_params(self.name, self.params, self.lookback)
 
     @property
     def lookback(self) -> int:
@@ -111,7 +93,7 @@ class NLinearRidge(Forecaster):
             windows = sliding_window_view(v, need)
             origins = np.arange(len(windows)) + self.lookback
             x = windows[:, : self.lookback]
-            scale = self._window_scale(x)
+            scale = self.scaler(x)
             inputs.append(self._inputs(x, None if h is None else history_windows(
                                            h, origins, self.exog_lags),
                                        None if f is None else future_windows(
@@ -124,16 +106,6 @@ class NLinearRidge(Forecaster):
             sums.add(np.concatenate(inputs), np.concatenate(targets))
         self.coef, self.intercept = sums.solve(self.alpha)  # (inputs, horizon), (horizon,)
         return self
-
-    def _window_scale(self, x: np.ndarray) -> np.ndarray:
-        """Each window's divisor, ``(n_windows, 1)``: ones, or under ``window_scale:
-        seasonal`` its mean absolute ``season``-step difference plus ``scale_offset``
-        (floored at 1e-3: the values are scaled per series, so that is a thousandth of the
-        series' spread)."""
-        if self.window_scale == "none":
-            return np.ones((len(x), 1))
-        diff = np.abs(x[:, self.season :] - x[:, : -self.season]).mean(axis=1, keepdims=True)
-        return np.maximum(diff + self.scale_offset, 1e-3)
 
     def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None,
                 scale: np.ndarray) -> np.ndarray:
@@ -151,7 +123,7 @@ class NLinearRidge(Forecaster):
             raise RuntimeError("nlinear: call fit() or load() before predict()")
         x = self._check_history(histories)[:, -self.lookback :]
         xh, xf = self._check_exog(len(x), xh, xf)
-        scale = self._window_scale(x)
+        scale = self.scaler(x)
         return (self._inputs(x, xh, xf, scale) @ self.coef + self.intercept) * scale + x[:, -1:]
 
     def _save(self, path: Path) -> None:

@@ -14,6 +14,7 @@ from pipelines import engine
 from pipelines.exogenous import history_windows
 from pipelines.features import calendar_features, lag_matrix, rolling_stats, target_timestamps
 from pipelines.models.base import Forecaster, Panel, as_panel
+from pipelines.models.window_scale import WindowScale
 
 # Rolling mean/std windows, each used when it fits in the lookback.
 ROLLING_WINDOWS = (6, 24, 168)
@@ -62,6 +63,11 @@ class XGBoostForecaster(Forecaster):
     historical regressors past the origin, so training rows take them ``d`` steps stale, ``d``
     drawn uniformly in ``[0, horizon)`` (seeded): step ``k`` of a roll-out is a row of age
     ``k``, as in training.
+    ``window_scale`` (``none``, the default, or ``seasonal``), ``season`` (24) and
+    ``scale_offset`` (0): nlinear's per-window scaling (``pipelines.models.window_scale``):
+    ``seasonal`` divides the lag and rolling columns (less the last value) and the target
+    change by the window's mean absolute ``season``-step difference plus the offset, and
+    multiplies each predicted change back (the roll-out rescales every step's window).
     ``max_train_windows`` (default none: every window): the most training rows a booster is
     fitted on; a panel with more windows is subsampled uniformly over all its windows, drawn
     with the seed, before any row is built, so the fit's memory is bounded by the cap (the
@@ -86,6 +92,7 @@ class XGBoostForecaster(Forecaster):
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ValueError(f"{self.name}: max_train_windows must be a positive integer (or "
                              f"null for every window), got {cap!r}")
+        self.scaler = WindowScale.from_params(self.name, self.params, self.lookback)
         self.booster: Any = None  # recursive: the one booster
         self.boosters: list[Any] | None = None  # direct: one per block of steps
 
@@ -192,10 +199,12 @@ class XGBoostForecaster(Forecaster):
         }
 
     def _features(
-        self, windows: np.ndarray, next_ds: np.ndarray | None, out: np.ndarray | None = None
+        self, windows: np.ndarray, next_ds: np.ndarray | None, scale: np.ndarray,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Feature rows for windows of exactly ``lookback`` values (and the next timestamps),
-        written into ``out`` when given (one allocation for every step of a roll-out)."""
+        the lag and rolling columns over each window's ``scale`` (``self.scaler``), written
+        into ``out`` when given (one allocation for every step of a roll-out)."""
         lookback = self.lookback
         stat_windows = [w for w in ROLLING_WINDOWS if w <= lookback]
         stats_end = lookback + 2 * len(stat_windows)
@@ -206,6 +215,7 @@ class XGBoostForecaster(Forecaster):
         np.subtract(lag_matrix(windows, lookback)[:, 1:], last, out=out[:, 1:lookback])
         stats = rolling_stats(windows, stat_windows, out[:, lookback:stats_end])
         stats[:, 0::2] -= last
+        out[:, 1:stats_end] /= scale
         if self.calendar:
             out[:, stats_end : stats_end + 4] = calendar_features(next_ds)[:, :4]  # not month
         return out
@@ -276,13 +286,14 @@ class XGBoostForecaster(Forecaster):
         if keep is not None:
             windows, ends, steps = windows[keep], ends[keep], steps[keep]
         targets = ends + steps - 1
-        rows = self._features(windows, np.asarray(t)[targets] if self.calendar else None)
+        scale = self.scaler(windows)
+        rows = self._features(windows, np.asarray(t)[targets] if self.calendar else None, scale)
         rows[:, self._step_column] = steps
         if h is not None:
             self._exog_columns(rows, history_windows(h, ends, self.exog_lags), steps - 1, None)
         if f is not None:
             rows[:, -f.shape[1]:] = f[targets]
-        return rows, v[targets] - windows[:, -1]
+        return rows, (v[targets] - windows[:, -1]) / scale[:, 0]
 
     def series_rows(self, v: np.ndarray, t: Any, h: np.ndarray | None, f: np.ndarray | None,
                     stale: np.ndarray | None, keep: np.ndarray | None = None
@@ -295,13 +306,14 @@ class XGBoostForecaster(Forecaster):
         if keep is not None:
             windows, ends = windows[keep], ends[keep]
             stale = None if stale is None else stale[keep]
-        rows = self._features(windows, np.asarray(t)[ends] if self.calendar else None)
+        scale = self.scaler(windows)
+        rows = self._features(windows, np.asarray(t)[ends] if self.calendar else None, scale)
         if h is not None:  # the origin lies `age` steps before the window's end
             age = np.minimum(stale, ends - self.exog_lags)
             self._exog_columns(rows, history_windows(h, ends - age, self.exog_lags), age, None)
         if f is not None:
             rows[:, -f.shape[1]:] = f[ends]
-        return rows, v[ends] - windows[:, -1]
+        return rows, (v[ends] - windows[:, -1]) / scale[:, 0]
 
     def _fit_rows(self, fn: Any, work: list[tuple[Any, ...]], sizes: list[int]) -> Any:
         """The booster fitted on ``fn``'s rows of every work item, read chunk by chunk into a
@@ -337,17 +349,20 @@ class XGBoostForecaster(Forecaster):
         for k in range(self.horizon):
             window = buffer[:, k : k + lookback]
             next_ds = None if steps is None else steps[:, k]
-            features = self._features(window, next_ds, features)
+            scale = self.scaler(window)
+            features = self._features(window, next_ds, scale, features)
             if xh is not None or xf is not None:
                 self._exog_columns(features, xh, k, None if xf is None else xf[:, k])
-            change = self._predict_rows(features, self.booster)
+            change = self._predict_rows(features, self.booster) * scale[:, 0]
             buffer[:, lookback + k] = window[:, -1] + self.damping**k * change
         return buffer[:, lookback:].copy()
 
     def _predict_direct(self, windows: np.ndarray, steps: np.ndarray | None,
                         xh: np.ndarray | None, xf: np.ndarray | None) -> np.ndarray:
-        """Each step's forecast from its block's booster, all from the origin's features."""
-        features = self._features(windows, None if steps is None else steps[:, 0])
+        """Each step's forecast from its block's booster, all from the origin's features
+        (the predicted changes times the origin window's scale)."""
+        scale = self.scaler(windows)
+        features = self._features(windows, None if steps is None else steps[:, 0], scale)
         out = np.empty((len(windows), self.horizon))
         for booster, block in zip(self.boosters, self.blocks(), strict=True):
             for step in block:
@@ -359,7 +374,7 @@ class XGBoostForecaster(Forecaster):
                         calendar_features(steps[:, k])[:, :4]
                 if xh is not None or xf is not None:
                     self._exog_columns(features, xh, k, None if xf is None else xf[:, k])
-                out[:, k] = windows[:, -1] + self._predict_rows(features, booster)
+                out[:, k] = windows[:, -1] + self._predict_rows(features, booster) * scale[:, 0]
         return out
 
     def _booster_paths(self, path: Path) -> list[Path]:
