@@ -5,7 +5,8 @@ a real MLflow store in a temporary home) on ``configs/m4_hourly.yaml``, optional
 ``--series`` series cut to their last ``--hours`` values (a slice; the full data is the M4
 protocol: the last 48 values of each series are its test set). OWA is against Naive2 on the
 same windows (``pipelines.naive2``). The config's ensemble candidate (mean of the 3 best on
-validation; ``--combine median`` for the median) is a row like the others.
+validation; ``--combine median`` for the median, ``--combine weighted`` for weights chosen by
+greedy selection on validation) is a row like the others.
 
 ``--strategy direct`` (``--direct-steps N``) fits the tree models one booster per horizon
 step (per block of steps) instead of the configured recursive roll-out.
@@ -51,7 +52,8 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=None, help="last N values of each series")
     parser.add_argument("--algorithms", default=None, help="comma-separated subset")
     parser.add_argument("--trials", type=int, default=None)
-    parser.add_argument("--combine", choices=["mean", "median"], default=None,
+    parser.add_argument("--combine", choices=["mean", "median", "weighted"],
+                        default=None,
                         help="the ensemble's combination (default as configured)")
     parser.add_argument("--strategy", choices=["recursive", "direct"], default=None,
                         help="the tree models' multi-step strategy (default as configured)")

@@ -243,11 +243,15 @@ class MlflowConfig(_Strict):
 
 
 class EnsembleConfig(_Strict):
-    """An extra candidate: the mean or median of the ``top_k`` best candidates on validation."""
+    """An extra candidate built from the ``top_k`` best candidates on validation: their mean,
+    median, or ``weighted`` mean, the weights chosen by greedy forward selection with
+    replacement (``rounds`` additions) minimising the selection metric on the validation
+    windows, the same windows that then score it (few rounds limit that optimism)."""
 
     enabled: bool = False
     top_k: int = Field(3, ge=2)
-    combine: Literal["mean", "median"] = "mean"
+    combine: Literal["mean", "median", "weighted"] = "mean"
+    rounds: int = Field(10, ge=1, description="weighted: greedy additions (weights in 1/rounds)")
 
 
 class SelectionConfig(_Strict):

@@ -123,7 +123,7 @@ def forecast(
     if isinstance(model, Ensemble):
         parts = [forecast(m, ys, dss, origins_per_series, ids, xhs, xfs) for m in model.members]
         return [
-            combine([p[k][:, : model.horizon] for p in parts], model.combine)
+            combine([p[k][:, : model.horizon] for p in parts], model.combine, model.weights)
             for k in range(len(ys))
         ]
     if isinstance(model, PerSeries):  # each series' backtest a task with the Ray engine

@@ -297,7 +297,7 @@ def train(
     season = season_of(cfg)
     mase_dens = [evaluation.mase_scale(s.y_raw[s.train], season) for s in series]
     widths = panel.halfwidths(model, ids)
-    results, tables, forecasts = {}, {}, {}
+    results, tables, forecasts, scaled_points = {}, {}, {}, {}
     for part in ("val", "test"):
         part_origins = [panel.origins(getattr(s, part), cfg.horizon) for s in series]
         points = panel.forecast(
@@ -339,6 +339,7 @@ def train(
             tables[part]["smape"] / ref_table["smape"] + tables[part]["mase"] / ref_table["mase"]
         )
         forecasts[part] = (part_origins, windows)
+        scaled_points[part] = np.concatenate(points)
     eval_s = time.perf_counter() - started - fit_s
     _step(
         f"train {algorithm}: val {cfg.selection_metric} "
@@ -367,6 +368,9 @@ def train(
         "exogenous": uses.to_dict() if uses else None,
     }
     ForecastBundle(pre, model, meta).save(bundle_dir)
+    if cfg.ensemble.enabled and cfg.ensemble.combine == "weighted" and algorithm != ENSEMBLE:
+        # what ensemble() weighs the members on, instead of forecasting validation again
+        np.save(cand_dir / VAL_FORECASTS, scaled_points["val"])
 
     registry.configure(cfg, home)
     with mlflow.start_run(
@@ -527,6 +531,7 @@ def _series_plots(
 
 # ----- stage 4b: the ensemble candidate ----------------------------------------------------------
 ENSEMBLE = "ensemble"
+VAL_FORECASTS = "val_forecasts.npy"  # a candidate's scaled validation forecasts, every window
 
 
 def ensemble(
@@ -536,8 +541,9 @@ def ensemble(
     home: TidemillHome,
     pipeline_run: str,
 ) -> list[dict[str, Any]]:
-    """The candidates, plus (when ``ensemble.enabled``) the mean or median of the best
-    ``ensemble.top_k`` of them on validation, trained, evaluated and logged like any candidate."""
+    """The candidates, plus (when ``ensemble.enabled``) the mean, median or weighted mean of
+    the best ``ensemble.top_k`` of them on validation, trained, evaluated and logged like any
+    candidate."""
     cfg = run_config(prepared["config"])
     spec, candidates = cfg.ensemble, list(candidates)
     if not spec.enabled:
@@ -546,15 +552,61 @@ def ensemble(
     if len(best) < 2:
         _step(f"ensemble: {len(best)} candidate(s), at least 2 needed; no ensemble")
         return candidates
+    params: dict[str, Any] = {"combine": spec.combine}
+    if spec.combine == "weighted":
+        weights = _greedy_weights(prepared, cfg, best)
+        best = [c for c, w in zip(best, weights, strict=True) if w > 0]
+        params["weights"] = [round(float(w), 6) for w in weights if w > 0]
     members = [c["algorithm"] for c in best]
-    _step(f"ensemble: {spec.combine} of {members} (best on validation {cfg.selection_metric})")
+    _step(f"ensemble: {spec.combine} of {members}"
+          + (f" with weights {params['weights']}" if "weights" in params else "")
+          + f" (best on validation {cfg.selection_metric})")
     tuned = {
         "algorithm": ENSEMBLE,
-        "best_params": {"members": members, "combine": spec.combine},
+        "best_params": {"members": members, **params},
         "best_value": None,
         "members": [c["candidate"] for c in best],
     }
     return [*candidates, train(prepared, tuned, run_dir, home, pipeline_run)]
+
+
+def _greedy_weights(
+    prepared: dict[str, Any], cfg: ExperimentConfig, pool: list[dict[str, Any]]
+) -> np.ndarray:
+    """The members' weights by greedy forward selection (``ensemble.rounds``) on the pool's
+    saved validation forecasts, minimising the selection metric as ``train`` computes it."""
+    from pipelines.models.ensemble import greedy_weights
+
+    series = panel.read_prepared(prepared["prepared"], ExogSpec.from_config(cfg.data))
+    pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
+    season, metric = season_of(cfg), cfg.selection_metric
+    val_origins = [panel.origins(s.val, cfg.horizon) for s in series]
+    row_ids = np.concatenate([np.full(len(o), s.uid, dtype=object)
+                              for s, o in zip(series, val_origins, strict=True)])
+    actual = np.concatenate([evaluation.actual_windows(s.y_raw, o, cfg.horizon)
+                             for s, o in zip(series, val_origins, strict=True)])
+    dens = np.concatenate([np.full((len(o), 1), evaluation.mase_scale(s.y_raw[s.train], season))
+                           for s, o in zip(series, val_origins, strict=True)])
+    ref = evaluation.evaluate(actual, np.concatenate([
+        naive2.forecast(s.y_raw, o, cfg.horizon, season)
+        for s, o in zip(series, val_origins, strict=True)]), None, None, dens).overall
+
+    def score(scaled: np.ndarray) -> float:
+        point = pre.inverse_transform_target(scaled, row_ids)
+        ev = evaluation.evaluate(actual, point, None, None, dens).overall
+        if metric == "owa":
+            return naive2.owa(ev["smape"], ev["mase"], ref["smape"], ref["mase"])
+        return ev[metric]
+
+    forecasts = []
+    for c in pool:
+        with artifact_store.local_file(artifact_store.join(c["candidate"], VAL_FORECASTS)) as f:
+            forecasts.append(np.load(f))
+    weights = greedy_weights(forecasts, score, cfg.ensemble.rounds)
+    _step("ensemble: weights by greedy selection on validation ("
+          f"{cfg.ensemble.rounds} rounds, {metric}; the same windows then score it): "
+          + ", ".join(f"{c['algorithm']}={w:.2f}" for c, w in zip(pool, weights, strict=True)))
+    return weights
 
 
 def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any]) -> Any:
@@ -575,6 +627,7 @@ def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any]) -> Any:
         cfg.horizon,
         members,
         combine=tuned["best_params"]["combine"],
+        weights=tuned["best_params"].get("weights"),
         level=cfg.level,
         freq=cfg.data.freq,
         seed=cfg.tuning.seed,

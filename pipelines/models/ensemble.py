@@ -1,19 +1,23 @@
-"""The ensemble candidate: the mean or median of the point forecasts of several fitted models.
+"""The ensemble candidate: the mean, median or weighted mean of the point forecasts of several
+fitted models.
 
 Built by ``pipelines.workflow.ensemble`` from the best ``top_k`` candidates of a run on
 validation (they share the run's preprocessor, so their scaled forecasts combine directly).
+``weighted``: the weights come from ``greedy_weights`` (Caruana et al. 2004, forward selection
+with replacement) on the members' validation forecasts.
 Intervals are split-conformal on the ensemble's own validation errors, pooled over series
 (``pipelines.panel.calibrate``, as for the global models): the members' intervals come from
 different methods (native, conformal) and do not combine into a calibrated one.
 
-Layout: ``forecaster.json`` (``ensemble``: the member names, ``combine``) and
+Layout: ``forecaster.json`` (``ensemble``: the member names; ``params``: ``combine`` and, when
+weighted, ``weights``) and
 ``members/<k>/`` (each member as ``Forecaster.save`` writes it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +26,53 @@ import numpy as np
 from pipelines.models.base import Forecaster, Panel
 from pipelines.models.per_series import PerSeries
 
-COMBINE = ("mean", "median")
+COMBINE = ("mean", "median", "weighted")
 
 
-def combine(forecasts: Sequence[np.ndarray], how: str) -> np.ndarray:
-    """Element-wise mean or median of the members' forecasts (each the same shape)."""
+def combine(
+    forecasts: Sequence[np.ndarray], how: str, weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """Element-wise mean, median or ``weights``-weighted mean of the members' forecasts (each
+    the same shape)."""
     stacked = np.stack(forecasts)
+    if how == "weighted":
+        return np.tensordot(np.asarray(weights, dtype=float), stacked, axes=1)
     return stacked.mean(axis=0) if how == "mean" else np.median(stacked, axis=0)
 
 
+def greedy_weights(
+    forecasts: Sequence[np.ndarray], score: Callable[[np.ndarray], float], rounds: int
+) -> np.ndarray:
+    """Caruana's ensemble selection: ``rounds`` times, add (with replacement) the member whose
+    addition gives the lowest ``score`` of the running mean; the weights are the counts of the
+    best round's ensemble over its size (non-negative, summing to 1). Round 1 picks the best
+    single member, so the result never scores worse than it on the data ``score`` sees."""
+    if rounds < 1:
+        raise ValueError(f"ensemble rounds must be at least 1, got {rounds}")
+    stacked = np.stack([np.asarray(f, dtype=float) for f in forecasts])
+    counts = np.zeros(len(stacked))
+    total = np.zeros_like(stacked[0])
+    best_counts, best_score = counts, np.inf
+    for n in range(1, rounds + 1):
+        scores = [score((total + f) / n) for f in stacked]
+        pick = int(np.nanargmin(scores))
+        counts = counts.copy()
+        counts[pick] += 1
+        total = total + stacked[pick]
+        if scores[pick] < best_score:
+            best_counts, best_score = counts, scores[pick]
+    return best_counts / best_counts.sum()
+
+
 class Ensemble(Forecaster):
-    """Combines fitted ``members`` with ``combine`` ("mean" or "median")."""
+    """Combines fitted ``members`` with ``combine`` ("mean", "median" or "weighted" with one
+    non-negative weight per member, summing to 1)."""
 
     name = "ensemble"
 
     def __init__(
         self, horizon: int, members: Sequence[Forecaster] = (), combine: str = "mean",
-        **kwargs: Any,
+        weights: Sequence[float] | None = None, **kwargs: Any,
     ) -> None:
         super().__init__(horizon, **kwargs)
         if combine not in COMBINE:
@@ -46,9 +80,21 @@ class Ensemble(Forecaster):
         short = [m.name for m in members if m.horizon < horizon]
         if short:
             raise ValueError(f"ensemble members {short} forecast fewer than {horizon} steps")
+        if (combine == "weighted") != (weights is not None):
+            raise ValueError("ensemble weights go with combine 'weighted' (and only with it)")
+        if weights is not None:
+            w = np.asarray(weights, dtype=float)
+            if len(w) != len(members) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
+                raise ValueError(
+                    f"ensemble weights must be {len(members)} non-negative numbers summing "
+                    f"to 1, got {list(weights)}"
+                )
         self.members = list(members)
         self.combine = combine
+        self.weights = None if weights is None else [float(x) for x in weights]
         self.params = {"members": [m.name for m in self.members], "combine": combine}
+        if self.weights is not None:
+            self.params["weights"] = self.weights
 
     @property
     def min_history(self) -> int:
@@ -81,7 +127,7 @@ class Ensemble(Forecaster):
                 points.append(member.predict(histories, last_ds, xh=xh, xf=xf))
             else:
                 points.append(member.predict(histories, last_ds))
-        return combine([p[:, : self.horizon] for p in points], self.combine)
+        return combine([p[:, : self.horizon] for p in points], self.combine, self.weights)
 
     def predict_intervals(
         self, histories: np.ndarray, last_ds: np.ndarray | None = None, ids: Any = None,
@@ -116,6 +162,7 @@ class Ensemble(Forecaster):
             meta["horizon"],
             members,
             combine=meta["params"]["combine"],
+            weights=meta["params"].get("weights"),
             level=meta["level"],
             freq=meta["freq"],
             seed=meta["seed"],

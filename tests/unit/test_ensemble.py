@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from pipelines import panel
-from pipelines.config import load_config
+from pipelines import evaluation, panel
+from pipelines.config import EnsembleConfig, load_config
 from pipelines.models.base import Forecaster
-from pipelines.models.ensemble import Ensemble
+from pipelines.models.ensemble import Ensemble, greedy_weights
 
 REPO = Path(__file__).resolve().parents[2]
 IDS = ["a", "b"]
@@ -63,6 +64,59 @@ def test_bad_combine_is_named() -> None:
         Ensemble(12, members, combine="max")
     with pytest.raises(ValueError, match="forecast fewer than 24 steps"):
         Ensemble(24, members)
+
+
+def test_greedy_weights_never_score_worse_than_the_best_member_and_round_trip(
+    tmp_path: Path,
+) -> None:
+    members, ys = _members()
+    origins = [np.arange(300, 338), np.arange(300, 338)]  # 38 validation windows per series
+    actual = np.concatenate([np.lib.stride_tricks.sliding_window_view(y, 12)[o]
+                             for y, o in zip(ys, origins, strict=True)])
+    forecasts = [np.concatenate(panel.forecast(m, ys, [None, None], origins, IDS))
+                 for m in members]
+
+    def score(point: np.ndarray) -> float:
+        return evaluation.mae(actual, point)
+
+    for rounds in (1, 3, 10):
+        weights = greedy_weights(forecasts, score, rounds)
+        assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
+        assert np.allclose(weights * rounds, np.round(weights * rounds))  # counts / size
+        combined = np.tensordot(weights, np.stack(forecasts), axes=1)
+        assert score(combined) <= min(score(f) for f in forecasts) + 1e-12
+    # errors of opposite sign cancel: equal weights on the two biased forecasts, none on the third
+    truth = actual[:, :1]
+    biased = [truth + 1.0, truth - 1.0, truth + 3.0]
+    even = greedy_weights(biased, lambda p: evaluation.mae(truth, p), 4)
+    np.testing.assert_allclose(even, [0.5, 0.5, 0.0])
+
+    kept = members[1:]  # a two-member weighted ensemble (local ETS, global NLinear)
+    model = Ensemble(12, kept, combine="weighted", weights=[0.25, 0.75], level=0.8)
+    assert model.params["weights"] == [0.25, 0.75]
+    evaluated = np.concatenate(panel.forecast(model, ys, [None, None], origins, IDS))
+    np.testing.assert_allclose(evaluated, 0.25 * forecasts[1] + 0.75 * forecasts[2], atol=1e-12)
+    model.interval_halfwidth = np.full(12, 0.3)
+    model.save(tmp_path / "ens")
+    loaded = Forecaster.load(tmp_path / "ens")
+    assert loaded.combine == "weighted" and loaded.weights == model.weights
+    np.testing.assert_allclose(
+        np.concatenate(panel.forecast(loaded, ys, [None, None], origins, IDS)), evaluated
+    )
+
+
+def test_bad_weights_and_rounds_are_named() -> None:
+    members, _ = _members()
+    with pytest.raises(ValueError, match="3 non-negative numbers summing to 1"):
+        Ensemble(12, members, combine="weighted", weights=[0.5, 0.6, -0.1])
+    with pytest.raises(ValueError, match="weights go with combine 'weighted'"):
+        Ensemble(12, members, combine="weighted")
+    with pytest.raises(ValidationError, match=r"rounds\n.*greater than or equal to 1"):
+        EnsembleConfig(combine="weighted", rounds=0)
+    with pytest.raises(ValidationError, match=r"combine\n.*'mean', 'median' or 'weighted'"):
+        EnsembleConfig(combine="best")
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        greedy_weights([np.zeros(3)], lambda p: 0.0, 0)
 
 
 def test_ensemble_is_off_for_etth1_and_on_for_m4() -> None:
