@@ -26,8 +26,9 @@ class MSTLForecaster(Forecaster):
     longest season (statsmodels' MSTL would silently drop that season; here it is an error at
     construction, and a series shorter than ``lookback`` is left out by the split as for any
     model); ``trend`` ("none" or "add", "add") and ``damped`` (True; only with a trend) of the
-    ETS(A, trend, N) model on trend + remainder; ``fit_window`` (1000): the most recent training values its smoothing
-    parameters are fitted on; ``iterate`` (2): MSTL's STL passes; ``maxiter`` (200).
+    ETS(A, trend, N) model on trend + remainder; ``fit_window`` (1000): the most recent
+    training values its smoothing parameters are fitted on; ``iterate`` (2): MSTL's STL
+    passes; ``maxiter`` (200).
 
     As in statsforecast's MSTL, each seasonal component's forecast is its last cycle repeated.
     The ETS parameters are fitted once per series; each window is decomposed afresh and
