@@ -8,6 +8,7 @@ names an unknown one.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -87,9 +88,13 @@ def test_per_series_metrics_and_plots_are_logged(panel_run):
     exp = client.get_experiment_by_name("it-panel")
     runs = {r.data.tags["tidemill.algorithm"]: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"seasonal_naive", "nlinear", "ensemble"}  # m4_hourly's ensemble: on
-    assert runs["ensemble"].data.params["hp.members"] in (
-        "['seasonal_naive', 'nlinear']", "['nlinear', 'seasonal_naive']"
-    )
+    params = runs["ensemble"].data.params  # weighted: the train tasks saved what it weighs
+    assert params["hp.combine"] == "weighted"
+    members, weights = ast.literal_eval(params["hp.members"]), json.loads(params["hp.weights"])
+    assert set(members) <= {"seasonal_naive", "nlinear"} and len(weights) == len(members) >= 1
+    assert min(weights) > 0 and sum(weights) == pytest.approx(1.0, abs=1e-5)
+    assert runs["ensemble"].data.metrics["selection_score"] <= 1e-9 + min(
+        runs[a].data.metrics["selection_score"] for a in ("seasonal_naive", "nlinear"))
     for algo, run in runs.items():
         m = run.data.metrics
         assert m["test_mase"] > 0 and 0 <= m["test_coverage"] <= 1, algo

@@ -122,4 +122,4 @@ def test_bad_weights_and_rounds_are_named() -> None:
 def test_ensemble_is_off_for_etth1_and_on_for_m4() -> None:
     assert not load_config(REPO / "configs" / "etth1.yaml").ensemble.enabled
     m4 = load_config(REPO / "configs" / "m4_hourly.yaml").ensemble
-    assert m4.enabled and m4.top_k == 3 and m4.combine == "mean"
+    assert m4.enabled and m4.top_k == 3 and m4.combine == "weighted" and m4.rounds == 10
