@@ -23,6 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines import evaluation, naive2
 from pipelines.config import PreprocessConfig
+from pipelines.models.per_series import PerSeries
 from pipelines.models.registry import build_model
 from pipelines.preprocess import Preprocessor
 
@@ -73,17 +74,19 @@ def load_panel(series: int | None, hours: int | None, transform: str
     return pre, pre.series_ids, raw, scaled
 
 
-def score(model, pre: Preprocessor, raw: dict, scaled: dict, part: str
+def score(model, pre: Preprocessor, raw: dict, scaled: dict, part: str, stride: int = 1
            ) -> tuple[float, float, float]:
-    """(OWA, sMAPE, MASE) over every window of ``part`` of every series."""
+    """(OWA, sMAPE, MASE) over every ``stride``-th window of ``part`` of every series (a
+    per-series model forecasts each series with that series' own model)."""
     terms = []
     for uid, y in raw.items():
         n = len(y)
-        origins = (np.arange(n - VAL - TEST, n - TEST - HORIZON + 1) if part == "val"
+        origins = (np.arange(n - VAL - TEST, n - TEST - HORIZON + 1, stride) if part == "val"
                    else np.array([n - TEST]))
         windows = sliding_window_view(scaled[uid], model.min_history)[origins
                                                                         - model.min_history]
-        pred = pre.inverse_transform_target(model.predict(windows), [uid] * len(origins))
+        own = model.model(uid) if isinstance(model, PerSeries) else model
+        pred = pre.inverse_transform_target(own.predict(windows), [uid] * len(origins))
         actual = sliding_window_view(y, HORIZON)[origins]
         base = naive2.forecast(y, origins, HORIZON, SEASON)
         scale = evaluation.mase_scale(y[: -(VAL + TEST)], SEASON)
