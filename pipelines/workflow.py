@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from pipelines import artifact_store, engine, evaluation, naive2, panel, registry, tuning
-from pipelines.config import ExperimentConfig, load_config, parse_config
+from pipelines.config import ConfigError, ExperimentConfig, load_config, parse_config
 from pipelines.data.ingest import load_raw
 from pipelines.data.snapshot import read_snapshot, write_snapshot
 from pipelines.data.split import min_rows_required, split_labels, split_problems
@@ -104,6 +104,7 @@ def ingest(
     Nothing is written when validation fails.
     """
     cfg = load_config(config_path).with_overrides(algorithms, n_trials, horizon)
+    _check_cross_fit(cfg)
     _step(f"ingest: reading {cfg.data.source.kind} source for experiment {cfg.name}")
     history = history_needed(cfg)
     need = min_rows_required(cfg, history)
@@ -146,6 +147,23 @@ def ingest(
         "series": n_series,
         "validation": report,
     }
+
+
+def _check_cross_fit(cfg: ExperimentConfig) -> None:
+    """A weighted ensemble is scored for selection by cross-fitting over two halves of each
+    series' validation windows (``ensemble``): refuse, before any training, a run that would
+    build one with a single validation window per series."""
+    ens = cfg.ensemble
+    if not (ens.enabled and ens.combine == "weighted" and len(cfg.algorithms) >= 2):
+        return
+    windows = cfg.split.val_size - cfg.horizon + 1
+    if windows < 2:
+        raise ConfigError(
+            f"split.val_size: {cfg.split.val_size} gives {windows} validation window(s) per "
+            f"series of horizon {cfg.horizon}; ensemble.combine 'weighted' fits its weights on "
+            "one half of them and scores it on the other, so it needs at least 2: set "
+            f"split.val_size to at least {cfg.horizon + 1} (or ensemble.combine: mean or median)"
+        )
 
 
 def constant_series(train: pd.DataFrame, season: int) -> dict[str, str]:
@@ -341,10 +359,13 @@ def train(
         forecasts[part] = (part_origins, windows)
         scaled_points[part] = np.concatenate(points)
     eval_s = time.perf_counter() - started - fit_s
+    in_sample = results["val"].overall[cfg.selection_metric]
+    cross = tuned.get("cross_fit")  # a weighted ensemble: scored out of the half it was fitted on
+    selection_score = in_sample if cross is None else cross["score"]
     _step(
         f"train {algorithm}: val {cfg.selection_metric} "
-        f"{results['val'].overall[cfg.selection_metric]:.4f} ({_n_windows(forecasts['val'][0])}"
-        f" windows), test MAE "
+        f"{in_sample:.4f} ({_n_windows(forecasts['val'][0])}"
+        f" windows{'' if cross is None else f'; cross-fitted {selection_score:.4f}'}), test MAE "
         f"{results['test'].overall['mae']:.4f}, sMAPE {results['test'].overall['smape']:.3f}, "
         f"MASE {results['test'].overall['mase']:.3f}, OWA {results['test'].overall['owa']:.3f}, "
         "coverage "
@@ -385,6 +406,8 @@ def train(
                 "n_series": len(series),
                 **{f"hp.{k}": v for k, v in tuned["best_params"].items()},
                 **({"exogenous": json.dumps(uses.to_dict())} if uses else {}),
+                **({f"cross_fit.{k}": json.dumps(v) for k, v in cross.items() if k != "score"}
+                   if cross else {}),
             }
         )
         for part, ev in results.items():
@@ -398,8 +421,11 @@ def train(
                 "tune_seconds": float(tuned.get("seconds", 0.0)),
                 "test_mape_zero_actuals_skipped": results["test"].mape_zero_actuals_skipped,
                 # what select() ranks: the validation metric over every validation window
-                "selection_score": results["val"].overall[cfg.selection_metric],
+                # (of the out-of-half forecasts for a weighted ensemble)
+                "selection_score": selection_score,
                 "selection_windows": _n_windows(forecasts["val"][0]),
+                **({} if cross is None else {"selection_score_in_sample": in_sample,
+                                             "selection_score_cross_fitted": cross["score"]}),
             }
         )
         mlflow.set_tag("tidemill.selection_metric", cfg.selection_metric)
@@ -449,7 +475,7 @@ def train(
         "candidate": stored,
         "run_id": run.info.run_id,
         "model_uri": model_uri,
-        "val_metric": results["val"].overall[cfg.selection_metric],
+        "val_metric": selection_score,
         "metric": cfg.selection_metric,
         "val": results["val"].overall,
         "test": results["test"].overall,
@@ -553,8 +579,9 @@ def ensemble(
         _step(f"ensemble: {len(best)} candidate(s), at least 2 needed; no ensemble")
         return candidates
     params: dict[str, Any] = {"combine": spec.combine}
+    cross: dict[str, Any] | None = None
     if spec.combine == "weighted":
-        weights = _greedy_weights(prepared, cfg, best)
+        weights, cross = _greedy_weights(prepared, cfg, best)
         best = [c for c, w in zip(best, weights, strict=True) if w > 0]
         params["weights"] = [round(float(w), 6) for w in weights if w > 0]
     members = [c["algorithm"] for c in best]
@@ -566,16 +593,20 @@ def ensemble(
         "best_params": {"members": members, **params},
         "best_value": None,
         "members": [c["candidate"] for c in best],
+        "cross_fit": cross,
     }
     return [*candidates, train(prepared, tuned, run_dir, home, pipeline_run)]
 
 
 def _greedy_weights(
     prepared: dict[str, Any], cfg: ExperimentConfig, pool: list[dict[str, Any]]
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The members' weights by greedy forward selection (``ensemble.rounds``) on the pool's
-    saved validation forecasts, minimising the selection metric as ``train`` computes it."""
-    from pipelines.models.ensemble import greedy_weights
+    saved validation forecasts, minimising the selection metric as ``train`` computes it; and
+    the ensemble's cross-fitted selection score: its metric over every validation window of the
+    out-of-half forecasts (``pipelines.models.ensemble.cross_fit``: weights fitted on the first
+    half of each series' windows by origin forecast the second half, and vice versa)."""
+    from pipelines.models.ensemble import cross_fit, first_halves, greedy_weights
 
     series = panel.read_prepared(prepared["prepared"], ExogSpec.from_config(cfg.data))
     pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
@@ -587,26 +618,50 @@ def _greedy_weights(
                              for s, o in zip(series, val_origins, strict=True)])
     dens = np.concatenate([np.full((len(o), 1), evaluation.mase_scale(s.y_raw[s.train], season))
                            for s, o in zip(series, val_origins, strict=True)])
-    ref = evaluation.evaluate(actual, np.concatenate([
-        naive2.forecast(s.y_raw, o, cfg.horizon, season)
-        for s, o in zip(series, val_origins, strict=True)]), None, None, dens).overall
+    reference = np.concatenate([naive2.forecast(s.y_raw, o, cfg.horizon, season)
+                                for s, o in zip(series, val_origins, strict=True)])
+    refs: dict[bytes, dict[str, float]] = {}  # Naive2's metrics on each set of rows scored
 
-    def score(scaled: np.ndarray) -> float:
-        point = pre.inverse_transform_target(scaled, row_ids)
-        ev = evaluation.evaluate(actual, point, None, None, dens).overall
-        if metric == "owa":
-            return naive2.owa(ev["smape"], ev["mase"], ref["smape"], ref["mase"])
-        return ev[metric]
+    def score(scaled: np.ndarray, rows: np.ndarray) -> float:
+        point = pre.inverse_transform_target(scaled, row_ids[rows])
+        ev = evaluation.evaluate(actual[rows], point, None, None, dens[rows]).overall
+        if metric != "owa":
+            return ev[metric]
+        key = rows.tobytes()
+        if key not in refs:
+            refs[key] = evaluation.evaluate(
+                actual[rows], reference[rows], None, None, dens[rows]).overall
+        return naive2.owa(ev["smape"], ev["mase"], refs[key]["smape"], refs[key]["mase"])
 
     forecasts = []
     for c in pool:
         with artifact_store.local_file(artifact_store.join(c["candidate"], VAL_FORECASTS)) as f:
             forecasts.append(np.load(f))
-    weights = greedy_weights(forecasts, score, cfg.ensemble.rounds)
-    _step("ensemble: weights by greedy selection on validation ("
-          f"{cfg.ensemble.rounds} rounds, {metric}; the same windows then score it): "
-          + ", ".join(f"{c['algorithm']}={w:.2f}" for c, w in zip(pool, weights, strict=True)))
-    return weights
+    every = np.ones(len(actual), dtype=bool)
+    weights = greedy_weights(forecasts, lambda p: score(p, every), cfg.ensemble.rounds)
+    first = first_halves([len(o) for o in val_origins])
+    if first.all() or not first.any():  # align: common can leave series few windows
+        raise ValueError(
+            f"ensemble.combine 'weighted': no series has 2 validation windows to cross-fit its "
+            f"selection score over; raise split.val_size (now {cfg.split.val_size})"
+        )
+    out_of_half, w_first, w_second = cross_fit(forecasts, first, score, cfg.ensemble.rounds)
+    names = [c["algorithm"] for c in pool]
+    cross = {
+        "score": score(out_of_half, every),
+        "weights_first_half": dict(zip(names, np.round(w_first, 6).tolist(), strict=True)),
+        "weights_second_half": dict(zip(names, np.round(w_second, 6).tolist(), strict=True)),
+        "windows_first_half": int(first.sum()),
+        "windows_second_half": int((~first).sum()),
+    }
+    _step(f"ensemble: weights by greedy selection on every validation window ({cfg.ensemble.rounds}"
+          f" rounds, {metric}): " + ", ".join(f"{n}={w:.2f}" for n, w in zip(names, weights,
+                                                                             strict=True))
+          + f"; cross-fitted {metric} {cross['score']:.4f} (first half's weights "
+          f"{cross['weights_first_half']} on the second half's {cross['windows_second_half']}"
+          f" windows, second half's {cross['weights_second_half']} on the first's "
+          f"{cross['windows_first_half']}): its selection score")
+    return weights, cross
 
 
 def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any]) -> Any:

@@ -4,7 +4,9 @@ fitted models.
 Built by ``pipelines.workflow.ensemble`` from the best ``top_k`` candidates of a run on
 validation (they share the run's preprocessor, so their scaled forecasts combine directly).
 ``weighted``: the weights come from ``greedy_weights`` (Caruana et al. 2004, forward selection
-with replacement) on the members' validation forecasts.
+with replacement) on the members' validation forecasts; ``cross_fit`` gives the out-of-half
+forecasts its selection score is computed on (weights fitted on one half of each series'
+validation windows, applied to the other).
 Intervals are split-conformal on the ensemble's own validation errors, pooled over series
 (``pipelines.panel.calibrate``, as for the global models): the members' intervals come from
 different methods (native, conformal) and do not combine into a calibrated one.
@@ -62,6 +64,39 @@ def greedy_weights(
         if scores[pick] < best_score:
             best_counts, best_score = counts, scores[pick]
     return best_counts / best_counts.sum()
+
+
+def first_halves(windows_per_series: Sequence[int]) -> np.ndarray:
+    """A mask over the windows of every series, concatenated in order: True for the first
+    ``n // 2`` windows (by origin) of each series' ``n``, False for the rest (a series with one
+    window is all in the second half)."""
+    return np.concatenate(
+        [np.arange(n) < n // 2 for n in windows_per_series] or [np.zeros(0, dtype=bool)]
+    )
+
+
+def cross_fit(
+    forecasts: Sequence[np.ndarray],
+    first: np.ndarray,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    rounds: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-half forecasts of the weighted combination: ``greedy_weights`` fitted on the rows
+    where ``first`` is True combine the other rows, and those fitted on the other rows combine
+    the first ones; so no row is forecast with weights fitted on it. ``score(points, rows)``
+    scores ``points``, the forecasts of the rows of boolean mask ``rows``. Returns the
+    out-of-half forecasts (every row) and the weights fitted on the first and second halves."""
+    stacked = np.stack([np.asarray(f, dtype=float) for f in forecasts])
+    first = np.asarray(first, dtype=bool)
+    if first.all() or not first.any():
+        raise ValueError("cross-fitting needs windows in both halves")
+    second = ~first
+    w_first = greedy_weights(list(stacked[:, first]), lambda p: score(p, first), rounds)
+    w_second = greedy_weights(list(stacked[:, second]), lambda p: score(p, second), rounds)
+    out = np.empty_like(stacked[0])
+    out[second] = combine(list(stacked[:, second]), "weighted", w_first)
+    out[first] = combine(list(stacked[:, first]), "weighted", w_second)
+    return out, w_first, w_second
 
 
 class Ensemble(Forecaster):

@@ -26,7 +26,7 @@ from pipelines.workflow import ingest
 from .conftest import REPO, run_dag
 
 M4 = REPO / "data" / "m4" / "hourly_long.parquet"
-ROWS = 260  # per series: enough for lookback 48, two CV folds, validation and test
+ROWS = 284  # per series: enough for lookback 48, two CV folds, validation and test
 
 
 def panel_config(tmp: Path, policy: str = "drop") -> Path:
@@ -43,7 +43,7 @@ def panel_config(tmp: Path, policy: str = "drop") -> Path:
     cfg["data"]["source"]["path"] = str(tmp / "panel.parquet")
     cfg["data"]["invalid_series"] = policy
     cfg["horizon"] = 24
-    cfg["split"] = {"val_size": 24, "test_size": 24}
+    cfg["split"] = {"val_size": 48, "test_size": 24}  # 25 windows: the weighted ensemble's
     cfg["algorithms"] = {
         "seasonal_naive": {"params": {"season": 24}},
         "nlinear": {
@@ -93,8 +93,11 @@ def test_per_series_metrics_and_plots_are_logged(panel_run):
     members, weights = ast.literal_eval(params["hp.members"]), json.loads(params["hp.weights"])
     assert set(members) <= {"seasonal_naive", "nlinear"} and len(weights) == len(members) >= 1
     assert min(weights) > 0 and sum(weights) == pytest.approx(1.0, abs=1e-5)
-    assert runs["ensemble"].data.metrics["selection_score"] <= 1e-9 + min(
+    # in sample it never loses to its best member; it is selected on its cross-fitted score
+    assert runs["ensemble"].data.metrics["selection_score_in_sample"] <= 1e-9 + min(
         runs[a].data.metrics["selection_score"] for a in ("seasonal_naive", "nlinear"))
+    assert runs["ensemble"].data.metrics["selection_score"] == (
+        runs["ensemble"].data.metrics["selection_score_cross_fitted"])
     for algo, run in runs.items():
         m = run.data.metrics
         assert m["test_mase"] > 0 and 0 <= m["test_coverage"] <= 1, algo

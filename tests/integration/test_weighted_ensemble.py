@@ -1,7 +1,9 @@
 """The weighted ensemble on eight M4 hourly series through the pipeline and a real MLflow
 store: members and weights chosen by greedy selection on the validation windows, so it never
-scores worse there than its best member; the weights are logged, saved in the bundle and
-reproduced by the registered pyfunc."""
+scores worse there than its best member in sample; it is selected on its cross-fitted score
+(weights fitted on one half of each series' windows, scored on the other), recomputed here from
+the members' saved forecasts; the weights are logged, saved in the bundle and reproduced by the
+registered pyfunc."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipelines import artifact_store
+from pipelines import artifact_store, evaluation, naive2
 from pipelines.bundle import ForecastBundle
 from pipelines.home import TidemillHome
 from pipelines.models.ensemble import Ensemble
-from pipelines.workflow import run_pipeline
+from pipelines.workflow import VAL_FORECASTS, run_pipeline
 
 from .conftest import REPO
 
@@ -57,8 +59,10 @@ def test_weights_from_validation_never_lose_to_the_best_member(trained):
     by_algo = {c["algorithm"]: c for c in result["candidates"]}
     assert set(by_algo) == {"seasonal_naive", "theta", "nlinear", "ensemble"}
     singles = {a: c["val_metric"] for a, c in by_algo.items() if a != "ensemble"}
-    assert by_algo["ensemble"]["val_metric"] <= min(singles.values()) + 1e-9, by_algo
     run = MlflowClient(home.mlflow_uri).get_run(by_algo["ensemble"]["run_id"])
+    in_sample = run.data.metrics["selection_score_in_sample"]
+    assert in_sample == pytest.approx(run.data.metrics["val_owa"], rel=1e-12)
+    assert in_sample <= min(singles.values()) + 1e-9, by_algo
     members = json.loads(run.data.params["hp.members"].replace("'", '"'))
     weights = json.loads(run.data.params["hp.weights"])
     assert run.data.params["hp.combine"] == "weighted"
@@ -67,6 +71,61 @@ def test_weights_from_validation_never_lose_to_the_best_member(trained):
     assert all(np.isclose(w * 6, round(w * 6), atol=1e-4) for w in weights)  # counts / 6 rounds
     test = by_algo["ensemble"]["test"]
     assert test["owa"] > 0 and 0.5 <= test["coverage"] <= 1
+
+
+def test_the_selection_score_is_the_cross_fitted_one(trained):
+    home, result, data = trained
+    by_algo = {c["algorithm"]: c for c in result["candidates"]}
+    client = MlflowClient(home.mlflow_uri, registry_uri=home.mlflow_uri)
+    run = client.get_run(by_algo["ensemble"]["run_id"])
+    metrics, params = run.data.metrics, run.data.params
+    halves = [json.loads(params[f"cross_fit.weights_{h}_half"]) for h in ("first", "second")]
+    assert list(halves[0]) == list(halves[1]) == sorted(
+        (a for a in by_algo if a != "ensemble"), key=lambda a: by_algo[a]["val_metric"])
+    # 8 series of 48 validation rows: 25 windows of 24 each, 12 in the first half
+    assert json.loads(params["cross_fit.windows_first_half"]) == 8 * 12
+    assert json.loads(params["cross_fit.windows_second_half"]) == 8 * 13
+    assert metrics["selection_windows"] == 8 * 25
+
+    # recomputed: each half forecast with the weights fitted on the other half
+    with artifact_store.local_copy(
+            artifact_store.join(by_algo["seasonal_naive"]["candidate"], "bundle")) as d:
+        pre = ForecastBundle.load(d).preprocessor
+    ids = pre.series_ids
+    forecasts = {}
+    for algo in halves[0]:
+        with artifact_store.local_file(
+                artifact_store.join(by_algo[algo]["candidate"], VAL_FORECASTS)) as f:
+            forecasts[algo] = np.load(f).reshape(8, 25, 24)
+    ys = {uid: g["y"].to_numpy(float) for uid, g in data.groupby("unique_id", sort=False)}
+    origins = np.arange(300 - 72, 300 - 72 + 25)
+    actual = np.stack([evaluation.actual_windows(ys[uid], origins, 24) for uid in ids])
+    np.testing.assert_allclose(  # the saved rows are the series' windows in this order
+        pre.inverse_transform_target(forecasts["seasonal_naive"].reshape(-1, 24),
+                                     np.repeat(ids, 25)).reshape(8, 25, 24),
+        np.stack([evaluation.actual_windows(ys[uid], origins - 24, 24) for uid in ids]),
+        rtol=1e-9)
+    scaled = np.concatenate([
+        sum(w * forecasts[a][:, :12] for a, w in halves[1].items()),  # first half, second's
+        sum(w * forecasts[a][:, 12:] for a, w in halves[0].items()),  # second half, first's
+    ], axis=1)
+    point = pre.inverse_transform_target(scaled.reshape(-1, 24), np.repeat(ids, 25))
+    truth = actual.reshape(-1, 24)
+    dens = np.repeat([evaluation.mase_scale(ys[uid][:228], 24) for uid in ids], 25)[:, None]
+    ref = np.concatenate([naive2.forecast(ys[uid], origins, 24, 24) for uid in ids])
+    ours = evaluation.evaluate(truth, point, None, None, dens).overall
+    theirs = evaluation.evaluate(truth, ref, None, None, dens).overall
+    owa = naive2.owa(ours["smape"], ours["mase"], theirs["smape"], theirs["mase"])
+    assert metrics["selection_score_cross_fitted"] == pytest.approx(owa, rel=1e-4)
+    assert metrics["selection_score"] == metrics["selection_score_cross_fitted"]
+    assert by_algo["ensemble"]["val_metric"] == metrics["selection_score"]
+    assert metrics["selection_score"] != pytest.approx(metrics["selection_score_in_sample"])
+
+    # what select() ranked and register() tagged
+    best = min(result["candidates"], key=lambda c: c["val_metric"])
+    assert result["registered"]["algorithm"] == best["algorithm"]
+    version = client.get_model_version("weighted-forecaster", result["registered"]["version"])
+    assert float(version.tags["tidemill.val_owa"]) == pytest.approx(best["val_metric"], rel=1e-5)
 
 
 def test_saved_weights_reproduce_the_forecasts_in_the_bundle_and_the_pyfunc(trained):

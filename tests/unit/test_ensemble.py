@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pipelines import evaluation, panel
 from pipelines.config import EnsembleConfig, load_config
 from pipelines.models.base import Forecaster
-from pipelines.models.ensemble import Ensemble, greedy_weights
+from pipelines.models.ensemble import Ensemble, cross_fit, first_halves, greedy_weights
 
 REPO = Path(__file__).resolve().parents[2]
 IDS = ["a", "b"]
@@ -103,6 +103,75 @@ def test_greedy_weights_never_score_worse_than_the_best_member_and_round_trip(
     np.testing.assert_allclose(
         np.concatenate(panel.forecast(loaded, ys, [None, None], origins, IDS)), evaluated
     )
+
+
+def test_first_halves_split_each_series_by_origin() -> None:
+    np.testing.assert_array_equal(
+        first_halves([4, 5, 1]),
+        [True, True, False, False, True, True, False, False, False, False])
+
+
+def test_cross_fitting_scores_each_half_with_the_other_halfs_weights() -> None:
+    # two series, two windows each (3 steps, truth 0): member a is 1 then 2, b is -1 then 1
+    truth = np.zeros((4, 3))
+    a = np.array([1.0, 2.0, 1.0, 2.0])[:, None] * np.ones(3)
+    b = np.array([-1.0, 1.0, -1.0, 1.0])[:, None] * np.ones(3)
+    first = first_halves([2, 2])
+
+    def mae(point: np.ndarray, rows: np.ndarray) -> float:
+        return evaluation.mae(truth[rows], point)
+
+    # in sample: a and b cancel to MAE 0.75 on every window, better than b alone (1.0) ...
+    every = np.ones(4, dtype=bool)
+    weights = greedy_weights([a, b], lambda p: mae(p, every), 2)
+    np.testing.assert_allclose(weights, [0.5, 0.5])
+    assert mae(0.5 * a + 0.5 * b, every) == pytest.approx(0.75)
+    # ... but the first half's weights (0.5, 0.5: errors 1 and -1 cancel) forecast the second
+    # half 1.5, and the second half's (b alone: error 1 beats 2) forecast the first -1
+    out, w_first, w_second = cross_fit([a, b], first, mae, 2)
+    np.testing.assert_allclose(w_first, [0.5, 0.5])
+    np.testing.assert_allclose(w_second, [0.0, 1.0])
+    np.testing.assert_allclose(out[:, 0], [-1.0, 1.5, -1.0, 1.5])
+    assert mae(out, every) == pytest.approx(1.25)  # worse than b alone: b would be selected
+    with pytest.raises(ValueError, match="windows in both halves"):
+        cross_fit([a, b], np.ones(4, dtype=bool), mae, 2)
+
+
+def test_a_halfs_cross_fitted_forecasts_do_not_depend_on_its_own_actuals() -> None:
+    members, ys = _members()
+    origins = [np.arange(300, 338), np.arange(300, 338)]  # 38 validation windows per series
+    actual = np.concatenate([np.lib.stride_tricks.sliding_window_view(y, 12)[o]
+                             for y, o in zip(ys, origins, strict=True)])
+    forecasts = [np.concatenate(panel.forecast(m, ys, [None, None], origins, IDS))
+                 for m in members]
+    first = first_halves([38, 38])
+
+    def scorer(truth: np.ndarray):
+        return lambda point, rows: evaluation.mae(truth[rows], point)
+
+    out, w_first, w_second = cross_fit(forecasts, first, scorer(actual), 10)
+    for w, rows in ((w_first, ~first), (w_second, first)):  # each half, the other's weights
+        np.testing.assert_allclose(out[rows], np.tensordot(w, np.stack(forecasts)[:, rows], 1))
+    shifted = actual + np.where(first, 0.0, 0.8)[:, None]  # the second half's actuals moved
+    moved, w_first_moved, w_second_moved = cross_fit(forecasts, first, scorer(shifted), 10)
+    np.testing.assert_array_equal(w_first_moved, w_first)
+    np.testing.assert_array_equal(moved[~first], out[~first])  # forecast as before
+    assert not np.array_equal(w_second_moved, w_second)  # its own weights did move
+
+
+def test_a_weighted_ensemble_with_one_validation_window_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    from pipelines.config import ConfigError
+    from pipelines.workflow import _check_cross_fit, ingest
+
+    config = REPO / "configs" / "m4_hourly.yaml"  # val_size 144: 97 windows of 48
+    with pytest.raises(ConfigError, match=r"split.val_size: 144 gives 1 validation window.*"
+                                          r"at least 145 \(or ensemble.combine: mean or median"):
+        ingest(config, tmp_path / "run", horizon=144)
+    assert not (tmp_path / "run").exists()
+    _check_cross_fit(load_config(config).with_overrides(horizon=144, algorithms=["nlinear"]))
+    _check_cross_fit(load_config(config).with_overrides(horizon=143))  # 2 windows
 
 
 def test_bad_weights_and_rounds_are_named() -> None:
