@@ -4,15 +4,18 @@ Runs ``pipelines.workflow.run_pipeline`` (ingest -> preprocess -> tune -> train 
 a real MLflow store in a temporary home) on ``configs/m4_hourly.yaml``, optionally on the first
 ``--series`` series cut to their last ``--hours`` values (a slice; the full data is the M4
 protocol: the last 48 values of each series are its test set). OWA is against Naive2 on the
-same windows (``pipelines.naive2``). The config's ensemble candidate (mean of the 3 best on
-validation; ``--combine median`` for the median, ``--combine weighted`` for weights chosen by
-greedy selection on validation) is a row like the others.
+same windows (``pipelines.naive2``). The config's ensemble candidate (of the 3 best on
+validation, weights chosen by greedy selection on validation; ``--combine mean`` or ``median``
+for the plain mean or median) is a row like the others. The ``selection`` column is what
+selection ranks: for the weighted ensemble its cross-fitted validation score, where
+``val OWA`` is its in-sample one.
 
 ``--strategy direct`` (``--direct-steps N``) fits the tree models one booster per horizon
 step (per block of steps) instead of the configured recursive roll-out.
 
 ``--set path=value`` overrides one config field (YAML value), e.g. ``--set
-split.val_size=48 --set selection.metric=mase`` (the earlier single window and metric);
+split.val_size=48 --set selection.metric=mase --combine mean`` (the earlier single window and
+metric; a weighted ensemble needs two windows per series);
 ``--drop path`` removes one (e.g. ``algorithms.nlinear.search_space.lookback``).
 
 ``--peers`` also runs statsforecast (AutoETS, AutoTheta; AutoARIMA with ``--arima``; others,

@@ -246,7 +246,9 @@ class EnsembleConfig(_Strict):
     """An extra candidate built from the ``top_k`` best candidates on validation: their mean,
     median, or ``weighted`` mean, the weights chosen by greedy forward selection with
     replacement (``rounds`` additions) minimising the selection metric on the validation
-    windows, the same windows that then score it (few rounds limit that optimism)."""
+    windows. A weighted ensemble is selected on its cross-fitted score (weights fitted on one
+    half of each series' validation windows score the other half, and vice versa), so it needs
+    ``split.val_size >= horizon + 1``; ingest refuses one validation window per series."""
 
     enabled: bool = False
     top_k: int = Field(3, ge=2)
