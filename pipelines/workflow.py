@@ -640,7 +640,7 @@ def _greedy_weights(
     every = np.ones(len(actual), dtype=bool)
     weights = greedy_weights(forecasts, lambda p: score(p, every), cfg.ensemble.rounds)
     first = first_halves([len(o) for o in val_origins])
-    if first.all() or not first.any():  # align: common can leave series few windows
+    if not first.any():  # align: common can leave every series a single window
         raise ValueError(
             f"ensemble.combine 'weighted': no series has 2 validation windows to cross-fit its "
             f"selection score over; raise split.val_size (now {cfg.split.val_size})"
