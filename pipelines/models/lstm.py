@@ -1,41 +1,19 @@
 """LSTM direct multi-step forecaster (Keras 3 on TensorFlow, CPU).
 
-This is the only module that imports TensorFlow; the registry imports it lazily.
+TensorFlow comes from ``keras_runtime``; the registry imports this module lazily.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras
-import tensorflow as tf
-
 from pipelines.exogenous import future_windows, history_windows
 from pipelines.models.base import Forecaster, Panel, as_panel
-
-# Windows per inference call: bounds memory when forecasting thousands of origins.
-PREDICT_CHUNK = 4096
-
-
-def _configure_tensorflow() -> None:
-    """Two CPU threads and deterministic kernels (settable only before TF starts its runtime)."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(2)
-    except RuntimeError:
-        pass  # the runtime is already initialised; the first setting stays
-    tf.config.experimental.enable_op_determinism()
-
-
-_configure_tensorflow()
+from pipelines.models.keras_runtime import PREDICT_CHUNK, keras, tf
 
 
 class LSTMForecaster(Forecaster):

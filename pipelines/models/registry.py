@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "ets": "pipelines.models.ets:ETS",
     "theta": "pipelines.models.theta:Theta",
     "mstl": "pipelines.models.mstl:MSTLForecaster",
+    "mlp": "pipelines.models.mlp:MLPForecaster",
 }
 
 

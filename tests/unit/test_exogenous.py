@@ -28,6 +28,7 @@ PARAMS = {
     "xgboost": {"lookback": 48, "n_estimators": 40, "max_depth": 3, "min_child_weight": 5},
     "lightgbm": {"lookback": 48, "n_estimators": 40, "num_leaves": 8},
     "lstm": {"lookback": 48, "units": 16, "epochs": 4, "batch_size": 64},
+    "mlp": {"lookback": 48, "units": 32, "layers": 1, "epochs": 6, "batch_size": 64},
 }
 
 

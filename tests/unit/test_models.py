@@ -26,6 +26,7 @@ TINY_PARAMS: dict[str, dict[str, object]] = {
     "ets": {"trend": "add", "damped": True, "lookback": 168},
     "theta": {"lookback": 168},
     "mstl": {"seasons": [24], "lookback": 168},
+    "mlp": {"lookback": 48, "units": 32, "layers": 1, "epochs": 3, "batch_size": 64},
 }
 
 
@@ -141,7 +142,7 @@ def test_unknown_algorithm_lists_known() -> None:
         get_model_class("prophet")
 
 
-@pytest.mark.parametrize("name", ["xgboost", "lstm"])
+@pytest.mark.parametrize("name", ["xgboost", "lstm", "mlp"])
 def test_seeded_fit_is_reproducible(
     name: str, series: tuple[np.ndarray, np.ndarray], holdout: dict[str, np.ndarray]
 ) -> None:
