@@ -1,5 +1,6 @@
 """The global MLP's variants on M4 hourly, scored like the pipeline: validation and test OWA,
-alone and averaged half and half with nlinear (the config's ridge, fitted once).
+alone and averaged half and half with nlinear (the config's ridge, fitted once). ``--refit`` fits
+both on every value before the test window (the pipeline's ``split.refit``).
 
 Splits, preprocessing and scoring are ``m4_nlinear_variants``' (the last 48 values test, the
 144 before them validation; ``--stride`` thins the validation windows). Each variant is a list
@@ -39,9 +40,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=None, help="first N series (default all)")
     parser.add_argument("--hours", type=int, default=None, help="last N values of each series")
     parser.add_argument("--stride", type=int, default=1, help="every k-th validation window")
+    parser.add_argument("--refit", action="store_true",
+                        help="fit on train and validation (every value before the test); "
+                             "validation scores are then in-sample")
     args = parser.parse_args()
     pre, ids, raw, scaled = load_panel(args.series, args.hours, "log")
-    train = [scaled[u][: -(VAL + TEST)] for u in ids]
+    train = [scaled[u][: -TEST if args.refit else -(VAL + TEST)] for u in ids]
     config = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     nl = build_model("nlinear", HORIZON, **{**config["algorithms"]["nlinear"]["params"],
                                             "alpha": 100.0}).fit(train)

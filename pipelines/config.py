@@ -185,6 +185,13 @@ class SplitConfig(_Strict):
     test_size: int = Field(..., ge=1)
     train_size: int | None = Field(None, ge=1, description="default: every row before val")
     align: Literal["per_series", "common"] = "per_series"
+    refit: bool = Field(
+        False,
+        description="after validation, fit each candidate again on train + validation: the "
+        "test window and the registered model use that fit (M4's entries trained on every "
+        "value before the test); selection, ensemble weights and intervals stay on the fit "
+        "on train that validation scored",
+    )
 
 
 class PreprocessConfig(_Strict):

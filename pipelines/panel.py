@@ -186,6 +186,17 @@ def calibrate(model: Forecaster, series: Sequence[SeriesData], horizon: int) -> 
         model.interval_halfwidth = pooled
 
 
+def copy_calibration(source: Forecaster, target: Forecaster, ids: Sequence[str]) -> None:
+    """``source``'s interval half-widths (``calibrate``) where ``target``, the same model
+    refitted, has none of its own (its ARIMA keeps the intervals of its refit)."""
+    if isinstance(target, PerSeries):
+        for uid, width in zip(ids, halfwidths(source, ids), strict=True):
+            if target.model(uid).interval_halfwidth is None:
+                target.model(uid).interval_halfwidth = width
+    elif target.interval_halfwidth is None:
+        target.interval_halfwidth = source.interval_halfwidth
+
+
 def halfwidths(model: Forecaster, ids: Sequence[str]) -> list[np.ndarray]:
     """The interval half-width per step of each series' model."""
     if isinstance(model, PerSeries):

@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -286,24 +287,30 @@ def train(
     series = panel.read_prepared(prepared["prepared"], spec)
     ids = [s.uid for s in series]
     pre = Preprocessor.from_dict(json.loads(artifact_store.read_text(prepared["preprocessor"])))
-    started = time.perf_counter()
-    _step(
-        f"train {algorithm}: fitting on {sum(len(s.train) for s in series)} rows of "
-        f"{len(series)} series with {tuned['best_params']}"
-    )
-    if algorithm == ENSEMBLE:
-        model = _ensemble_model(cfg, tuned)
-    else:
-        model = panel.fit(
+    refit = cfg.split.refit
+
+    def fit(rows: Callable[[panel.SeriesData], np.ndarray], bundle: str) -> Any:
+        """The candidate fitted on ``rows`` of each series (an ensemble: of its members'
+        ``bundle``s, fitted on the same rows)."""
+        _step(
+            f"train {algorithm}: fitting on {sum(len(rows(s)) for s in series)} rows of "
+            f"{len(series)} series with {tuned['best_params']}"
+        )
+        if algorithm == ENSEMBLE:
+            return _ensemble_model(cfg, tuned, bundle)
+        return panel.fit(
             algorithm,
             cfg.horizon,
             {"level": cfg.level, "freq": cfg.data.freq, "seed": cfg.tuning.seed,
              **tuned["best_params"]},
-            [s.y[s.train] for s in series],
-            [s.ds[s.train] for s in series],
+            [s.y[rows(s)] for s in series],
+            [s.ds[rows(s)] for s in series],
             ids,
-            *_train_regressors(series, cfg, algorithm),
+            *_train_regressors(series, cfg, algorithm, rows),
         )
+
+    started = time.perf_counter()
+    model = fit(_train_rows, VAL_BUNDLE if refit else "bundle")
     fit_s = time.perf_counter() - started
     uses = spec if any(model.exog_inputs) else ExogSpec()
     if spec and not uses:
@@ -312,14 +319,23 @@ def train(
             f"algorithms.{algorithm}.exogenous is false" if opted_out
             else "this model does not use them (see README)"))
     panel.calibrate(model, series, cfg.horizon)
+    final, refit_s = model, 0.0
+    if refit:  # selected and calibrated on validation as fitted above; tested as refitted
+        started_refit = time.perf_counter()
+        final = fit(_refit_rows, "bundle")
+        refit_s = time.perf_counter() - started_refit
+        panel.copy_calibration(model, final, ids)
     season = season_of(cfg)
-    mase_dens = [evaluation.mase_scale(s.y_raw[s.train], season) for s in series]
-    widths = panel.halfwidths(model, ids)
     results, tables, forecasts, scaled_points = {}, {}, {}, {}
     for part in ("val", "test"):
+        # the in-sample of a part's windows scales MASE: train, or train + val once refitted
+        insample = _refit_rows if part == "test" and refit else _train_rows
+        mase_dens = [evaluation.mase_scale(s.y_raw[insample(s)], season) for s in series]
+        fitted = final if part == "test" else model
+        widths = panel.halfwidths(fitted, ids)
         part_origins = [panel.origins(getattr(s, part), cfg.horizon) for s in series]
         points = panel.forecast(
-            model, [s.y for s in series], [s.ds for s in series], part_origins, ids,
+            fitted, [s.y for s in series], [s.ds for s in series], part_origins, ids,
             [s.xh for s in series], [s.xf for s in series],
         )
         # per series, in original units: actual, point, lower, upper (n_origins, horizon)
@@ -358,7 +374,7 @@ def train(
         )
         forecasts[part] = (part_origins, windows)
         scaled_points[part] = np.concatenate(points)
-    eval_s = time.perf_counter() - started - fit_s
+    eval_s = time.perf_counter() - started - fit_s - refit_s
     in_sample = results["val"].overall[cfg.selection_metric]
     cross = tuned.get("cross_fit")  # a weighted ensemble: scored out of the half it was fitted on
     selection_score = in_sample if cross is None else cross["score"]
@@ -370,7 +386,7 @@ def train(
         f"MASE {results['test'].overall['mase']:.3f}, OWA {results['test'].overall['owa']:.3f}, "
         "coverage "
         f"{results['test'].overall.get('coverage', float('nan')):.2f} "
-        f"(fit {fit_s:.1f}s, eval {eval_s:.1f}s)"
+        f"(fit {fit_s:.1f}s{f', refit {refit_s:.1f}s' if refit else ''}, eval {eval_s:.1f}s)"
     )
 
     from pipelines.bundle import ForecastBundle
@@ -385,10 +401,15 @@ def train(
         "target": cfg.data.target_column,
         "experiment": cfg.name,
         "snapshot_sha256": prepared["sha256"],
-        "trained_until": str(max(s.ds[s.train_end - 1] for s in series)),
+        "trained_until": str(max(s.ds[(_refit_rows if refit else _train_rows)(s)[-1]]
+                                 for s in series)),
         "exogenous": uses.to_dict() if uses else None,
     }
-    ForecastBundle(pre, model, meta).save(bundle_dir)
+    ForecastBundle(pre, final, meta).save(bundle_dir)
+    if refit and cfg.ensemble.enabled and algorithm != ENSEMBLE:
+        # the fit on train that validation scored: an ensemble's members on validation
+        ForecastBundle(pre, model, {**meta, "trained_until": str(
+            max(s.ds[s.train_end - 1] for s in series))}).save(cand_dir / VAL_BUNDLE)
     if cfg.ensemble.enabled and cfg.ensemble.combine == "weighted" and algorithm != ENSEMBLE:
         # what ensemble() weighs the members on, instead of forecasting validation again
         np.save(cand_dir / VAL_FORECASTS, scaled_points["val"])
@@ -404,6 +425,7 @@ def train(
                 "horizon": cfg.horizon,
                 "level": cfg.level,
                 "n_series": len(series),
+                "refit": refit,
                 **{f"hp.{k}": v for k, v in tuned["best_params"].items()},
                 **({"exogenous": json.dumps(uses.to_dict())} if uses else {}),
                 **({f"cross_fit.{k}": json.dumps(v) for k, v in cross.items() if k != "score"}
@@ -417,6 +439,7 @@ def train(
         mlflow.log_metrics(
             {
                 "fit_seconds": fit_s,
+                **({"refit_seconds": refit_s} if refit else {}),
                 "eval_seconds": eval_s,
                 "tune_seconds": float(tuned.get("seconds", 0.0)),
                 "test_mape_zero_actuals_skipped": results["test"].mape_zero_actuals_skipped,
@@ -460,7 +483,7 @@ def train(
         example = _input_example(
             df_raw=read_snapshot(prepared["snapshot"], prepared["sha256"]),
             uid=last.uid,
-            rows=slice(last.train_end - model.min_history, last.train_end),
+            rows=slice(last.train_end - final.min_history, last.train_end),
             horizon=cfg.horizon,
             spec=uses,
             series_id=last.uid if len(series) > 1 else cfg.data.series_id,
@@ -487,16 +510,27 @@ def _n_windows(origins_per_series: list[np.ndarray]) -> int:
     return sum(len(o) for o in origins_per_series)
 
 
+def _train_rows(s: panel.SeriesData) -> np.ndarray:
+    return s.train
+
+
+def _refit_rows(s: panel.SeriesData) -> np.ndarray:
+    """Every row before the test window (``split.refit``)."""
+    return np.concatenate([s.train, s.val])
+
+
 def _train_regressors(
-    series: list[panel.SeriesData], cfg: ExperimentConfig, algorithm: str
+    series: list[panel.SeriesData], cfg: ExperimentConfig, algorithm: str,
+    rows: Callable[[panel.SeriesData], np.ndarray] = _train_rows,
 ) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-    """The historical and future regressors of each series' training rows for ``algorithm``
-    (None without, or where its config opts out: ``algorithms.<name>.exogenous: false``)."""
+    """The historical and future regressors of each series' ``rows`` (the training rows) for
+    ``algorithm`` (None without, or where its config opts out:
+    ``algorithms.<name>.exogenous: false``)."""
     if not cfg.algorithms[algorithm].exogenous:
         return None, None
     return tuple(  # type: ignore[return-value]
         None if getattr(series[0], name) is None
-        else [getattr(s, name)[s.train] for s in series]
+        else [getattr(s, name)[rows(s)] for s in series]
         for name in ("xh", "xf")
     )
 
@@ -558,6 +592,7 @@ def _series_plots(
 # ----- stage 4b: the ensemble candidate ----------------------------------------------------------
 ENSEMBLE = "ensemble"
 VAL_FORECASTS = "val_forecasts.npy"  # a candidate's scaled validation forecasts, every window
+VAL_BUNDLE = "val_bundle"  # with split.refit: a candidate as fitted on train (ensembles use it)
 
 
 def ensemble(
@@ -664,15 +699,17 @@ def _greedy_weights(
     return weights, cross
 
 
-def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any]) -> Any:
-    """The ensemble of the member candidates' fitted forecasters (read from their bundles)."""
+def _ensemble_model(cfg: ExperimentConfig, tuned: dict[str, Any], bundle: str = "bundle"
+                    ) -> Any:
+    """The ensemble of the member candidates' fitted forecasters (read from their ``bundle``s:
+    ``bundle``, or ``val_bundle``, each member as fitted on train before ``split.refit``)."""
     from pipelines.bundle import ForecastBundle
     from pipelines.models.ensemble import Ensemble
     from pipelines.models.per_series import PerSeries
 
     members = []
     for url in tuned["members"]:
-        with artifact_store.local_copy(artifact_store.join(url, "bundle")) as local:
+        with artifact_store.local_copy(artifact_store.join(url, bundle)) as local:
             member = ForecastBundle.load(local).forecaster
             if isinstance(member, PerSeries):  # read every series' model while the copy exists
                 for uid in member.ids:
