@@ -13,6 +13,7 @@ of ``key=value`` mlp params over the defaults below, e.g.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import yaml
@@ -54,8 +55,8 @@ def main() -> None:
     print(f"{'variant':<48}{'val OWA':>9}{'test OWA':>9}{'half val':>9}{'half test':>10}"
           f"{'CPU s':>7}{'wall s':>7}", flush=True)
     for variant in args.variants:
-        params = {**BASE, **{k: yaml.safe_load(v) for k, v in
-                             (kv.split("=") for kv in variant.split(","))}}
+        params = {**BASE, **{k: yaml.safe_load(v) for k, v in  # lists: lookbacks=[168,336]
+                             (kv.split("=") for kv in re.split(r",(?=\w+=)", variant))}}
         cpu, wall = time.process_time(), time.perf_counter()
         model = build_model("mlp", HORIZON, **params).fit(train)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -27,8 +27,10 @@ class MLPForecaster(Forecaster):
       each), ``learning_rate`` (1e-3, Adam, halved when the training loss stalls for 2
       epochs), ``epochs`` (10), ``batch_size`` (1024).
     - ``loss`` (``mae``, or ``mse``): ``mae`` on scaled windows is MASE's numerator per window.
-    - ``members`` (1): networks trained from seeds ``seed .. seed+members-1``, their forecasts
-      averaged (a seed ensemble, as N-BEATS does).
+    - ``members`` (1): networks trained from consecutive seeds, their forecasts averaged (a
+      seed ensemble, as N-BEATS does).
+    - ``lookbacks`` (``[lookback]``): ``members`` networks for each of these lookbacks, all
+      averaged (N-BEATS' ensemble over input lengths); the history needed is the longest.
     - ``window_scale``/``season``/``scale_offset``: as nlinear (``pipelines.models.window_scale``).
     - ``exog_lags`` (24): past values of each historical regressor in the input; future
       regressors enter at every forecast step (both flat beside the window, as nlinear's).
@@ -48,13 +50,23 @@ class MLPForecaster(Forecaster):
         for key in ("units", "layers", "epochs", "batch_size", "members", "max_windows"):
             if int(self.params.get(key, 1)) < 1:
                 raise ValueError(f"mlp {key} must be at least 1, got {self.params[key]}")
-        self.scaler = WindowScale.from_params(self.name, self.params, self.lookback)
+        if not self.lookbacks or min(self.lookbacks) < 1:
+            raise ValueError(f"mlp lookbacks must be positive, got {self.lookbacks}")
+        self.scalers = {lb: WindowScale.from_params(self.name, self.params, lb)
+                        for lb in self.lookbacks}
         self.nets: list[keras.Model] = []
         self._infer: list[tf.types.experimental.PolymorphicFunction] = []
 
     @property
-    def lookback(self) -> int:
-        return int(self.params.get("lookback", 336))
+    def lookbacks(self) -> list[int]:
+        """The members' lookbacks: ``lookbacks``, or ``[lookback]`` (336)."""
+        return [int(v) for v in self.params.get("lookbacks",
+                                                [self.params.get("lookback", 336)])]
+
+    @property
+    def net_lookbacks(self) -> list[int]:
+        """Each network's lookback, in the order of ``nets`` (``members`` per lookback)."""
+        return [lb for lb in self.lookbacks for _ in range(self.members)]
 
     @property
     def loss(self) -> str:
@@ -66,11 +78,11 @@ class MLPForecaster(Forecaster):
 
     @property
     def min_history(self) -> int:
-        return self.lookback
+        return max(self.lookbacks)
 
     @property
     def exog_lags(self) -> int:
-        return min(int(self.params.get("exog_lags", 24)), self.lookback) \
+        return min(int(self.params.get("exog_lags", 24)), *self.lookbacks) \
             if self.exog_inputs[0] else 0
 
     def _inputs(self, x: np.ndarray, xh: np.ndarray | None, xf: np.ndarray | None,
@@ -97,10 +109,12 @@ class MLPForecaster(Forecaster):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=self.loss)
         return model
 
-    def _windows(self, ys: list[np.ndarray], xhs: list, xfs: list
+    def _windows(self, ys: list[np.ndarray], xhs: list, xfs: list, lookback: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and scaled targets of the training windows (at most ``max_windows``)."""
-        need = self.lookback + self.horizon
+        """Inputs and scaled targets of the training windows of ``lookback`` (default the
+        longest) values (at most ``max_windows``)."""
+        lookback = lookback or self.min_history
+        need = lookback + self.horizon
         counts = np.array([max(len(v) - need + 1, 0) for v in ys])
         cap = int(self.params.get("max_windows", 500_000))
         keep = None
@@ -117,43 +131,44 @@ class MLPForecaster(Forecaster):
             if not len(rows):
                 continue
             windows = sliding_window_view(v, need)[rows]
-            origins = rows + self.lookback
-            x = windows[:, : self.lookback]
-            scale = self.scaler(x)
+            origins = rows + lookback
+            x = windows[:, :lookback]
+            scale = self.scalers[lookback](x)
             inputs.append(self._inputs(
                 x, None if h is None else history_windows(h, origins, self.exog_lags),
                 None if f is None else future_windows(f, origins, self.horizon), scale))
-            targets.append(((windows[:, self.lookback :] - x[:, -1:]) / scale)
+            targets.append(((windows[:, lookback:] - x[:, -1:]) / scale)
                            .astype(np.float32))
         return np.concatenate(inputs), np.concatenate(targets)
 
     def fit(self, y: Panel, ds: Any = None, xh: Any = None, xf: Any = None) -> MLPForecaster:
         ys, _ = as_panel(y, ds)
         xhs, xfs = self._exog_fit(len(ys), xh, xf)
-        need = self.lookback + self.horizon
+        need = self.min_history + self.horizon
         if max(len(v) for v in ys) < need:
             raise ValueError(f"mlp needs at least lookback+horizon={need} values in a series, "
                              f"got {max(len(v) for v in ys)}")
-        x, target = self._windows(ys, xhs, xfs)
-        nets = []
-        for member in range(self.members):
-            keras.utils.set_random_seed(self.seed + member)
-            net = self._build(x.shape[1])
-            net.fit(x, target, epochs=int(self.params.get("epochs", 10)),
-                    batch_size=int(self.params.get("batch_size", 1024)), shuffle=True,
-                    callbacks=[keras.callbacks.ReduceLROnPlateau("loss", factor=0.5,
-                                                                 patience=2)],
-                    verbose=0)
-            nets.append(net)
+        nets: list[keras.Model] = []
+        for lookback in self.lookbacks:
+            x, target = self._windows(ys, xhs, xfs, lookback)
+            for _ in range(self.members):
+                keras.utils.set_random_seed(self.seed + len(nets))
+                net = self._build(x.shape[1])
+                net.fit(x, target, epochs=int(self.params.get("epochs", 10)),
+                        batch_size=int(self.params.get("batch_size", 1024)), shuffle=True,
+                        callbacks=[keras.callbacks.ReduceLROnPlateau("loss", factor=0.5,
+                                                                     patience=2)],
+                        verbose=0)
+                nets.append(net)
+            del x, target
         self._set_nets(nets)
         return self
 
     def _set_nets(self, nets: list[keras.Model]) -> None:
         """Use ``nets``, each with one inference graph traced for any batch size."""
         self.nets = nets
-        spec = [tf.TensorSpec((None, nets[0].input_shape[1]), tf.float32)]
-        self._infer = [tf.function(lambda x, n=net: n(x, training=False), input_signature=spec)
-                       for net in nets]
+        self._infer = [tf.function(lambda x, n=net: n(x, training=False), input_signature=[
+            tf.TensorSpec((None, net.input_shape[1]), tf.float32)]) for net in nets]
 
     def predict(
         self, histories: np.ndarray, last_ds: np.ndarray | None = None,
@@ -161,14 +176,18 @@ class MLPForecaster(Forecaster):
     ) -> np.ndarray:
         if not self._infer:
             raise RuntimeError("mlp: call fit() or load() before predict()")
-        x = self._check_history(histories)[:, -self.lookback :]
-        xh, xf = self._check_exog(len(x), xh, xf)
-        scale = self.scaler(x)
-        z = self._inputs(x, xh, xf, scale)
-        out = np.mean([np.concatenate([infer(z[i : i + PREDICT_CHUNK]).numpy()
-                                       for i in range(0, len(z), PREDICT_CHUNK)])
-                       for infer in self._infer], axis=0)
-        return out.astype(np.float64) * scale + x[:, -1:]
+        history = self._check_history(histories)
+        xh, xf = self._check_exog(len(history), xh, xf)
+        out = np.zeros((len(history), self.horizon))
+        for lookback in self.lookbacks:
+            x = history[:, -lookback:]
+            scale = self.scalers[lookback](x)
+            z = self._inputs(x, xh, xf, scale)
+            for infer, own in zip(self._infer, self.net_lookbacks, strict=True):
+                if own == lookback:
+                    out += np.concatenate([infer(z[i : i + PREDICT_CHUNK]).numpy()
+                                           for i in range(0, len(z), PREDICT_CHUNK)]) * scale
+        return out / len(self._infer) + history[:, -1:]
 
     def _save(self, path: Path) -> None:
         for k, net in enumerate(self.nets):
@@ -176,4 +195,4 @@ class MLPForecaster(Forecaster):
 
     def _load(self, path: Path) -> None:
         self._set_nets([keras.models.load_model(path / f"mlp_{k}.keras", compile=False)
-                        for k in range(self.members)])
+                        for k in range(len(self.net_lookbacks))])

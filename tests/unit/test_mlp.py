@@ -66,7 +66,22 @@ def test_the_training_windows_are_capped_by_a_seeded_draw_over_every_series() ->
     assert len(full) == 3 * (340 - LOOKBACK - HORIZON + 1)
 
 
+def test_lookbacks_average_a_network_per_input_length(tmp_path: Path) -> None:
+    train = [y[:340] for y in _panel()]
+    x, _ = _windows(_panel(), 350)
+    both = build_model("mlp", HORIZON, seed=5, lookbacks=[36, LOOKBACK], **PARAMS).fit(train)
+    assert both.min_history == LOOKBACK and both.net_lookbacks == [36, LOOKBACK]
+    one = [build_model("mlp", HORIZON, seed=s, **{**PARAMS, "lookback": lb}).fit(train)
+           .predict(x[:, -lb:]) for s, lb in ((5, 36), (6, LOOKBACK))]
+    np.testing.assert_allclose(both.predict(x), np.mean(one, axis=0), rtol=1e-5, atol=1e-6)
+    both.save(tmp_path / "m")
+    np.testing.assert_array_equal(Forecaster.load(tmp_path / "m").predict(x), both.predict(x))
+
+
 @pytest.mark.parametrize(("params", "match"), [
+    ({"lookbacks": []}, r"mlp lookbacks must be positive, got \[\]"),
+    ({"window_scale": "seasonal", "season": 24, "lookbacks": [24, 48]},
+     r"mlp: window_scale 'seasonal' needs 1 <= season < lookback=24"),
     ({"loss": "huber"}, r"mlp loss must be one of \('mae', 'mse'\), got 'huber'"),
     ({"units": 0}, r"mlp units must be at least 1, got 0"),
     ({"max_windows": 0}, r"mlp max_windows must be at least 1"),
