@@ -100,7 +100,7 @@ def main() -> None:
         if args.hours:
             data = data.groupby("unique_id", sort=False).tail(args.hours)
         if args.peers_only:
-            _peers(data, args.arima, args.peer_models)
+            _peers(data, config, args.arima, args.peer_models)
             return
         data.to_parquet(Path(tmp) / "m4.parquet", index=False)
         config["data"]["source"]["path"] = str(Path(tmp) / "m4.parquet")
@@ -128,14 +128,15 @@ def main() -> None:
     print(f"selected: {result['registered']['algorithm']} (lowest validation "
           f"{result['candidates'][0]['metric']})")
     if args.peers:
-        _peers(data, args.arima, args.peer_models)
+        _peers(data, config, args.arima, args.peer_models)
 
 
 HORIZON, SEASON = 48, 24
 
 
-def _peers(data: pd.DataFrame, arima: bool, models: str | None = None) -> None:
-    """The peers' test forecasts, scored like ours (per series, then averaged)."""
+def _peers(data: pd.DataFrame, config: dict, arima: bool, models: str | None = None) -> None:
+    """The peers' test forecasts, scored like ours (per series, then averaged; MASE scaled
+    over the pipeline's in-sample of the test window)."""
     python = subprocess.run(["bash", str(REPO / "bench" / "peers-setup.sh")], check=True,
                             capture_output=True, text=True).stdout.split()[-1]
     test = data.groupby("unique_id", sort=False).tail(HORIZON)
@@ -152,9 +153,11 @@ def _peers(data: pd.DataFrame, arima: bool, models: str | None = None) -> None:
     ids = list(dict.fromkeys(data["unique_id"]))
     history = {u: g["y"].to_numpy(float) for u, g in train.groupby("unique_id", sort=False)}
     actual = {u: g["y"].to_numpy(float) for u, g in test.groupby("unique_id", sort=False)}
-    # MASE's scale on the training rows, as the pipeline's (the config's 48 validation values
-    # before the test window are not in it)
-    scale = {u: evaluation.mase_scale(history[u][:-HORIZON], SEASON) for u in ids}
+    # MASE's scale over the pipeline's in-sample: every value before the test window with
+    # split.refit (M4's), else the training rows (without the validation rows)
+    split = config["split"]
+    cut = None if split.get("refit") else -int(split["val_size"])
+    scale = {u: evaluation.mase_scale(history[u][:cut], SEASON) for u in ids}
 
     def score(pred: dict[str, np.ndarray]) -> tuple[float, float]:
         smapes = [float(evaluation.smape(actual[u], pred[u])) for u in ids]
