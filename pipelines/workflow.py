@@ -276,8 +276,9 @@ def train(
     home: TidemillHome,
     pipeline_run: str,
 ) -> dict[str, Any]:
-    """Fit the tuned model on train, calibrate intervals on val, evaluate on val and test,
-    and log everything (params, metrics, plots, model) as one MLflow run."""
+    """Fit the tuned model on train, calibrate intervals on val, evaluate on val and test (with
+    ``split.refit``: test with a second fit on train + val, which is also the one saved), and
+    log everything (params, metrics, plots, model) as one MLflow run."""
     import mlflow
 
     cfg = run_config(prepared["config"])
