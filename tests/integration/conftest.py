@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -14,6 +15,15 @@ from pipelines.home import TidemillHome
 from tidemill.airflow_runs import airflow_env
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def m4_slice(ids: list[str], rows: int, path: Path | None = None) -> pd.DataFrame:
+    """The last ``rows`` values of the M4 hourly series ``ids`` (written to ``path`` if given)."""
+    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
+    data = data[data["unique_id"].isin(ids)].groupby("unique_id", sort=False).tail(rows)
+    if path is not None:
+        data.to_parquet(path, index=False)
+    return data
 BIN = Path(sys.executable).parent
 
 SMALL_CONFIG = {

@@ -5,7 +5,6 @@ when it is best, registered and served as one model."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -15,7 +14,7 @@ from pipelines.models.ensemble import Ensemble
 from pipelines.registry import load_registered_bundle
 from pipelines.workflow import run_pipeline
 
-from .conftest import REPO
+from .conftest import REPO, m4_slice
 
 NAME = "ensemble-forecaster"
 IDS = ["H1", "H10", "H20", "H30", "H40", "H50", "H60", "H70"]
@@ -24,9 +23,7 @@ IDS = ["H1", "H10", "H20", "H30", "H40", "H50", "H60", "H70"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ensemble")
-    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
-    data = data[data["unique_id"].isin(IDS)].groupby("unique_id", sort=False).tail(300)
-    data.to_parquet(tmp / "panel.parquet", index=False)
+    data = m4_slice(IDS, 300, tmp / "panel.parquet")
     cfg = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     cfg.update(
         name="ensemble",

@@ -7,7 +7,6 @@ and moves the aliases; the drift job reads every series' recent window.
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -18,7 +17,7 @@ from pipelines.home import TidemillHome
 from pipelines.promotion import PromotionPolicy
 from pipelines.workflow import run_pipeline
 
-from .conftest import REPO
+from .conftest import REPO, m4_slice
 
 NAME = "panel-promotion"
 IDS = ["H1", "H10", "H20", "H30", "H40", "H50"]
@@ -28,9 +27,7 @@ ROWS = 300
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("panel-promotion")
-    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
-    data = data[data["unique_id"].isin(IDS)].groupby("unique_id", sort=False).tail(ROWS)
-    data.to_parquet(tmp / "panel.parquet", index=False)
+    m4_slice(IDS, ROWS, tmp / "panel.parquet")
     cfg = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     cfg.update(
         name="panel-promotion",

@@ -17,7 +17,7 @@ from pipelines.home import TidemillHome
 from pipelines.models.registry import build_model
 from pipelines.workflow import VAL_BUNDLE, run_pipeline
 
-from .conftest import REPO
+from .conftest import REPO, m4_slice
 
 IDS = ["H1", "H10", "H20", "H30", "H40", "H50", "H60", "H70"]
 N, VAL, TEST = 300, 48, 24
@@ -26,9 +26,7 @@ N, VAL, TEST = 300, 48, 24
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("refit")
-    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
-    data = data[data["unique_id"].isin(IDS)].groupby("unique_id", sort=False).tail(N)
-    data.to_parquet(tmp / "panel.parquet", index=False)
+    data = m4_slice(IDS, N, tmp / "panel.parquet")
     base = yaml.safe_load((REPO / "configs" / "m4_hourly.yaml").read_text())
     out = {}
     for refit in (False, True):

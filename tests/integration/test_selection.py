@@ -14,7 +14,7 @@ from pipelines import evaluation, naive2
 from pipelines.home import TidemillHome
 from pipelines.workflow import run_pipeline
 
-from .conftest import REPO
+from .conftest import REPO, m4_slice
 
 IDS = ["H1", "H12", "H23", "H34", "H45", "H56"]
 HORIZON, VAL, TEST, SEASON = 24, 72, 24, 24
@@ -41,8 +41,7 @@ def _config(tmp, data: pd.DataFrame) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    data = pd.read_parquet(REPO / "data" / "m4" / "hourly_long.parquet")
-    data = data[data["unique_id"].isin(IDS)].groupby("unique_id", sort=False).tail(300)
+    data = m4_slice(IDS, 300)
     out = []
     for k in range(2):
         tmp = tmp_path_factory.mktemp(f"selection{k}")
